@@ -1,0 +1,1 @@
+"""vaxvault API: role-scoped GraphQL over the registry database."""

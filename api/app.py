@@ -1,0 +1,147 @@
+"""The ASGI application: /graphql, /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+from api.auth import TokenVerifier
+from api.db.migrate import is_current
+from api.db.pool import create_pool
+from api.errors import AuthError
+from api.observability import Metrics, configure_logging, log_event
+from api.principal import Principal
+from api.schema import schema
+from api.schema.context import Context
+from api.settings import Settings
+
+PRINCIPAL_KEY = "vaxvault.principal"
+REQUEST_ID_KEY = "vaxvault.request_id"
+OPERATION_KEY = "vaxvault.operation"
+
+
+class _GraphQL(GraphQL[Context, None]):
+    def __init__(self, settings: Settings, state: dict[str, Any]) -> None:
+        super().__init__(schema, graphql_ide=None if settings.production else "graphiql")
+        self.settings = settings
+        self.state = state
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(pool=self.state["pool"], settings=self.settings,
+                       principal=request.scope[PRINCIPAL_KEY],
+                       request_id=request.scope[REQUEST_ID_KEY])
+
+
+class _Authenticate:
+    """Verifies the bearer token before GraphQL sees the request; a bad token is a 401."""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or [])
+        authorization = headers.get(b"authorization")
+        try:
+            principal: Principal = self.verifier.verify(
+                authorization.decode("latin-1") if authorization is not None else None)
+        except AuthError as exc:
+            response = JSONResponse(
+                {"errors": [{"message": str(exc), "extensions": {"code": "UNAUTHENTICATED"}}]},
+                status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            await response(scope, receive, send)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        await self.app(scope, receive, send)
+
+
+class _Observe:
+    """Request id, one log line and metrics for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = given if given.isprintable() and given else uuid.uuid4().hex
+        scope[REQUEST_ID_KEY] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            operation = scope.get(OPERATION_KEY, "-")
+            self.metrics.observe(scope["path"], operation, status, elapsed)
+            log_event("request", method=scope["method"], path=scope["path"], status=status,
+                      operation=operation, ms=round(elapsed * 1000, 2), request_id=request_id)
+
+
+def create_app(settings: Settings) -> ASGIApp:
+    """Build the application; the pool opens on startup and closes on shutdown."""
+    configure_logging(settings.production)
+    state: dict[str, Any] = {}
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state["pool"] = await create_pool(settings)
+        try:
+            yield
+        finally:
+            await state["pool"].close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            async with state["pool"].acquire(timeout=2) as conn:
+                current = await is_current(conn)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return JSONResponse({"status": "unavailable", "reason": f"database: {exc}"},
+                                status_code=503)
+        if not current:
+            return JSONResponse({"status": "unavailable", "reason": "migrations pending"},
+                                status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    graphql = _Authenticate(_GraphQL(settings, state), TokenVerifier(settings))
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", prometheus),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    return _Observe(app, metrics)

@@ -1,0 +1,145 @@
+"""Bearer tokens: verification for requests, minting for `vaxvault token`.
+
+A token that is present but bad (malformed, forged, expired, `alg: none`, unknown role, missing
+scope claim) raises AuthError, which the HTTP layer answers with 401: never a downgrade to
+public. No token at all is the public role.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from api.errors import AuthError, SettingsError
+from api.principal import PUBLIC, Principal, Role
+from api.settings import Settings
+
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+DEV_SECRET_FILE = "jwt-secret"
+LEEWAY_S = 30
+
+
+def development_secret(state_dir: Path) -> str:
+    """The secret `vaxvault dev` signs with, created once and kept under the state directory."""
+    path = state_dir / DEV_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def signing_secret(settings: Settings) -> str:
+    """The HS256 secret to mint tokens with (the configured one, or the dev one)."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.production:
+        raise SettingsError("VAXVAULT_JWT_SECRET is required to mint tokens in production")
+    return development_secret(settings.state_dir)
+
+
+def mint_token(secret: str, role: Role, *, sub: str | None = None, center_id: int | None = None,
+               district_id: int | None = None, ttl_s: int = 3600,
+               audience: str | None = None, issuer: str | None = None) -> str:
+    claims: dict[str, Any] = {"role": role.value, "exp": int(time.time()) + ttl_s,
+                              "iat": int(time.time())}
+    if sub is not None:
+        claims["sub"] = sub
+    if center_id is not None:
+        claims["center_id"] = center_id
+    if district_id is not None:
+        claims["district_id"] = district_id
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    principal_from_claims(claims)  # refuse to mint what we would refuse to accept
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _int_claim(claims: dict[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise AuthError(f"token claim {name} must be an integer id")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise AuthError(f"token claim {name} must be an integer id") from exc
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Map verified claims to a Principal; raise AuthError when scope claims are missing."""
+    try:
+        role = Role(str(claims.get("role")))
+    except ValueError as exc:
+        raise AuthError(f"unknown role {claims.get('role')!r} in token") from exc
+    if role is Role.PUBLIC:
+        raise AuthError("a token cannot carry the public role; send no token instead")
+    sub = claims.get("sub")
+    if sub is not None and not isinstance(sub, str):
+        raise AuthError("token claim sub must be a string")
+    principal = Principal(role=role, sub=sub, center_id=_int_claim(claims, "center_id"),
+                          district_id=_int_claim(claims, "district_id"))
+    if role is Role.CENTER_STAFF and principal.center_id is None:
+        raise AuthError("a center_staff token needs a center_id claim")
+    if role is Role.DISTRICT_OFFICER and principal.district_id is None:
+        raise AuthError("a district_officer token needs a district_id claim")
+    if role is Role.RECIPIENT and principal.recipient_id is None:
+        raise AuthError("a recipient token needs sub = the recipient's id")
+    if role in (Role.ADMIN, Role.AUDITOR) and not sub:
+        raise AuthError(f"a {role.value} token needs a sub claim naming the person")
+    return principal
+
+
+@dataclass
+class TokenVerifier:
+    """Verifies bearer tokens with the configured HS256 secret, public key or JWKS."""
+
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self._jwks = jwt.PyJWKClient(self.settings.jwt_jwks_url) if self.settings.jwt_jwks_url \
+            else None
+        self._secret = self.settings.jwt_secret
+        if not (self._secret or self.settings.jwt_public_key or self._jwks):
+            self._secret = signing_secret(self.settings)
+
+    def _key_and_algorithms(self, token: str) -> tuple[Any, list[str]]:
+        if self._jwks is not None:
+            try:
+                return self._jwks.get_signing_key_from_jwt(token).key, ASYMMETRIC_ALGORITHMS
+            except jwt.PyJWKClientError as exc:
+                raise AuthError(f"no signing key for this token: {exc}") from exc
+        if self.settings.jwt_public_key:
+            return self.settings.jwt_public_key, ASYMMETRIC_ALGORITHMS
+        return self._secret, ["HS256"]
+
+    def verify(self, authorization: str | None) -> Principal:
+        """Principal for an Authorization header value; PUBLIC when there is none."""
+        if authorization is None or authorization.strip() == "":
+            return PUBLIC
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("the Authorization header must be 'Bearer <token>'")
+        token = token.strip()
+        try:
+            key, algorithms = self._key_and_algorithms(token)
+            claims = jwt.decode(
+                token, key, algorithms=algorithms, leeway=LEEWAY_S,
+                audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "role"], "verify_aud": bool(self.settings.jwt_audience)},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        return principal_from_claims(claims)

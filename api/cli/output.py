@@ -1,0 +1,23 @@
+"""How commands print: a human line on a terminal, one JSON document with --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def emit(args: argparse.Namespace, human: str, data: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, default=str, sort_keys=True))
+    else:
+        print(human)
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()

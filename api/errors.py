@@ -1,0 +1,25 @@
+"""The API's error tree: every failure the CLI or the HTTP layer reports is one of these."""
+
+
+class VaxvaultError(Exception):
+    """Base of every error vaxvault raises on purpose; its message is meant for an operator."""
+
+
+class SettingsError(VaxvaultError):
+    """A setting is missing or malformed."""
+
+
+class DatabaseError(VaxvaultError):
+    """The database is unreachable or refused an operation."""
+
+
+class MigrationError(DatabaseError):
+    """A migration could not be applied."""
+
+
+class EmbeddedPostgresError(VaxvaultError):
+    """The private PostgreSQL cluster could not be created or started."""
+
+
+class AuthError(VaxvaultError):
+    """A bearer token is malformed, forged, expired or lacks a required claim."""

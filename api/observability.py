@@ -1,0 +1,63 @@
+"""Request logs (JSON lines in production, readable lines in development) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LOGGER_NAME = "vaxvault"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, default=str)
+
+
+class _ReadableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in getattr(record, "fields", {}).items())
+        return f"{time.strftime('%H:%M:%S')} {record.levelname:<7} {record.getMessage()} {fields}"
+
+
+def configure_logging(production: bool) -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if production else _ReadableFormatter())
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def log_event(message: str, **fields: Any) -> None:
+    """Log one structured line; never pass personal data as a field."""
+    logging.getLogger(LOGGER_NAME).info(message, extra={"fields": fields})
+
+
+class Metrics:
+    """The API's Prometheus metrics, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "vaxvault_requests_total", "HTTP requests by path, GraphQL operation and status",
+            ["path", "operation", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "vaxvault_request_seconds", "Request latency by path and GraphQL operation",
+            ["path", "operation"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+    def observe(self, path: str, operation: str, status: int, seconds: float) -> None:
+        self.requests.labels(path, operation, str(status)).inc()
+        self.latency.labels(path, operation).observe(seconds)

@@ -1,0 +1,97 @@
+import itertools
+import re
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from api.db.seed import SeedConflict, national_id, seed
+from tests.harness import SEEDED_RECIPIENTS
+
+
+async def _table_digest(conn: asyncpg.Connection, table: str) -> str:
+    return await conn.fetchval(
+        f"SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM {table} t")
+
+
+async def test_same_seed_gives_identical_rows(database_url: str, seeded_database_url: str) -> None:
+    fresh = await asyncpg.connect(database_url)
+    seeded = await asyncpg.connect(seeded_database_url)
+    try:
+        summary = await seed(fresh, SEEDED_RECIPIENTS, seed_value=7)
+        assert summary.recipients == SEEDED_RECIPIENTS
+        for table in ("centers", "recipients", "doses"):
+            assert await _table_digest(fresh, table) == await _table_digest(seeded, table)
+        await seed(fresh, SEEDED_RECIPIENTS, seed_value=8, replace=True)
+        assert await _table_digest(fresh, "recipients") != await _table_digest(seeded, "recipients")
+    finally:
+        await fresh.close()
+        await seeded.close()
+
+
+async def test_seeding_twice_needs_replace(seeded_database_url: str) -> None:
+    conn = await asyncpg.connect(seeded_database_url)
+    try:
+        with pytest.raises(SeedConflict, match="--replace"):
+            await seed(conn, 10)
+        summary = await seed(conn, 10, replace=True)
+        assert await conn.fetchval("SELECT count(*) FROM recipients") == 10
+        assert await conn.fetchval("SELECT count(*) FROM doses") == summary.doses
+        # Sequences continue after the seeded ids.
+        new_id = await conn.fetchval(
+            "INSERT INTO recipients (national_id, full_name, birth_date, sex, district_id, "
+            "center_id) VALUES ('9999999999', 'N', '1990-01-01', 'male', 1, 1) RETURNING id")
+        assert new_id == 11
+    finally:
+        await conn.close()
+
+
+def test_national_ids_are_unique_and_well_formed() -> None:
+    ids = [national_id(i, 50_000) for i in range(1, 50_001)]
+    assert len(set(ids)) == len(ids)
+    assert {len(i) for i in ids} == {10, 13, 17}
+    assert all(i.isdigit() and i[0] != "0" for i in ids)
+
+
+async def test_seeded_registry_is_realistic(seeded_database_url: str) -> None:
+    conn = await asyncpg.connect(seeded_database_url)
+    try:
+        recipients = await conn.fetch("SELECT * FROM recipients")
+        doses = await conn.fetch(
+            "SELECT d.*, v.doses_required, v.dose_interval_days FROM doses d "
+            "JOIN vaccines v ON v.code = d.vaccine_code ORDER BY recipient_id, dose_number")
+        centers = await conn.fetchval("SELECT count(*) FROM centers")
+    finally:
+        await conn.close()
+    assert len(recipients) == SEEDED_RECIPIENTS
+    assert centers >= 128
+    phone = re.compile(r"^\+8801[3-9]\d{8}$")
+    assert all(r["phone"] is None or phone.match(r["phone"]) for r in recipients)
+    by_recipient: dict[int, list] = {}
+    for dose in doses:
+        by_recipient.setdefault(dose["recipient_id"], []).append(dose)
+    for series in by_recipient.values():
+        assert [d["dose_number"] for d in series] == list(range(1, len(series) + 1))
+        assert len({d["vaccine_code"] for d in series}) == 1
+        for earlier, later in itertools.pairwise(series):
+            gap = later["administered_on"] - earlier["administered_on"]
+            assert gap >= timedelta(days=earlier["dose_interval_days"])
+        for dose in series:
+            if dose["dose_number"] < dose["doses_required"]:
+                assert dose["next_due_on"] == dose["administered_on"] + timedelta(
+                    days=dose["dose_interval_days"])
+            else:
+                assert dose["next_due_on"] is None
+    registered = {r["id"]: r["registered_at"].date() for r in recipients}
+    assert all(s[0]["administered_on"] > registered[rid] for rid, s in by_recipient.items())
+    never = SEEDED_RECIPIENTS - len(by_recipient)
+    only_first = sum(1 for s in by_recipient.values()
+                     if len(s) == 1 and s[0]["doses_required"] > 1)
+    assert 0.05 < never / SEEDED_RECIPIENTS < 0.16
+    assert 0.05 < only_first / SEEDED_RECIPIENTS < 0.17
+    per_day: dict = {}
+    for dose in doses:
+        per_day[dose["administered_on"]] = per_day.get(dose["administered_on"], 0) + 1
+    busiest = max(per_day.values())
+    assert busiest > 10 * (len(doses) / len(per_day)), "campaign days should stand out"
+    assert 1.5 < len(doses) / SEEDED_RECIPIENTS < 2.1
