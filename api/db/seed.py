@@ -35,6 +35,7 @@ RECIPIENT_COLUMNS = ("id", "national_id", "full_name", "birth_date", "sex", "pho
 DOSE_COLUMNS = ("id", "recipient_id", "dose_number", "vaccine_code", "lot_number",
                 "administered_on", "center_id", "next_due_on", "recorded_by", "created_at",
                 "updated_at")
+SEED_BATCH = 50_000
 NID_SPACES = {10: (10**9, 9 * 10**9), 13: (10**12, 9 * 10**12), 17: (10**16, 9 * 10**16)}
 
 
@@ -138,6 +139,16 @@ class _Generator:
             yield recipient, doses
 
 
+async def _copy_batch(conn: asyncpg.Connection, recipients: list[tuple],
+                      doses: list[tuple]) -> int:
+    if recipients:
+        await conn.copy_records_to_table("recipients", records=recipients,
+                                         columns=RECIPIENT_COLUMNS)
+    if doses:
+        await conn.copy_records_to_table("doses", records=doses, columns=DOSE_COLUMNS)
+    return len(doses)
+
+
 async def seed(conn: asyncpg.Connection, recipients: int, seed_value: int = 1,
                replace: bool = False) -> SeedSummary:
     """Load a synthetic registry of `recipients` people in one transaction.
@@ -159,19 +170,18 @@ async def seed(conn: asyncpg.Connection, recipients: int, seed_value: int = 1,
                                center_count(recipients))
         await conn.copy_records_to_table("centers", records=generator.centers,
                                          columns=("id", "name", "district_id"))
-        dose_rows: list[tuple] = []
+        # Recipients and their doses go in alternating batches: memory stays flat however
+        # many people are seeded, and each batch of doses finds its recipients already there.
         dose_total = 0
-
-        def recipient_rows() -> Iterator[tuple]:
-            nonlocal dose_total
-            for recipient, doses in generator.rows(recipients):
-                dose_rows.extend(doses)
-                dose_total += len(doses)
-                yield recipient
-
-        await conn.copy_records_to_table("recipients", records=recipient_rows(),
-                                         columns=RECIPIENT_COLUMNS)
-        await conn.copy_records_to_table("doses", records=dose_rows, columns=DOSE_COLUMNS)
+        batch: list[tuple] = []
+        dose_batch: list[tuple] = []
+        for recipient, doses in generator.rows(recipients):
+            batch.append(recipient)
+            dose_batch.extend(doses)
+            if len(batch) == SEED_BATCH:
+                dose_total += await _copy_batch(conn, batch, dose_batch)
+                batch, dose_batch = [], []
+        dose_total += await _copy_batch(conn, batch, dose_batch)
         for table in ("recipients", "doses"):
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
