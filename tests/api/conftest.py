@@ -49,13 +49,17 @@ async def owner(seeded_database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def cast(owner: asyncpg.Connection) -> Cast:
-    # The busiest center, so its staff have rows registered there and rows only dosed there.
+    # A center with people dosed there who registered elsewhere, so both halves of the
+    # center_staff scope hold rows.
     center_id, district_id = await owner.fetchrow(
-        "SELECT c.id, c.district_id FROM centers c JOIN recipients r ON r.center_id = c.id "
+        "SELECT c.id, c.district_id FROM doses d JOIN recipients r ON r.id = d.recipient_id "
+        "JOIN centers c ON c.id = d.center_id WHERE r.center_id <> d.center_id "
         "GROUP BY c.id ORDER BY count(*) DESC, c.id LIMIT 1")
+    # A recipient of that center with a dose series, so every role that may see them does.
     recipient_id = await owner.fetchval(
-        "SELECT recipient_id FROM doses GROUP BY recipient_id HAVING count(*) >= 2 "
-        "ORDER BY recipient_id LIMIT 1")
+        "SELECT r.id FROM recipients r WHERE r.center_id = $1 AND "
+        "(SELECT count(*) FROM doses d WHERE d.recipient_id = r.id) >= 2 ORDER BY r.id LIMIT 1",
+        center_id)
     return Cast(admin=principal(Role.ADMIN), auditor=principal(Role.AUDITOR),
                 officer=principal(Role.DISTRICT_OFFICER, district_id=district_id),
                 staff=principal(Role.CENTER_STAFF, center_id=center_id),
