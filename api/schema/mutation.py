@@ -29,7 +29,7 @@ class ValidationFailed:
 @strawberry.type(description="The national ID is registered already.")
 class DuplicateNationalId:
     field: str
-    national_id: str
+    value: str
     message: str
 
 
@@ -50,7 +50,7 @@ class Mutation:
         ctx = info.context
         result = await registration.register(ctx.session, ctx.audit, input.to_domain())
         if isinstance(result, Duplicate):
-            return DuplicateNationalId(field=result.field, national_id=result.value,
+            return DuplicateNationalId(field=result.field, value=result.value,
                                        message=result.message)
         if isinstance(result, Invalid):
             return ValidationFailed.of(result)
