@@ -47,7 +47,7 @@ class Query:
         await check_root(info, "recipient")
         found = await recipients.get(info.context.session, parse_id(str(id)))
         info.context.loaders.recipient.prime(found.id, found)
-        return Recipient(record=found)
+        return Recipient.of(found, info.context.principal.role)
 
     @root_field("recipients", "Recipients in your scope, by id.")
     async def recipients(self, info: Info, filter: RecipientsFilter | None = None,
@@ -58,7 +58,8 @@ class Query:
                                        (filter or RecipientsFilter()).to_domain(), first, after)
         # Dose.recipient of these people then needs no statement of its own.
         info.context.loaders.recipient.prime_many({r.id: r for r in page.items})
-        return connection(page, Recipient)
+        role = info.context.principal.role
+        return connection(page, lambda r: Recipient.of(r, role))
 
     @root_field("doses", "Doses in your scope, latest first.")
     async def doses(self, info: Info, filter: DosesFilter | None = None,
@@ -67,7 +68,8 @@ class Query:
         await check_root(info, "doses")
         page = await doses.search(info.context.session, (filter or DosesFilter()).to_domain(),
                                   first, after)
-        return connection(page, Dose)
+        role = info.context.principal.role
+        return connection(page, lambda d: Dose.of(d, role))
 
     @root_field("dosesDue", "The recall list: next doses due in [from, to] and not given.")
     async def doses_due(self, info: Info,
@@ -112,4 +114,4 @@ class Query:
         await check_root(info, "auditLog")
         page = await audit.search(info.context.session, (filter or AuditLogFilter()).to_domain(),
                                   first, after)
-        return connection(page, AuditEntry)
+        return connection(page, lambda e: AuditEntry(record=e))
