@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -56,9 +57,53 @@ LEFT JOIN vaccines v ON v.code = k.vaccine_code
 """
 
 
-async def counts(session: Session, group_by: Sequence[Dimension],
-                 filters: CoverageFilter) -> list[CoverageRow]:
-    """Rows of counts grouped by `group_by`, scoped by role (the SQL function scopes again)."""
+class CoverageCache:
+    """Recent coverage answers per (scope, grouping, filter), kept `ttl_s` seconds.
+
+    Coverage aggregates every dose in scope (hundreds of ms on a national registry) and
+    dashboards ask the same few questions constantly; counts a few seconds old are fine
+    there. The key carries the principal's role and scope claims, so no answer crosses scopes.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[float, list[CoverageRow]]] = {}
+
+    def get(self, key: Hashable) -> list[CoverageRow] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: Hashable, rows: list[CoverageRow]) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (time.monotonic() + self.ttl_s, rows)
+
+
+async def counts(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
+                 cache: CoverageCache | None = None) -> list[CoverageRow]:
+    """Rows of counts grouped by `group_by`, scoped by role (the SQL function scopes again).
+
+    With a cache, an answer up to `cache.ttl_s` seconds old may be returned.
+    """
+    principal = session.principal
+    key = (principal.role, principal.center_id, principal.district_id,
+           tuple(sorted(set(group_by))), filters)
+    if cache is not None and (cached := cache.get(key)) is not None:
+        return cached
+    rows = await _counts(session, group_by, filters)
+    if cache is not None:
+        cache.put(key, rows)
+    return rows
+
+
+async def _counts(session: Session, group_by: Sequence[Dimension],
+                  filters: CoverageFilter) -> list[CoverageRow]:
     principal = session.principal
     scope = ROW_SCOPES[principal.role].coverage
     dims = set(group_by)

@@ -82,12 +82,14 @@ class Query:
 
     @root_field("coverage", "Counts of doses and distinct recipients, grouped; scoped by role "
                             "(district officers: their district; center staff: their center; "
-                            "the public: national and per-district totals).")
+                            "the public: national and per-district totals). Counts may be up "
+                            "to 5 seconds old.")
     async def coverage(self, info: Info, group_by: list[Dimension] | None = None,
                        filter: CoverageFilterInput | None = None) -> list[CoverageRow] | None:
         await check_root(info, "coverage")
         rows = await coverage.counts(info.context.session, group_by or [],
-                                     (filter or CoverageFilterInput()).to_domain())
+                                     (filter or CoverageFilterInput()).to_domain(),
+                                     info.context.coverage_cache)
         return [CoverageRow(record=r) for r in rows]
 
     @root_field("districts", "The 64 districts.")
