@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from api.db.session import Session
 from api.domain.doses import check_dose_number
-from api.domain.errors import Forbidden
+from api.domain.errors import BadUserInput, Forbidden
 from api.domain.records import Center, District, Vaccine
 from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope
 from api.principal import Role
@@ -54,7 +54,10 @@ FROM vaxvault_coverage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) k
 LEFT JOIN districts dt ON dt.id = k.district_id
 LEFT JOIN centers c ON c.id = k.center_id
 LEFT JOIN vaccines v ON v.code = k.vaccine_code
+LIMIT $12
 """
+# A grouping finer than this (say DAY x CENTER nationally) is refused: narrow the filter.
+MAX_ROWS = 10_000
 
 
 class CoverageCache:
@@ -127,7 +130,10 @@ async def _counts(session: Session, group_by: Sequence[Dimension],
         _SQL, Dimension.DISTRICT in dims, Dimension.CENTER in dims, Dimension.DAY in dims,
         Dimension.DOSE_NUMBER in dims, Dimension.VACCINE in dims, district_id, center_id,
         filters.administered_from, filters.administered_to, filters.vaccine,
-        check_dose_number(filters.dose_number))
+        check_dose_number(filters.dose_number), MAX_ROWS + 1)
+    if len(rows) > MAX_ROWS:
+        raise BadUserInput(f"this grouping has more than {MAX_ROWS} rows; group by fewer "
+                           "dimensions or filter by district, center or dates")
     return [CoverageRow(
         district=District(r["district_id"], r["district_name"], r["division"])
         if r["district_id"] is not None else None,
