@@ -30,14 +30,16 @@ def _path(url: str) -> Path:
     return Path(url.removeprefix("file://"))
 
 
-def test_cli_init_run_list_verify_and_detect_damage(cli_env: BackupConfig, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_init_run_list_verify_and_detect_damage(cli_env: BackupConfig,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backup", "init", "--json"]) == 0
     assert "doses" in json.loads(capsys.readouterr().out)["tables"]
     assert main(["backup", "run", "--full", "--json"]) == 0
     snapshot_id = json.loads(capsys.readouterr().out)["snapshot_id"]
     assert main(["backup", "list", "--json"]) == 0
     [unit] = json.loads(capsys.readouterr().out)
-    assert unit["id"] == snapshot_id and unit["states"] == {"spool": "-", "primary": "stored", "replica-1": "stored"}
+    assert unit["id"] == snapshot_id
+    assert unit["states"] == {"spool": "-", "primary": "stored", "replica-1": "stored"}
     assert main(["backup", "verify", "--deep"]) == 0
     assert "at every stage (deep)" in capsys.readouterr().out
 
@@ -94,8 +96,10 @@ async def test_prune_dry_run_lists_and_real_run_deletes_at_every_stage(
     first = await run_backup(cli_env, full=True)
     second = await run_backup(cli_env, full=True)
     assert main(["backup", "prune", "--keep-full", "1", "--keep-days", "0", "--dry-run"]) == 0
-    assert f"would delete 1 snapshot(s) and 0 segment(s)\n  snapshot {first.snapshot_id}" in capsys.readouterr().out
-    assert (_path(cli_env.primary_url or "") / keys.format_snapshot_manifest_key(first.snapshot_id or "")).exists()
+    out = capsys.readouterr().out
+    assert f"would delete 1 snapshot(s) and 0 segment(s)\n  snapshot {first.snapshot_id}" in out
+    primary = _path(cli_env.primary_url or "")
+    assert (primary / keys.format_snapshot_manifest_key(first.snapshot_id or "")).exists()
     assert main(["backup", "prune", "--keep-full", "1", "--keep-days", "0"]) == 0
     for url in (cli_env.primary_url or "", *cli_env.replica_urls):
         assert sorted(p.name for p in (_path(url) / "snapshots").iterdir()) == [second.snapshot_id]

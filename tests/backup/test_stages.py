@@ -49,11 +49,12 @@ async def test_spool_to_s3_primary_to_s3_replica_through_a_faulty_network(s3_con
     assert scan(FileRepository(s3_config.spool_dir)) == {}
 
 
-async def test_an_outage_fails_in_one_line_and_the_next_run_uploads_the_spool(s3_config: BackupConfig) -> None:
+async def test_an_outage_fails_in_one_line_and_the_next_run_uploads_the_spool(
+        s3_config: BackupConfig) -> None:
     await install_capture(s3_config.database_url)
-    with FaultyProxy(s3_config.s3_endpoint_url or "", fail_rate=1.0, faults=("503", "drop")) as proxy:
-        with pytest.raises(StorageError) as failure:
-            await run_backup(replace(s3_config, s3_endpoint_url=proxy.url), full=True)
+    with FaultyProxy(s3_config.s3_endpoint_url or "", fail_rate=1.0, faults=("503", "drop")) as proxy, \
+            pytest.raises(StorageError) as failure:
+        await run_backup(replace(s3_config, s3_endpoint_url=proxy.url), full=True)
     message = str(failure.value)
     assert "\n" not in message and "kept in the spool" in message and "primary" in message
     spool = FileRepository(s3_config.spool_dir)
@@ -75,7 +76,8 @@ def _all_stored_bytes(config: BackupConfig, s3_bucket: str) -> list[tuple[str, b
     return found
 
 
-async def test_encrypted_backups_leave_no_plaintext_at_any_stage(s3_config: BackupConfig, s3_bucket: str) -> None:
+async def test_encrypted_backups_leave_no_plaintext_at_any_stage(s3_config: BackupConfig,
+                                                                 s3_bucket: str) -> None:
     key = Key(os.urandom(32))
     config = replace(s3_config, key=key)
     await install_capture(config.database_url)
