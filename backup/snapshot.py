@@ -108,7 +108,7 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
     table = task.table
     predicate, params = _range(task)
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
-    compressor = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL).compressobj()
+    compressor = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL, threads=1).compressobj()
     parts: list[bytes] = []
     rows = 0
 
