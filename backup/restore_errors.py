@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from backup.errors import BackupError
 
-class RestoreError(Exception):
+
+class RestoreError(BackupError):
     """Base of every failure restore reports on purpose; its message is meant for an operator."""
 
 
