@@ -41,3 +41,7 @@ class CaptureError(BackupError):
 
 class LockHeld(BackupError):
     """Another backup run holds the advisory lock."""
+
+
+class DatabaseError(BackupError):
+    """PostgreSQL is unreachable or refused a backup operation."""
