@@ -72,21 +72,48 @@ def image_after(change: Change) -> Row | None:
     return None if change.op in (Op.DELETE, Op.TRUNCATE) else change.new
 
 
-def decide(at_t: Row | None, after: Sequence[Change], live: Row | None,
+@dataclass(frozen=True)
+class RowHistory:
+    """A row's changes after T, kept small: the image right after the first one (the damage,
+    reduced to the compared columns), how many there were, and the last position."""
+
+    first_position: int
+    damage: Row | None
+    changes: int
+    last_position: int
+
+    @classmethod
+    def start(cls, change: Change, comparison: Comparison) -> RowHistory:
+        image = image_after(change)
+        damage = None if image is None else {name: image.get(name) for name in comparison.columns}
+        return cls(change.position, damage, 1, change.position)
+
+    def then(self, change: Change) -> RowHistory:
+        return RowHistory(self.first_position, self.damage, self.changes + 1, change.position)
+
+
+def history_of(changes: Sequence[Change], comparison: Comparison) -> RowHistory | None:
+    """The history of one row's changes after T, given in position order (None when empty)."""
+    history = None
+    for change in changes:
+        history = history.then(change) if history else RowHistory.start(change, comparison)
+    return history
+
+
+def decide(at_t: Row | None, history: RowHistory | None, live: Row | None,
            comparison: Comparison) -> Decision:
-    """The action for one row. `after`: its changes committed after T, in position order."""
+    """The action for one row, from its image at T, its changes after T and its live image."""
     if at_t is None:
         return Decision(Action.UNTOUCHED, "absent at T (born after T)")
     if live is not None and comparison.same(at_t, live):
         return Decision(Action.UNTOUCHED, "already as at T")
     restore = Action.REINSERT if live is None else Action.WRITE_BACK
-    if not after:
+    if history is None:
         return Decision(restore, "no change recorded after T")
-    damage = image_after(after[0])
-    if comparison.same(damage, live):
-        later = len(after) - 1
+    if comparison.same(history.damage, live):
+        later = history.changes - 1
         note = f", {later} later change(s) left the compared columns alone" if later else ""
-        return Decision(restore, f"unchanged since the damage at position {after[0].position}{note}")
+        return Decision(restore, f"unchanged since the damage at position {history.first_position}{note}")
     if live is None:
-        return Decision(Action.CONFLICT, f"deleted by a later change (position {after[-1].position})")
-    return Decision(Action.CONFLICT, f"changed after the damage (last at position {after[-1].position})")
+        return Decision(Action.CONFLICT, f"deleted by a later change (position {history.last_position})")
+    return Decision(Action.CONFLICT, f"changed after the damage (last at position {history.last_position})")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from backup.change import Change, Op
-from backup.restore_decision import Action, Comparison, decide
+from backup.restore_decision import Action, Comparison, decide, history_of
 
 AT_T = {"id": 1, "lot_number": "L1", "administered_on": "2021-10-13",
         "updated_at": "2021-10-13T08:00:00+00:00"}
@@ -42,10 +42,10 @@ LOT_FIX = change(11, Op.UPDATE, NULLED, NULLED_THEN_LOT)
 ])
 def test_decide(at_t: dict | None, after: list[Change], live: dict | None,
                 comparison: Comparison, expected: Action) -> None:
-    assert decide(at_t, after, live, comparison).action == expected
+    assert decide(at_t, history_of(after, comparison), live, comparison).action == expected
 
 
 def test_timestamps_compare_as_instants_whatever_the_offset() -> None:
     live = {**NULLED, "updated_at": "2021-11-01T09:00:00+06:00"}
-    assert decide(AT_T, [NULLING], live, ALL).action == Action.WRITE_BACK
+    assert decide(AT_T, history_of([NULLING], ALL), live, ALL).action == Action.WRITE_BACK
     assert ALL.differing(AT_T, NULLED) == ("administered_on", "updated_at")
