@@ -124,13 +124,14 @@ async def build_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | Non
         data = read_chunk(repo, chunk, key)
         await conn.copy_to_table(temp, source=io.BytesIO(data), columns=list(live.columns), format="text")
         loaded += chunk.rows
-    replayed = await _replay(conn, live, temp, shipped_changes(
+    replayed = await replay(conn, live, quote_identifier(temp), shipped_changes(
         repo, history.segments, live.name, key, until=as_of))
     return AsOfImage(temp, len(chunks), len(image.chunks), loaded, replayed)
 
 
-async def _replay(conn: asyncpg.Connection, live: LiveTable, temp: str, changes: Iterable[Change]) -> int:
-    """Apply changes (position order) to the temp table: last image per key wins."""
+async def replay(conn: asyncpg.Connection, live: LiveTable, table: str, changes: Iterable[Change]) -> int:
+    """Apply changes (position order) to `table` (quoted SQL name): last image per key wins.
+    Returns how many changes were read."""
     final: dict[KeyTuple, Row | None] = {}
     truncated = False
     count = 0
@@ -141,7 +142,6 @@ async def _replay(conn: asyncpg.Connection, live: LiveTable, temp: str, changes:
             truncated = True
         elif change.key is not None:
             final[live.key_of(change.key)] = change.new if change.op in (Op.INSERT, Op.UPDATE) else None
-    table = quote_identifier(temp)
     if truncated:
         await conn.execute(f"TRUNCATE {table}")
     match = " AND ".join(f"t.{quote_identifier(c)} = k.{quote_identifier(c)}" for c in live.primary_key)
