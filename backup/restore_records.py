@@ -128,14 +128,13 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
         try:
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
             report = await restore_in_transaction(conn, repo, key, history, request, apply)
-            if apply:
-                await transaction.commit()
-            else:
-                await transaction.rollback()
         except BaseException:
-            if not transaction.is_completed():
-                await transaction.rollback()
+            await transaction.rollback()
             raise
+        if apply:
+            await transaction.commit()
+        else:
+            await transaction.rollback()
     except asyncpg.SerializationError as exc:
         raise RestoreError("rows of the restore changed while it ran; nothing was restored, "
                            "run it again") from exc
