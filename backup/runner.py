@@ -66,14 +66,17 @@ def _newest_segment(stage: Stage) -> tuple[str, str] | None:
     return newest.id, newest.to_position
 
 
-async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage]) -> str:
+async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
+                               failures: dict[str, str]) -> str:
     """The position to cut from. A run killed after committing a segment to a stage but before
-    recording it in the database is repaired here, so its changes are not shipped twice."""
+    recording it in the database is repaired here, so its changes are not shipped twice.
+    Stages that cannot be read are recorded in `failures` and skipped for the rest of the run."""
     position, segment_id = await changelog.read_watermark(conn)
     for stage in stages:
         try:
             newest = _newest_segment(stage)
-        except StorageError:
+        except StorageError as exc:
+            failures[stage.name] = str(exc)
             continue
         if newest and (segment_id is None or newest[0] > segment_id):
             segment_id, position = newest
@@ -133,7 +136,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         await acquire_lock(conn)
         remove_orphans(spool)
         try:
-            previous = await _reconcile_watermark(conn, stages)
+            failures: dict[str, str] = {}
+            previous = await _reconcile_watermark(conn, stages, failures)
             segment, snapshot = await _cut(config, conn, spool, previous, full, progress)
             if segment or snapshot:
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
@@ -142,13 +146,14 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"backup run failed in PostgreSQL: {exc}") from exc
         pushed: dict[str, list[str]] = {}
-        failures: list[str] = []
         for stage in stages[1:]:
+            if stage.name in failures:
+                continue
             try:
                 remove_orphans(stage.repo)
                 pushed[stage.name] = push(spool, stage)
             except StorageError as exc:
-                failures.append(f"{stage.name}: {exc}")
+                failures[stage.name] = str(exc)
         release(spool, stages[1:])
         trimmed = 0
         if not failures:
@@ -156,7 +161,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             trimmed = await changelog.trim(conn, watermark)
         if failures:
             raise StorageError(f"backup kept in the spool {spool.root}, not stored at "
-                               + "; ".join(failures))
+                               + "; ".join(f"{name}: {why}" for name, why in failures.items()))
         rows = sum(t.rows for t in snapshot.tables) if snapshot else 0
         size = sum(r.size for r in snapshot.objects()) if snapshot else 0
         size += segment.object.size if segment else 0

@@ -124,7 +124,10 @@ def release(spool: FileRepository, targets: list[Stage]) -> list[str]:
     """Drop from the spool every unit that every target stage holds; return their ids."""
     if not targets:
         return []
-    held = [scan(t.repo) for t in targets]
+    try:
+        held = [scan(t.repo) for t in targets]
+    except StorageError:
+        return []
     released = []
     for (kind, unit_id), committed in scan(spool).items():
         if committed and all(h.get((kind, unit_id)) for h in held):
