@@ -94,6 +94,7 @@ class RestoreReport:
     overwritten: int
     audit_id: int | None
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase, for benchmarks
 
     @property
     def restored(self) -> int:
@@ -159,10 +160,14 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         validate(request.where, live.types, live.name)
     comparison = _comparison(live, request.columns)
     temp = f"vv_asof_{depth}"
+    clock = _Clock()
     as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
+    clock.lap("rebuild_as_of")
     candidates, matched = await _differing(conn, live, temp, request.where, comparison)
+    clock.lap("compare")
     histories, used_log = await _histories(conn, repo, key, history, live, request, comparison,
                                            set(candidates))
+    clock.lap("history_after_t")
     decisions: dict[Action, list[KeyTuple]] = {a: [] for a in Action}
     diffs: list[RowDiff] = []
     conflicts: list[RowDiff] = []
@@ -183,6 +188,7 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
                                                if candidates[k][1] is None] if overwrite else [])
     write_back = decisions[Action.WRITE_BACK] + ([k for k in decisions[Action.CONFLICT]
                                                   if candidates[k][1] is not None] if overwrite else [])
+    clock.lap("decide")
     await _stage_keys(conn, live, temp, reinsert, write_back)
     parents = await restore_parents(conn, live, temp, request, history, repo, key, depth,
                                     restore_in_transaction)
@@ -195,11 +201,24 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         conflicts_total=len(decisions[Action.CONFLICT]), used_live_log=used_log, parents=parents)
     overwritten = len(decisions[Action.CONFLICT]) if overwrite else 0
     if not apply:
-        return RestoreReport(plan, False, 0, 0, 0, None, 0.0)
+        return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
+    clock.lap("parents")
     await _apply(conn, live, temp, comparison)
+    clock.lap("apply")
     audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=len(reinsert),
                                  written_back=len(write_back)) if depth == 0 else None
-    return RestoreReport(plan, True, len(reinsert), len(write_back), overwritten, audit_id, 0.0)
+    return RestoreReport(plan, True, len(reinsert), len(write_back), overwritten, audit_id, 0.0, clock.laps)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
 
 
 def _has_table(history: History, name: str) -> bool:
@@ -290,6 +309,7 @@ async def _stage_keys(conn: asyncpg.Connection, live: LiveTable, temp: str, rein
         await conn.execute(f"INSERT INTO {act} SELECT * FROM "
                            f"jsonb_populate_recordset(NULL::{act}, $1::jsonb)",
                            json.dumps(marked))
+    await conn.execute(f"ANALYZE {act}")
 
 
 async def _apply(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison) -> None:
