@@ -79,8 +79,8 @@ async def test_the_sql_classification_follows_the_same_rule(database_url: str) -
             async with conn.transaction():
                 await conn.execute("TRUNCATE cases")
                 await conn.execute("CREATE TEMP TABLE x ON COMMIT DROP AS SELECT * FROM cases WITH NO DATA")
-                await conn.execute("CREATE TEMP TABLE x_after (position bigint PRIMARY KEY, op text, "
-                                   "key jsonb, new jsonb) ON COMMIT DROP")
+                await conn.execute("CREATE TEMP TABLE x_after (id integer, position bigint PRIMARY KEY, "
+                                   "op text, new jsonb) ON COMMIT DROP")
                 for i, (at_t, after, live, _, _) in cases:
                     for table, row in (("x", at_t), ("cases", live)):
                         if row is not None:
@@ -88,9 +88,8 @@ async def test_the_sql_classification_follows_the_same_rule(database_url: str) -
                                                f"jsonb_populate_record(NULL::{table}, $1::jsonb)",
                                                json.dumps(_with_id(row, i)))
                     for change in after:
-                        await conn.execute("INSERT INTO x_after VALUES ($1, $2, $3::jsonb, $4::jsonb)",
-                                           i * 100 + change.position, change.op.value,
-                                           json.dumps({"id": i}),
+                        await conn.execute("INSERT INTO x_after VALUES ($1, $2, $3, $4::jsonb)",
+                                           i, i * 100 + change.position, change.op.value,
                                            json.dumps(_with_id(change.new, i)) if change.new else None)
                 await classify(conn, CASES_TABLE, "x", None, comparison, overwrite=False)
                 decided = dict(await conn.fetch("SELECT id, decided FROM x_act"))
