@@ -76,6 +76,7 @@ async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Ke
 class Classified:
     matched: int
     counts: dict[str, int]
+    overwritten: int  # conflicts that will be restored anyway (on_conflict overwrite)
 
 
 async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: Expr | None,
@@ -112,7 +113,7 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
               FROM {after} WHERE op = 'T')
         SELECT {", ".join(f"a.{k}" for k in keys)}, {gone} AS gone,
                CASE WHEN {first} IS NULL OR {damage_same} THEN {restore} ELSE 'conflict' END AS decided,
-               ''::text AS action,
+               ''::text AS action, NULL::text AS taken_by,
                {first} AS first_position,
                coalesce(h.changes, 0) + coalesce(t.changes, 0) AS changes,
                greatest(h.last_position, t.last_position) AS last_position
@@ -122,21 +123,49 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
         CROSS JOIN t
         LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, h.first_new) d ON true
         WHERE ({condition}) AND ({gone} OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))""", *params)
-    # What is done: the decision, except that a conflict is skipped unless overwriting.
+    await _unique_conflicts(conn, live, temp)
+    # What is done: the decision, except that a conflict is skipped unless overwriting (and a
+    # taken unique key cannot be overwritten: the row recorded since is kept).
     conflict_action = "CASE WHEN gone THEN 'reinsert' ELSE 'write_back' END" if overwrite else "'skip'"
-    await conn.execute(f"UPDATE {act} SET action = CASE WHEN decided = 'conflict' THEN {conflict_action} "
-                       "ELSE decided END")
+    await conn.execute(f"UPDATE {act} SET action = CASE WHEN taken_by IS NOT NULL THEN 'skip' "
+                       f"WHEN decided = 'conflict' THEN {conflict_action} ELSE decided END")
     await conn.execute(f"ANALYZE {act}")
     matched = await conn.fetchval(f"SELECT count(*) FROM {asof} a WHERE {condition}", *params)
     counts = {row["action"]: row["n"] for row in
               await conn.fetch(f"SELECT decided AS action, count(*) AS n FROM {act} GROUP BY decided")}
+    overwritten = await conn.fetchval(f"SELECT count(*) FROM {act} WHERE decided = 'conflict' "
+                                      "AND action <> 'skip'")
     return Classified(int(matched), {a.value: int(counts.get(a.value, 0)) for a in Action
-                                     if a != Action.UNTOUCHED})
+                                     if a != Action.UNTOUCHED}, int(overwritten))
+
+
+_UNIQUE = """
+SELECT c.conname, ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_constraint c WHERE c.conrelid = to_regclass($1) AND c.contype = 'u' ORDER BY c.conname
+"""
+
+
+async def _unique_conflicts(conn: asyncpg.Connection, live: LiveTable, temp: str) -> None:
+    """A row to re-insert whose unique key (other than the primary key) a row recorded since now
+    holds (a dose 1 recorded again after the incident) is a conflict, not a failed restore."""
+    act, asof = quoted(f"{temp}_act"), quoted(temp)
+    match = " AND ".join(f"k.{quoted(c)} = a.{quoted(c)}" for c in live.primary_key)
+    for name, columns in await conn.fetch(_UNIQUE, live.qualified):
+        if not set(columns) <= set(live.columns):
+            continue
+        same = " AND ".join(f"l.{quoted(c)} = a.{quoted(c)}" for c in columns)
+        await conn.execute(
+            f"UPDATE {act} k SET decided = 'conflict', taken_by = $1 FROM {asof} a WHERE {match} "
+            f"AND k.decided = 'reinsert' AND EXISTS (SELECT 1 FROM {live.qualified} l WHERE {same})",
+            f"{name} ({', '.join(columns)})")
 
 
 def reason(action: str, gone: bool, first_position: int | None, changes: int,
-           last_position: int | None) -> str:
+           last_position: int | None, taken_by: str | None = None) -> str:
     """The words of restore_decision.decide for a classified row."""
+    if taken_by:
+        return f"its unique key {taken_by} is held by a row recorded since; that row is kept"
     if action == Action.CONFLICT:
         what = "deleted by a later change" if gone else "changed after the damage"
         return f"{what} (last at position {last_position})"

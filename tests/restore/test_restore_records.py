@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -85,6 +86,33 @@ async def test_overwrite_takes_conflicts_back_too(config: BackupConfig) -> None:
     assert report.overwritten == 1 and report.restored == len(incident.damaged)
     now = await doses_now(config.database_url, incident.damaged)
     assert now == {i: incident.before[i] for i in incident.damaged}
+
+
+async def test_a_deleted_row_recorded_again_since_is_a_conflict_not_a_failure(config: BackupConfig) -> None:
+    await prepare(config)
+    as_of = await _now(config.database_url)
+    incident = await strike(config)
+    again = min(incident.deleted)
+    conn = await asyncpg.connect(config.database_url)
+    try:
+        new_id = await conn.fetchval(
+            "INSERT INTO doses (recipient_id, dose_number, vaccine_code, lot_number, administered_on, "
+            "center_id, recorded_by) SELECT (i->>'recipient_id')::bigint, 1, i->>'vaccine_code', 'AGAIN', "
+            "(i->>'administered_on')::date, (i->>'center_id')::int, 'staff' FROM (SELECT $1::jsonb AS i) x "
+            "RETURNING id", json.dumps(incident.before[again]))
+    finally:
+        await conn.close()
+    repo = open_repository(config.primary_url or "")
+    where = parse(f"administered_on = '{incident.day.isoformat()}' AND dose_number = 1")
+    for policy in (ConflictPolicy.OVERWRITE, ConflictPolicy.SKIP):
+        report = await restore_records(config.database_url, repo, None, RestoreRequest(
+            table="doses", as_of=as_of, where=where, on_conflict=policy))
+        reasons = {c.key["id"]: c.reason for c in report.plan.conflicts}
+        assert "doses_one_per_number (recipient_id, dose_number) is held by a row recorded since" \
+            in reasons[again]
+    now = await doses_now(config.database_url, incident.damaged | {new_id})
+    assert again not in now and now[new_id]["lot_number"] == "AGAIN"
+    assert all(now[i] == incident.before[i] for i in incident.deleted - {again})
 
 
 async def test_kill_9_mid_restore_leaves_nothing(config: BackupConfig, tmp_path: Path) -> None:
