@@ -9,26 +9,19 @@ tests hold both to the same cases.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from backup import codec
 from backup.codec import Key
 from backup.predicate import Expr
 from backup.predicate_sql import quote_identifier, to_sql
-from backup.reader import read_object
 from backup.repository import Repository
 from backup.restore_asof import LiveTable
+from backup.restore_changes import create_change_table, load_live_log, load_segments
 from backup.restore_decision import Action, Comparison
 from backup.restore_source import LIVE_LOG, History
-
-# Bytes that never occur raw in a JSON line (JSON escapes control characters), so COPY's CSV mode
-# with them as delimiter and quote takes each line verbatim.
-_DELIMITER = "\x02"
-_QUOTE = "\x01"
 
 
 def quoted(name: str) -> str:
@@ -37,38 +30,16 @@ def quoted(name: str) -> str:
 
 async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
                              live: LiveTable, as_of: datetime, use_live_log: bool, temp: str) -> bool:
-    """Fill `<temp>_after` with the table's changes committed after `as_of`; return whether the live
-    change log was there to add the unshipped ones."""
-    asof, after, lines = quoted(temp), quoted(f"{temp}_after"), quoted(f"{temp}_lines")
-    keys = ", ".join(quoted(c) for c in live.primary_key)
-    typed = ", ".join(f"k.{quoted(c)}" for c in live.primary_key)
-    # Typed key columns (NULL for a TRUNCATE) so the classification joins and sorts on them.
-    await conn.execute(f"CREATE TEMP TABLE {after} ON COMMIT DROP AS SELECT {keys} FROM {asof} WITH NO DATA")
-    await conn.execute(f"ALTER TABLE {after} ADD COLUMN position bigint PRIMARY KEY, ADD COLUMN op text, "
-                       "ADD COLUMN new jsonb")
-    await conn.execute(f"CREATE TEMP TABLE {lines} (line jsonb) ON COMMIT DROP")
-    for segment in history.segments:
-        if live.name not in segment.tables or (
-                segment.last_committed_at is not None and segment.last_committed_at <= as_of):
-            continue
-        data = codec.decode(read_object(repo, segment.object), segment.object.key, key)
-        await conn.copy_to_table(f"{temp}_lines", source=io.BytesIO(data), format="csv",
-                                 delimiter=_DELIMITER, quote=_QUOTE)
-        await conn.execute(
-            f"INSERT INTO {after} ({keys}, position, op, new) SELECT {typed}, (line->>'position')::bigint, "
-            f"line->>'op', nullif(line->'new', 'null'::jsonb) FROM {lines} "
-            f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, nullif(line->'key', 'null'::jsonb)) k "
-            "ON true WHERE line->>'table' = $1 AND (line->>'committed_at')::timestamptz > $2 "
-            "ON CONFLICT (position) DO NOTHING", live.name, as_of)
-        await conn.execute(f"TRUNCATE {lines}")
+    """Fill change table `<temp>_after` with the table's changes committed after `as_of`; return
+    whether the live change log was there to add the unshipped ones."""
+    after, row_type = f"{temp}_after", quoted(temp)
+    await create_change_table(conn, after, row_type, live.primary_key)
+    await load_segments(conn, repo, key, history.segments, live.name, after, row_type, live.primary_key,
+                        after=as_of)
     has_log = use_live_log and await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None
     if has_log:
-        await conn.execute(
-            f"INSERT INTO {after} ({keys}, position, op, new) SELECT {typed}, c.position, c.op::text, c.new "
-            f"FROM {LIVE_LOG} c LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, c.key) k ON true "
-            "WHERE c.table_name = $1 AND coalesce(pg_xact_commit_timestamp(c.txid::xid), c.captured_at) > $2 "
-            "ON CONFLICT (position) DO NOTHING", live.name, as_of)
-    await conn.execute(f"ANALYZE {after}")
+        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key, as_of)
+    await conn.execute(f"ANALYZE {quoted(after)}")
     return has_log
 
 

@@ -17,6 +17,7 @@ import pytest
 from backup.config import BackupConfig
 from backup.predicate import parse
 from backup.repository import open_repository
+from backup.restore_full import restore_full
 from backup.restore_records import ConflictPolicy, RestoreRequest, plan_restore, restore_records
 from backup.runner import run_backup
 from tests.restore.scenario import doses_now, prepare, strike
@@ -39,7 +40,8 @@ async def _now(url: str) -> datetime:
         await conn.close()
 
 
-async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupConfig) -> None:
+async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupConfig,
+                                                                empty_database_url: str) -> None:
     await prepare(config)
     as_of = await _now(config.database_url)
     conn = await asyncpg.connect(config.database_url)
@@ -51,6 +53,10 @@ async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupCo
         await conn.close()
     await run_backup(config, full=False)
     repo = open_repository(config.primary_url or "")
+    # A full restore as of after the TRUNCATE replays it: no doses, everything else there.
+    full = await restore_full(empty_database_url, repo, None, await _now(config.database_url))
+    rows = {t.table: t.rows_at_t for t in full.tables}
+    assert rows["doses"] == 0 and rows["recipients"] > 0
     narrow = RestoreRequest(table="doses", as_of=as_of, where=parse("id BETWEEN 1 AND 50"))
     plan = await plan_restore(config.database_url, repo, None, narrow)
     assert plan.chunks_read == 1 < plan.chunks_total
