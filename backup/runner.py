@@ -16,6 +16,7 @@ from backup.config import BackupConfig
 from backup.errors import ConfigError, DatabaseError, LockHeld, StorageError
 from backup.file_repository import FileRepository
 from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
+from backup.reader import read_segment_manifest
 from backup.snapshot import Progress, copy_tables
 from backup.stages import Stage, build_stages, push, release, remove_orphans, scan
 
@@ -59,8 +60,6 @@ async def acquire_lock(conn: asyncpg.Connection) -> None:
 
 def _newest_segment(stage: Stage) -> tuple[str, str] | None:
     """(id, to_position) of the newest committed segment of a stage."""
-    from backup.reader import read_segment_manifest
-
     ids = sorted(i for (kind, i), ok in scan(stage.repo).items() if kind == "segment" and ok)
     if not ids:
         return None

@@ -7,6 +7,7 @@ the unit was read back from that stage and matched its SHA-256.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from backup import codec, keys
@@ -16,6 +17,9 @@ from backup.manifest import SegmentManifest, SnapshotManifest, load
 from backup.repository import Repository, open_repository
 
 Manifest = SnapshotManifest | SegmentManifest
+# Objects of a unit are uploaded (and read back) in parallel: on a remote store the round trips,
+# not the bytes, dominate small objects. boto3 clients are thread-safe.
+UPLOAD_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,10 @@ def push(spool: FileRepository, target: Stage) -> list[str]:
     for manifest in committed_manifests(spool):
         if present.get((manifest.kind, manifest.id)):
             continue
-        for ref in manifest.objects():
-            _verified_copy(spool, target.repo, ref.key, ref.sha256)
+        with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+            # list() re-raises the first failure here, after the other uploads finished.
+            list(pool.map(lambda ref: _verified_copy(spool, target.repo, ref.key, ref.sha256),
+                          manifest.objects()))
         key = manifest_key(manifest.kind, manifest.id)
         data = spool.get(key)
         target.repo.put(key, data)
