@@ -22,6 +22,8 @@ from backup.codec import Key
 from backup.file_repository import FileRepository
 from backup.manifest import Chunk, ObjectRef, TableImage
 
+OnObject = Callable[[ObjectRef], None]  # called once a chunk object is stored in the spool
+
 Progress = Callable[[int, int], None]  # (rows done in this call, bytes stored)
 
 
@@ -150,7 +152,8 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
 
 async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableDef], snapshot_id: str,
                       spool: FileRepository, key: Key | None, chunk_rows: int,
-                      progress: Progress | None = None) -> list[TableImage]:
+                      progress: Progress | None = None,
+                      on_object: OnObject | None = None) -> list[TableImage]:
     """Copy every table with the given connections (all in the same snapshot) working in parallel."""
     tasks: list[ChunkTask] = []
     for table in tables:
@@ -167,6 +170,8 @@ async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableD
             if chunk is None:
                 continue
             done[(task.table.name, task.seq)] = chunk
+            if on_object:
+                on_object(chunk.object)
             if progress:
                 progress(chunk.rows, chunk.object.size)
 
