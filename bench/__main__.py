@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from bench import machine, portal, report, snapshot, writes
-from bench.cluster import SeededDatabase, admin, seeded_database, start_cluster
+from bench.cluster import CACHE, SeededDatabase, admin, seeded_database, start_cluster
 from bench.progress import say
 from bench.restore import lost_rows
 from bench.server import ensure_postgraphile, ours, postgraphile
@@ -101,7 +101,8 @@ def main(argv: list[str]) -> int:
                                           write_seconds))
     results["finished_at"] = _stamp()
     name = f"{started[:10]}-{machine.short_name()}{'-quick' if args.quick else ''}"
-    path = report.write_results(results, name)
+    # Quick runs are for development: their results stay in the git-ignored cache.
+    path = report.write_results(results, name, CACHE / "results" if args.quick else report.RESULTS)
     markdown = report.render(results, str(path.relative_to(report.ROOT)))
     if args.quick:
         print(markdown)

@@ -18,9 +18,9 @@ QUERY_TITLES = {
 }
 
 
-def write_results(results: dict[str, Any], name: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(results: dict[str, Any], name: str, directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     return path
 
