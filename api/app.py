@@ -23,25 +23,79 @@ from api.db.pool import create_pool
 from api.errors import AuthError
 from api.observability import Metrics, configure_logging, log_event
 from api.principal import Principal
-from api.schema import schema
+from api.schema import build_schema
 from api.schema.context import Context
+from api.schema.lifecycle import OPERATION_KEY
 from api.settings import Settings
 
 PRINCIPAL_KEY = "vaxvault.principal"
 REQUEST_ID_KEY = "vaxvault.request_id"
-OPERATION_KEY = "vaxvault.operation"
+# GraphQL requests are small; a larger body is refused before it is read into memory.
+MAX_BODY_BYTES = 64 * 1024
+# Operation names label metrics; past this many distinct names they count as "other".
+MAX_OPERATION_LABELS = 200
 
 
 class _GraphQL(GraphQL[Context, None]):
     def __init__(self, settings: Settings, state: dict[str, Any]) -> None:
-        super().__init__(schema, graphql_ide=None if settings.production else "graphiql")
+        super().__init__(build_schema(settings.production),
+                         graphql_ide=None if settings.production else "graphiql")
         self.settings = settings
         self.state = state
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(pool=self.state["pool"], settings=self.settings,
                        principal=request.scope[PRINCIPAL_KEY],
-                       request_id=request.scope[REQUEST_ID_KEY])
+                       request_id=request.scope[REQUEST_ID_KEY], http_scope=request.scope)
+
+
+class _LimitBody:
+    """Answers 413 to a request body over `limit` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"errors": [{"message": f"request body is larger than {self.limit} bytes; send a "
+                                    "smaller query (use variables, not inlined data)",
+                         "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}, status_code=413)
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(body)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class _Authenticate:
@@ -73,6 +127,15 @@ class _Observe:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.operations: set[str] = set()
+
+    def _label(self, operation: str) -> str:
+        if operation in self.operations:
+            return operation
+        if len(self.operations) >= MAX_OPERATION_LABELS:
+            return "other"
+        self.operations.add(operation)
+        return operation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,7 +159,7 @@ class _Observe:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            operation = scope.get(OPERATION_KEY, "-")
+            operation = self._label(scope.get(OPERATION_KEY, "-"))
             self.metrics.observe(scope["path"], operation, status, elapsed)
             log_event("request", method=scope["method"], path=scope["path"], status=status,
                       operation=operation, ms=round(elapsed * 1000, 2), request_id=request_id)
@@ -134,7 +197,8 @@ def create_app(settings: Settings) -> ASGIApp:
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    graphql = _Authenticate(_GraphQL(settings, state), TokenVerifier(settings))
+    graphql = _LimitBody(_Authenticate(_GraphQL(settings, state), TokenVerifier(settings)),
+                         MAX_BODY_BYTES)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),

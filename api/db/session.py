@@ -1,0 +1,170 @@
+"""One request, one transaction: the principal set for RLS, the freeze read, statements serialised.
+
+The connection is taken from the pool on first use only, so a request refused before it needs
+the database costs none. GraphQL resolves sibling fields concurrently; one asyncpg connection
+runs one statement at a time, so statements queue on a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from api.policy import Freeze, freeze_applies
+from api.principal import Principal
+
+# Sets the principal (SET LOCAL semantics) and reads the freeze that covers it, in one round trip.
+_BEGIN_SQL = """
+SELECT set_config('vaxvault.role', $1, true), set_config('vaxvault.sub', $2, true),
+       set_config('vaxvault.center_id', $3, true), set_config('vaxvault.district_id', $4, true),
+       home.district_id AS home_district, f.district_id AS freeze_district, f.until, f.reason
+FROM (SELECT coalesce(nullif($4, '')::int,
+                      (SELECT district_id FROM centers WHERE id = nullif($3, '')::int))
+             AS district_id) home
+LEFT JOIN LATERAL (
+    SELECT district_id, until, reason FROM privacy_freezes
+    WHERE lifted_at IS NULL AND until > now()
+      AND (district_id IS NULL OR district_id = home.district_id)
+    ORDER BY district_id NULLS FIRST, until DESC LIMIT 1) f ON true
+"""
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """What the database said about this request's principal at its start."""
+
+    home_district_id: int | None
+    freeze: Freeze | None
+
+
+def _text(value: int | str | None) -> str:
+    return "" if value is None else str(value)
+
+
+class Session:
+    def __init__(self, pool: asyncpg.Pool, principal: Principal) -> None:
+        self.pool = pool
+        self.principal = principal
+        self._lock = asyncio.Lock()
+        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
+        self._transaction: asyncpg.transaction.Transaction | None = None
+        self._state: RequestState | None = None
+        self._broken = False
+
+    async def _begin(self, conn: Any) -> RequestState:
+        self._transaction = conn.transaction()
+        await self._transaction.start()
+        p = self.principal
+        row = await conn.fetchrow(_BEGIN_SQL, p.role.value, _text(p.sub), _text(p.center_id),
+                                  _text(p.district_id))
+        freeze = None
+        if row["until"] is not None and freeze_applies(p, row["freeze_district"],
+                                                       row["home_district"]):
+            freeze = Freeze(district_id=row["freeze_district"], until=row["until"],
+                            reason=row["reason"])
+        return RequestState(home_district_id=row["home_district"], freeze=freeze)
+
+    async def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = await self.pool.acquire()
+            self._state = await self._begin(self._conn)
+        return self._conn
+
+    @property
+    def known_state(self) -> RequestState | None:
+        """The state if the transaction has begun (it has once any root field ran)."""
+        return self._state
+
+    async def state(self) -> RequestState:
+        """The principal's request state; opens the transaction if it is not open yet."""
+        async with self._lock:
+            await self._connection()
+        assert self._state is not None
+        return self._state
+
+    async def _run(self, method: str, sql: str, args: Sequence[Any]) -> Any:
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                return await getattr(conn, method)(sql, *args)
+            except asyncpg.PostgresError:
+                self._broken = True
+                raise
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        result: list[asyncpg.Record] = await self._run("fetch", sql, args)
+        return result
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._run("fetchrow", sql, args)
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        status: str = await self._run("execute", sql, args)
+        return status
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction for one write: a failed write rolls back alone."""
+        async with self._lock:
+            conn = await self._connection()
+            savepoint = conn.transaction()
+            await savepoint.start()
+        broken_before = self._broken
+        try:
+            yield
+        except BaseException:
+            async with self._lock:
+                await savepoint.rollback()
+            self._broken = broken_before
+            raise
+        else:
+            async with self._lock:
+                await savepoint.commit()
+
+    async def finish(self, final: Sequence[Statement]) -> None:
+        """Run `final` (the audit) and commit; release the connection whatever happens.
+
+        If a statement failed earlier, the transaction is rolled back and `final` runs in a new
+        one, so the audit of what was already revealed is never skipped.
+        """
+        try:
+            if self._conn is None and not final:
+                return
+            async with self._lock:
+                conn = await self._connection()
+                assert self._transaction is not None
+                if self._broken:
+                    await self._transaction.rollback()
+                    self._state = await self._begin(conn)
+                for statement in final:
+                    await conn.execute(statement.sql, *statement.args)
+                transaction, self._transaction = self._transaction, None
+                await transaction.commit()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            if self._transaction is not None and not conn.is_closed():
+                transaction, self._transaction = self._transaction, None
+                await transaction.rollback()
+        finally:
+            await self.pool.release(conn)

@@ -1,0 +1,92 @@
+"""Coverage counts: doses and distinct recipients per group, within the principal's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from api.db.session import Session
+from api.domain.errors import Forbidden
+from api.domain.records import Center, District, Vaccine
+from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope
+from api.principal import Role
+
+
+class Dimension(StrEnum):
+    DISTRICT = "DISTRICT"
+    CENTER = "CENTER"
+    DAY = "DAY"
+    DOSE_NUMBER = "DOSE_NUMBER"
+    VACCINE = "VACCINE"
+
+
+@dataclass(frozen=True)
+class CoverageFilter:
+    district_id: int | None = None
+    center_id: int | None = None
+    administered_from: date | None = None
+    administered_to: date | None = None
+    vaccine: str | None = None
+    dose_number: int | None = None
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    district: District | None
+    center: Center | None
+    day: date | None
+    dose_number: int | None
+    vaccine: Vaccine | None
+    doses: int
+    recipients: int
+
+
+_SQL = """
+SELECT k.district_id, dt.name AS district_name, dt.division, k.center_id,
+       c.name AS center_name, c.district_id AS center_district_id, k.day, k.dose_number,
+       k.vaccine_code, v.name AS vaccine_name, v.doses_required, v.dose_interval_days,
+       k.doses, k.recipients
+FROM vaxvault_coverage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) k
+LEFT JOIN districts dt ON dt.id = k.district_id
+LEFT JOIN centers c ON c.id = k.center_id
+LEFT JOIN vaccines v ON v.code = k.vaccine_code
+"""
+
+
+async def counts(session: Session, group_by: Sequence[Dimension],
+                 filters: CoverageFilter) -> list[CoverageRow]:
+    """Rows of counts grouped by `group_by`, scoped by role (the SQL function scopes again)."""
+    principal = session.principal
+    scope = ROW_SCOPES[principal.role].coverage
+    dims = set(group_by)
+    district_id, center_id = filters.district_id, filters.center_id
+    if principal.role is Role.PUBLIC:
+        extra = {d.value for d in dims} - PUBLIC_COVERAGE_DIMENSIONS
+        if extra or center_id is not None:
+            raise Forbidden("the public sees national and per-district totals only; "
+                            f"group by DISTRICT or nothing (asked: {sorted(extra) or 'centerId'})")
+    if scope is RowScope.DISTRICT:
+        if district_id is not None and district_id != principal.district_id:
+            return []
+        district_id = principal.district_id
+    elif scope is RowScope.CENTER:
+        if center_id is not None and center_id != principal.center_id:
+            return []
+        center_id = principal.center_id
+    elif scope is RowScope.NONE:
+        raise Forbidden(f"role {principal.role.value} sees no coverage counts")
+    rows = await session.fetch(
+        _SQL, Dimension.DISTRICT in dims, Dimension.CENTER in dims, Dimension.DAY in dims,
+        Dimension.DOSE_NUMBER in dims, Dimension.VACCINE in dims, district_id, center_id,
+        filters.administered_from, filters.administered_to, filters.vaccine, filters.dose_number)
+    return [CoverageRow(
+        district=District(r["district_id"], r["district_name"], r["division"])
+        if r["district_id"] is not None else None,
+        center=Center(r["center_id"], r["center_name"], r["center_district_id"])
+        if r["center_id"] is not None else None,
+        day=r["day"], dose_number=r["dose_number"],
+        vaccine=Vaccine(r["vaccine_code"], r["vaccine_name"], r["doses_required"],
+                        r["dose_interval_days"]) if r["vaccine_code"] is not None else None,
+        doses=r["doses"], recipients=r["recipients"]) for r in rows]

@@ -1,0 +1,94 @@
+"""The policy table applied in the schema: root guards, field reveal/mask/deny, SDL directives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import strawberry
+from strawberry.schema_directive import Location
+
+from api.domain.errors import Forbidden
+from api.policy import (
+    FIELDS,
+    PERSONAL_FIELDS,
+    ROOTS,
+    Access,
+    describe_field,
+    describe_root,
+    field_access,
+    freeze_blocks,
+    root_allowed,
+)
+from api.principal import Role
+from api.schema.context import Context
+
+T = TypeVar("T")
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION], name="policy",
+    description="Who may see this field (generated from api/policy.py): roles given it in full "
+                "and roles given it masked. Everyone else gets null with code FORBIDDEN.")
+class Policy:
+    full: list[str]
+    masked: list[str]
+
+
+def _field_directive(type_name: str, field: str) -> Policy:
+    grants = FIELDS.get((type_name, field), {})
+    return Policy(full=[r.value for r in Role if grants.get(r) is Access.ALLOW],
+                  masked=[r.value for r in Role if grants.get(r) is Access.MASK])
+
+
+def _root_directive(root: str) -> Policy:
+    roles = ROOTS.get(root, frozenset())
+    return Policy(full=[r.value for r in Role if r in roles], masked=[])
+
+
+def policy_field(type_name: str, field: str, **options: Any) -> Any:
+    """strawberry.field for a policy-controlled field, its rule shown in the SDL."""
+    return strawberry.field(description=describe_field(type_name, field),
+                            directives=[_field_directive(type_name, field)], **options)
+
+
+def root_field(root: str, description: str, *, mutation: bool = False, **options: Any) -> Any:
+    """strawberry.field/mutation for a root field, with its roles in the SDL."""
+    make = strawberry.mutation if mutation else strawberry.field
+    return make(description=f"{description} {describe_root(root)}",
+                directives=[_root_directive(root)], **options)
+
+
+async def check_root(info: Info, root: str) -> None:
+    """Raise Forbidden unless the role may call `root` now (role grant, then any freeze)."""
+    ctx = info.context
+    role = ctx.principal.role
+    if not root_allowed(root, role):
+        raise Forbidden(f"role {role.value} may not use {root}")
+    if freeze_blocks(root, role):
+        state = await ctx.session.state()
+        if state.freeze is not None:
+            raise Forbidden(state.freeze.describe())
+
+
+def reveal(info: Info, type_name: str, field: str, value: T, recipient_id: int | None = None,
+           mask: Callable[[T], T] | None = None) -> T:
+    """`value` if the policy allows it (masked if it says so); Forbidden otherwise.
+
+    A personal field revealed about `recipient_id` is noted for this request's audit entry.
+    """
+    ctx = info.context
+    freeze = ctx.freeze
+    access = field_access(type_name, field, ctx.principal.role, frozen=freeze is not None)
+    if access is Access.DENY:
+        if freeze is not None and field in PERSONAL_FIELDS:
+            raise Forbidden(f"{type_name}.{field} is withheld: {freeze.describe()}")
+        raise Forbidden(f"role {ctx.principal.role.value} may not see {type_name}.{field}")
+    if recipient_id is not None and field in PERSONAL_FIELDS and value is not None:
+        ctx.audit.note_read(recipient_id, field)
+    if access is Access.MASK and value is not None:
+        if mask is None:
+            raise Forbidden(f"{type_name}.{field} has no masked form")
+        return mask(value)
+    return value

@@ -1,0 +1,42 @@
+"""The request around the operation: name it, then write the audit and commit, whatever failed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from api.domain.errors import Refusal
+from api.observability import log_event
+from api.schema.context import Context
+
+OPERATION_KEY = "vaxvault.operation"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class RequestLifecycle(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:
+        ctx = self.execution_context.context
+        if isinstance(ctx, Context):
+            name = self.execution_context.operation_name
+            ctx.audit.operation = name if name and _NAME.match(name) else None
+            if ctx.http_scope is not None:
+                ctx.http_scope[OPERATION_KEY] = ctx.audit.operation or "anonymous"
+        yield
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        yield
+        ctx = self.execution_context.context
+        if isinstance(ctx, Context):
+            await ctx.session.finish(ctx.audit.pending())
+
+
+def should_mask(error: GraphQLError) -> bool:
+    """Mask what the client cannot act on: anything raised that is not a Refusal."""
+    original = error.original_error
+    if original is None or isinstance(original, Refusal):
+        return False
+    log_event("unexpected error", error=type(original).__name__, path=error.path)
+    return True

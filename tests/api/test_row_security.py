@@ -1,0 +1,80 @@
+"""RLS alone: queries without any WHERE clause, as the API role with a principal set."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
+from api.db.pool import API_ROLE
+from tests.api.conftest import Cast
+from tests.api.test_row_scope import CENTER_RECIPIENTS
+
+
+@asynccontextmanager
+async def as_api(conn: asyncpg.Connection, role: str, sub: str = "", center_id: int | None = None,
+                 district_id: int | None = None) -> AsyncIterator[asyncpg.Connection]:
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {API_ROLE}")
+        await conn.execute(
+            "SELECT set_config('vaxvault.role', $1, true), set_config('vaxvault.sub', $2, true), "
+            "set_config('vaxvault.center_id', $3, true), "
+            "set_config('vaxvault.district_id', $4, true)",
+            role, sub, "" if center_id is None else str(center_id),
+            "" if district_id is None else str(district_id))
+        yield conn
+
+
+async def _ids(conn: asyncpg.Connection, table: str) -> set[int]:
+    return {row["id"] for row in await conn.fetch(f"SELECT id FROM {table}")}
+
+
+async def test_rls_alone_limits_center_staff(owner: asyncpg.Connection, cast: Cast) -> None:
+    expected = {row["id"] for row in await owner.fetch(CENTER_RECIPIENTS, cast.center_id)}
+    expected_doses = {row["id"] for row in await owner.fetch(
+        "SELECT id FROM doses WHERE recipient_id = ANY($1)", list(expected))}
+    async with as_api(owner, "center_staff", "nurse-1", center_id=cast.center_id) as conn:
+        assert await _ids(conn, "recipients") == expected
+        assert await _ids(conn, "doses") == expected_doses
+        assert await _ids(conn, "audit_log") == set()
+
+
+async def test_rls_alone_limits_a_recipient_to_self(owner: asyncpg.Connection, cast: Cast) -> None:
+    async with as_api(owner, "recipient", str(cast.recipient_id)) as conn:
+        assert await _ids(conn, "recipients") == {cast.recipient_id}
+        assert await conn.fetchval("SELECT count(DISTINCT recipient_id) FROM doses") == 1
+
+
+@pytest.mark.parametrize("role", ["auditor", "district_officer", "public", "", "superuser"])
+async def test_rls_alone_shows_no_personal_rows_to_other_roles(owner: asyncpg.Connection,
+                                                               role: str) -> None:
+    async with as_api(owner, role, "someone", district_id=1) as conn:
+        assert await _ids(conn, "recipients") == set()
+        assert await _ids(conn, "doses") == set()
+
+
+async def test_rls_alone_refuses_writes_outside_scope(owner: asyncpg.Connection, cast: Cast) -> None:
+    other = 1 if cast.center_id != 1 else 2
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+        async with as_api(owner, "center_staff", "nurse-1", center_id=cast.center_id) as conn:
+            await conn.execute(
+                "INSERT INTO recipients (national_id, full_name, birth_date, sex, district_id, "
+                "center_id) VALUES ('1234567890', 'X', '1990-01-01', 'male', 1, $1)", other)
+    async with as_api(owner, "auditor", "a-1") as conn:
+        assert await conn.execute("UPDATE doses SET lot_number = 'X'") == "UPDATE 0"
+
+
+async def test_the_api_role_cannot_rewrite_or_forge_audit_entries(owner: asyncpg.Connection) -> None:
+    async with as_api(owner, "admin", "admin-1") as conn:
+        await conn.execute("INSERT INTO audit_log (actor_sub, actor_role, action) "
+                           "VALUES ('admin-1', 'admin', 'read')")
+    for statement in ("UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with as_api(owner, "admin", "admin-1") as conn:
+                await conn.execute(statement)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+        async with as_api(owner, "center_staff", "nurse-1", center_id=1) as conn:
+            await conn.execute("INSERT INTO audit_log (actor_sub, actor_role, action) "
+                               "VALUES ('admin-1', 'admin', 'read')")
