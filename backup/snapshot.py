@@ -100,11 +100,13 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
     await asyncio.to_thread(spool.put, object_key, data)
     aggregates = [f"(SELECT {_key_json(table)}::text FROM {table.qualified} WHERE {predicate} "
                   f"ORDER BY {_key_columns(table)} {direction} LIMIT 1)" for direction in ("ASC", "DESC")]
-    for column in table.date_columns:
-        aggregates += [f"(SELECT to_jsonb({fn}({quote_ident(column)}))::text FROM {table.qualified} "
-                       f"WHERE {predicate})" for fn in ("min", "max")]
-    meta = await conn.fetchrow("SELECT " + ", ".join(aggregates), *params)
-    values = [json.loads(v) if v is not None else None for v in meta.values()]
+    if table.date_columns:
+        # One scan of the range for every date column's bounds.
+        extremes = ", ".join(f"to_jsonb({fn}({quote_ident(column)}))::text"
+                             for column in table.date_columns for fn in ("min", "max"))
+        aggregates.append(f"(SELECT ARRAY[{extremes}] FROM {table.qualified} WHERE {predicate})")
+    meta = list(await conn.fetchrow("SELECT " + ", ".join(aggregates), *params))
+    values = [json.loads(v) if v is not None else None for v in meta[:2] + (meta[2] if len(meta) > 2 else [])]
     bounds = {column: [values[2 + 2 * i], values[3 + 2 * i]] for i, column in enumerate(table.date_columns)}
     return Chunk(object=ObjectRef(object_key, codec.sha256(data), len(data)), rows=rows,
                  first_key=values[0], last_key=values[1], bounds=bounds)
