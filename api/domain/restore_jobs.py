@@ -117,8 +117,9 @@ async def submit(found: Source, request: RestoreRequest, request_id: str) -> Res
 
 async def wait_all() -> None:
     """Wait for the jobs this process is running (for an orderly shutdown)."""
-    while _RUNNING:
-        await asyncio.gather(*_RUNNING, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    while mine := [task for task in _RUNNING if task.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 async def _run(found: Source, job_id: int, request: RestoreRequest) -> None:
@@ -173,5 +174,5 @@ def result_of(report: RestoreReport) -> dict[str, Any]:
             "parents": plan.parents, "predicate": plan.predicate,
             "reinserted": report.reinserted, "written_back": report.written_back,
             "overwritten": report.overwritten, "restored": report.restored,
-            "audit_id": report.audit_id, "seconds": report.seconds,
+            "audit_id": report.audit_id, "seconds": report.seconds, "timings": report.timings,
             "conflicts": [asdict(c) for c in plan.conflicts[:20]]}

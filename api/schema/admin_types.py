@@ -296,6 +296,7 @@ class RestoreJob:
     conflicts_total: int | None
     conflicts: list[RowDiff] | None = strawberry.field(description="The first 20 conflicts.")
     snapshot_id: str | None
+    seconds: float | None = strawberry.field(description="How long the restore took.")
     audit_entry_id: strawberry.ID | None = strawberry.field(
         description="The audit_log entry the restore wrote in its own transaction.")
     error: str | None = strawberry.field(description="Why it FAILED, and what to do.")
@@ -317,7 +318,7 @@ class RestoreJob:
             restored=result.get("restored"), conflicts_total=result.get("conflicts_total"),
             conflicts=[RowDiff.of(c) for c in result["conflicts"]] if "conflicts" in result
             else None,
-            snapshot_id=result.get("snapshot_id"),
+            snapshot_id=result.get("snapshot_id"), seconds=result.get("seconds"),
             audit_entry_id=strawberry.ID(str(audit_id)) if audit_id is not None else None,
             error=job.error)
 

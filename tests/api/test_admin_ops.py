@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
+from api.auth import mint_token
 from api.cli import main
 from api.db.pool import create_pool
 from api.principal import Role
@@ -26,6 +28,8 @@ from backup.capture import install
 from backup.runner import LOCK_KEY
 from tests.api.client import Result, run
 from tests.api.conftest import Cast
+from tests.conftest import JWT_SECRET
+from tests.live_server import live_server
 
 pytestmark = pytest.mark.slow
 
@@ -300,3 +304,36 @@ async def test_on_s3(pool: asyncpg.Pool, seeded_settings: Settings, cast: Cast,
                               {"input": _input(as_of)}))["restoreRecords"]
     job = await _wait(pool, settings, cast, started["id"])
     assert job["status"] == "SUCCEEDED" and job["restored"] == len(before) - 1
+
+
+def test_over_http_a_running_restore_finishes_before_shutdown(
+        admin_settings: Settings, seeded_database_url: str) -> None:
+    token = mint_token(JWT_SECRET, Role.ADMIN, sub="admin-1")
+
+    def call(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert not body.get("errors"), body
+        return dict(body["data"])
+
+    async def owner_run(work: Any) -> Any:
+        conn = await asyncpg.connect(seeded_database_url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(owner_run(install))
+    with live_server(admin_settings) as url:
+        assert call(url, START, {"kind": "FULL"})["startBackup"]["__typename"] == "BackupCompleted"
+        as_of, before, _fixed = asyncio.run(owner_run(_damage))
+        call(url, START, {"kind": "INCREMENTAL"})
+        job = call(url, RESTORE, {"input": _input(as_of)})["restoreRecords"]
+        assert job["status"] in ("PENDING", "RUNNING")
+    # The server is gone: its lifespan waited for the job and recorded how it ended.
+    row = asyncio.run(owner_run(lambda conn: conn.fetchrow(
+        "SELECT status, result->>'restored' AS restored FROM restore_jobs WHERE id = $1",
+        int(job["id"]))))
+    assert (row["status"], int(row["restored"])) == ("succeeded", len(before) - 1)
