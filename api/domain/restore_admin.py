@@ -25,6 +25,18 @@ from backup.restore_source import load_history
 T = TypeVar("T")
 # Refusals caused by the request itself (table, columns, filter, T, parents): the caller fixes them.
 CALLER_ERRORS = (PredicateError, RestorePlanError, MissingParents)
+# The restore module speaks the CLI's words; over GraphQL the same advice names the input fields.
+_CLI_WORDS = (("--with-parents", "withParents: true"), ("--on-conflict overwrite",
+              "onConflict: OVERWRITE"), ("--as-of", "asOf"), ("--columns", "columns"),
+              ("--where", "filter"))
+
+
+def explain(error: BackupError) -> str:
+    """The error's message in the GraphQL input's terms."""
+    message = str(error)
+    for cli, graphql in _CLI_WORDS:
+        message = message.replace(cli, graphql)
+    return message
 
 
 @dataclass(frozen=True)
@@ -66,9 +78,9 @@ async def check_history(found: Source, request: RestoreRequest) -> RestoreFailed
     try:
         await asyncio.to_thread(load_history, found.repo, request.as_of)
     except RestorePlanError as exc:
-        raise BadUserInput(f"asOf: {exc}") from exc
+        raise BadUserInput(f"asOf: {explain(exc)}") from exc
     except BackupError as exc:
-        return RestoreFailed(str(exc))
+        return RestoreFailed(explain(exc))
     return None
 
 
@@ -85,6 +97,6 @@ async def plan(settings: Settings,
         return await in_thread(lambda: plan_restore(found.database_url, found.repo, found.key,
                                                     request))
     except CALLER_ERRORS as exc:
-        raise BadUserInput(str(exc)) from exc
+        raise BadUserInput(explain(exc)) from exc
     except BackupError as exc:
-        return RestoreFailed(str(exc))
+        return RestoreFailed(explain(exc))

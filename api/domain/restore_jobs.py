@@ -20,7 +20,7 @@ import asyncpg
 from api.db.connect import connect
 from api.db.session import Session
 from api.domain.errors import BadUserInput, NotFound
-from api.domain.restore_admin import CALLER_ERRORS, Source, in_thread
+from api.domain.restore_admin import Source, explain, in_thread
 from api.errors import VaxvaultError
 from backup.errors import BackupError
 from backup.predicate import render
@@ -156,10 +156,8 @@ async def _run(found: Source, job_id: int, request: RestoreRequest) -> None:
 def _outcome(work: asyncio.Future[RestoreReport]) -> tuple[str, dict[str, Any] | None, str | None]:
     try:
         report = work.result()
-    except CALLER_ERRORS as exc:
-        return "failed", None, str(exc)
     except BackupError as exc:
-        return "failed", None, f"nothing was restored: {exc}"
+        return "failed", None, f"nothing was restored: {explain(exc)}"
     except Exception as exc:  # a bug must still end the job, with no internals shown
         log.exception("restore job failed unexpectedly")
         return "failed", None, f"nothing was restored: unexpected {type(exc).__name__}; see the API log"

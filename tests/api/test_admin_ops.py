@@ -265,6 +265,26 @@ async def test_filter_values_are_values_and_bad_input_is_refused(
                                    "AND detail->>'outcome' = 'refused'")
     assert refused == 2 * len(bad) + 4
 
+    # Doses whose recipient is gone too: refused with the input that fixes it, then restored.
+    gone = await owner.fetchval("SELECT recipient_id FROM doses GROUP BY 1 HAVING count(*) >= 2 "
+                                "ORDER BY 1 LIMIT 1")
+    as_of = await owner.fetchval("SELECT clock_timestamp()")
+    async with owner.transaction():
+        await owner.execute("DELETE FROM doses WHERE recipient_id = $1", gone)
+        await owner.execute("DELETE FROM recipients WHERE id = $1", gone)
+    parents = {"asOf": as_of.isoformat(), "table": "DOSES",
+               "filter": [{"column": "recipient_id", "operator": "EQ", "values": [str(gone)]}]}
+    result = await run(pool, admin_settings, cast.admin, PLAN, {"input": parents})
+    assert result.codes() == {"planRestore": "BAD_USER_INPUT"}
+    assert "withParents: true" in result.errors[0]["message"], result.errors
+    started = _data(await run(pool, admin_settings, cast.admin, RESTORE,
+                              {"input": {**parents, "withParents": True}}))["restoreRecords"]
+    job = await _wait(pool, admin_settings, cast, started["id"])
+    assert job["status"] == "SUCCEEDED", job
+    assert await owner.fetchval("SELECT count(*) FROM recipients WHERE id = $1", gone) == 1
+    assert await owner.fetchval("SELECT count(*) FROM doses WHERE recipient_id = $1", gone) == \
+        job["reinserted"] >= 2
+
 
 async def test_busy_unconfigured_and_a_job_whose_process_died(
         pool: asyncpg.Pool, seeded_settings: Settings, admin_settings: Settings, cast: Cast,
