@@ -39,9 +39,13 @@ async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Ke
                              live: LiveTable, as_of: datetime, use_live_log: bool, temp: str) -> bool:
     """Fill `<temp>_after` with the table's changes committed after `as_of`; return whether the live
     change log was there to add the unshipped ones."""
-    after, lines = quoted(f"{temp}_after"), quoted(f"{temp}_lines")
-    await conn.execute(f"CREATE TEMP TABLE {after} (position bigint PRIMARY KEY, op text, key jsonb, "
-                       "new jsonb) ON COMMIT DROP")
+    asof, after, lines = quoted(temp), quoted(f"{temp}_after"), quoted(f"{temp}_lines")
+    keys = ", ".join(quoted(c) for c in live.primary_key)
+    typed = ", ".join(f"k.{quoted(c)}" for c in live.primary_key)
+    # Typed key columns (NULL for a TRUNCATE) so the classification joins and sorts on them.
+    await conn.execute(f"CREATE TEMP TABLE {after} ON COMMIT DROP AS SELECT {keys} FROM {asof} WITH NO DATA")
+    await conn.execute(f"ALTER TABLE {after} ADD COLUMN position bigint PRIMARY KEY, ADD COLUMN op text, "
+                       "ADD COLUMN new jsonb")
     await conn.execute(f"CREATE TEMP TABLE {lines} (line jsonb) ON COMMIT DROP")
     for segment in history.segments:
         if live.name not in segment.tables or (
@@ -51,16 +55,18 @@ async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Ke
         await conn.copy_to_table(f"{temp}_lines", source=io.BytesIO(data), format="csv",
                                  delimiter=_DELIMITER, quote=_QUOTE)
         await conn.execute(
-            f"INSERT INTO {after} SELECT (line->>'position')::bigint, line->>'op', "
-            "nullif(line->'key', 'null'::jsonb), nullif(line->'new', 'null'::jsonb) "
-            f"FROM {lines} WHERE line->>'table' = $1 AND (line->>'committed_at')::timestamptz > $2 "
+            f"INSERT INTO {after} ({keys}, position, op, new) SELECT {typed}, (line->>'position')::bigint, "
+            f"line->>'op', nullif(line->'new', 'null'::jsonb) FROM {lines} "
+            f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, nullif(line->'key', 'null'::jsonb)) k "
+            "ON true WHERE line->>'table' = $1 AND (line->>'committed_at')::timestamptz > $2 "
             "ON CONFLICT (position) DO NOTHING", live.name, as_of)
         await conn.execute(f"TRUNCATE {lines}")
     has_log = use_live_log and await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None
     if has_log:
         await conn.execute(
-            f"INSERT INTO {after} SELECT position, op::text, key, new FROM {LIVE_LOG} "
-            "WHERE table_name = $1 AND coalesce(pg_xact_commit_timestamp(txid::xid), captured_at) > $2 "
+            f"INSERT INTO {after} ({keys}, position, op, new) SELECT {typed}, c.position, c.op::text, c.new "
+            f"FROM {LIVE_LOG} c LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, c.key) k ON true "
+            "WHERE c.table_name = $1 AND coalesce(pg_xact_commit_timestamp(c.txid::xid), c.captured_at) > $2 "
             "ON CONFLICT (position) DO NOTHING", live.name, as_of)
     await conn.execute(f"ANALYZE {after}")
     return has_log
@@ -82,8 +88,8 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     condition, params = to_sql(where, live.types, alias="a") if where is not None else ("TRUE", [])
     keys = [quoted(c) for c in live.primary_key]
     join = " AND ".join(f"l.{k} = a.{k}" for k in keys)
-    key_json = "jsonb_build_object(" + ", ".join(
-        f"'{c.replace(chr(39), chr(39) * 2)}', a.{quoted(c)}" for c in live.primary_key) + ")"
+    key_list = ", ".join(keys)
+    key_match = " AND ".join(f"h.{k} = a.{k}" for k in keys)
     mine = ", ".join(f"a.{quoted(c)}" for c in comparison.columns)
     theirs = ", ".join(f"l.{quoted(c)}" for c in comparison.columns)
     damaged = ", ".join(f"d.{quoted(c)}" for c in comparison.columns)
@@ -98,10 +104,10 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     await conn.execute(f"""
         CREATE TEMP TABLE {act} ON COMMIT DROP AS
         WITH h AS (
-            SELECT DISTINCT ON (key) key, position AS first_position, op AS first_op, new AS first_new,
-                   count(*) OVER (PARTITION BY key) AS changes,
-                   max(position) OVER (PARTITION BY key) AS last_position
-            FROM {after} WHERE key IS NOT NULL ORDER BY key, position),
+            SELECT DISTINCT ON ({key_list}) {key_list}, position AS first_position, op AS first_op,
+                   new AS first_new, count(*) OVER (PARTITION BY {key_list}) AS changes,
+                   max(position) OVER (PARTITION BY {key_list}) AS last_position
+            FROM {after} WHERE op <> 'T' ORDER BY {key_list}, position),
         t AS (SELECT min(position) AS first_position, count(*) AS changes, max(position) AS last_position
               FROM {after} WHERE op = 'T')
         SELECT {", ".join(f"a.{k}" for k in keys)}, {gone} AS gone,
@@ -112,7 +118,7 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
                greatest(h.last_position, t.last_position) AS last_position
         FROM {asof} a
         LEFT JOIN {live.qualified} l ON {join}
-        LEFT JOIN h ON h.key = {key_json}
+        LEFT JOIN h ON {key_match}
         CROSS JOIN t
         LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, h.first_new) d ON true
         WHERE ({condition}) AND ({gone} OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))""", *params)
