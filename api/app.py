@@ -20,6 +20,7 @@ from strawberry.asgi import GraphQL
 from api.auth import TokenVerifier
 from api.db.migrate import is_current
 from api.db.pool import create_pool
+from api.domain import restore_jobs
 from api.domain.coverage import CoverageCache
 from api.errors import AuthError
 from api.observability import Metrics, configure_logging, log_event
@@ -184,6 +185,7 @@ def create_app(settings: Settings) -> ASGIApp:
         try:
             yield
         finally:
+            await restore_jobs.wait_all()  # a restore under way finishes and records its outcome
             await state["pool"].close()
 
     async def healthz(request: Request) -> Response:

@@ -10,6 +10,7 @@ import strawberry
 from api.domain import freeze, registration, vaccination
 from api.domain.outcome import Duplicate, Invalid
 from api.domain.recipients import parse_id
+from api.schema import admin
 from api.schema.guard import Info, check_root, root_field
 from api.schema.inputs import CorrectDoseInput, FreezeScope, RecordDoseInput, RegisterRecipientInput
 from api.schema.types import Dose, PrivacyFreeze, Recipient
@@ -97,3 +98,12 @@ class Mutation:
         if isinstance(result, Invalid):
             return ValidationFailed.of(result)
         return PrivacyFreeze(record=result)
+
+    start_backup = root_field(
+        "startBackup", "Run a backup now (exclusive across machines: BackupBusy while another "
+                       "runs). Audited.", mutation=True, resolver=admin.start_backup)
+    restore_records = root_field(
+        "restoreRecords", "Restore rows of one table as they were at asOf (missing rows "
+                          "re-inserted, damaged rows written back, rows changed since reported "
+                          "as conflicts): starts a job, poll restoreJob. Audited.", mutation=True,
+        resolver=admin.restore_records)

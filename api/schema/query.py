@@ -10,6 +10,7 @@ import strawberry
 from api.domain import audit, coverage, doses, recipients, reference
 from api.domain.coverage import Dimension
 from api.domain.recipients import parse_id
+from api.schema import admin
 from api.schema.guard import Info, check_root, root_field
 from api.schema.inputs import (
     AuditLogFilter,
@@ -114,3 +115,14 @@ class Query:
         page = await audit.search(info.context.session, (filter or AuditLogFilter()).to_domain(),
                                   first, after)
         return connection(page, lambda e: AuditEntry(record=e))
+
+    backups = root_field("backups", "Every snapshot and segment with its state at each stage "
+                                    "(spool, primary, replicas). Audited.", resolver=admin.backups)
+    restore_job = root_field(
+        "restoreJob", "A restore job started by restoreRecords: status, progress, counts, error "
+                      "(any API process answers). Null with NOT_FOUND for an unknown id. Audited.",
+        resolver=admin.restore_job)
+    plan_restore = root_field(
+        "planRestore", "Dry run of restoreRecords: counts per action and a sample diff, column by "
+                       "column. Nothing is written. Audited.",
+        resolver=admin.plan_restore)

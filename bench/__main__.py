@@ -1,0 +1,116 @@
+"""`python -m bench`: set everything up (cached), measure each side next to its peer, write
+bench/results/<date>-<machine>.json and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from bench import machine, portal, report, snapshot, writes
+from bench.cluster import CACHE, SeededDatabase, admin, seeded_database, start_cluster
+from bench.progress import say
+from bench.restore import lost_rows
+from bench.server import ensure_postgraphile, ours, postgraphile
+from bench.wrk import ensure_wrk
+
+FULL_SIZES = (100_000, 1_000_000)
+QUICK_SIZES = (100_000,)
+
+
+def _sizes(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in value.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of counts") from exc
+    if not sizes or min(sizes) < 1000:
+        raise argparse.ArgumentTypeError(f"{value!r}: every size must be at least 1000 recipients")
+    return sizes
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="100k recipients, 3 s loads; prints the report instead of writing it")
+    parser.add_argument("--sizes", type=_sizes, help="recipient counts, e.g. 100000,1000000")
+    parser.add_argument("--seconds", type=int, help="wrk duration per query and side (default 10)")
+    parser.add_argument("--connections", type=int, default=50)
+    return parser.parse_args(argv)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _graphql(db: SeededDatabase, population: portal.Population, seconds: int,
+             connections: int) -> list[dict[str, Any]]:
+    portal.install_peer_helpers(db.url)
+    results = []
+    with ours(db.url) as url:
+        results += portal.measure("ours", url, portal.ours_requests, population, seconds, connections)
+    with postgraphile(db.url) as url:
+        results += portal.measure("postgraphile", url, portal.peer_requests, population, seconds,
+                                  connections)
+    return [r.as_dict() for r in results]
+
+
+def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
+              write_seconds: int) -> dict[str, Any]:
+    db = seeded_database(cluster, recipients)
+    doses = int(str(admin(db.url, "SELECT count(*) FROM doses")))
+    centers = int(str(admin(db.url, "SELECT count(*) FROM centers")))
+    database_bytes = int(str(admin(db.url, "SELECT pg_database_size(current_database())")))
+    label = f"{recipients}"
+    say(f"== {recipients:,} recipients, {doses:,} doses, {database_bytes / 2**20:,.0f} MiB")
+    graphql = _graphql(db, portal.Population(recipients, centers), seconds, connections)
+    dumps, dump_file = snapshot.dumps(db.url, label)
+    snapshots = [snapshot.ours_full(db.url, label).as_dict(), *(r.as_dict() for r in dumps)]
+    restores = [*(r.as_dict() for r in lost_rows(cluster, db, label)),
+                snapshot.pg_restore_full(cluster, dump_file, label).as_dict()]
+    dump_file.unlink()
+    return {
+        "recipients": recipients, "doses": doses, "centers": centers,
+        "database_bytes": database_bytes, "seed_seconds": db.seed_seconds,
+        "graphql": graphql, "snapshot": snapshots, "restore": restores,
+        "writes": [w.as_dict() for w in writes.measure(cluster, db.name, recipients, write_seconds)],
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    seconds = args.seconds or (3 if args.quick else 10)
+    write_seconds = 3 if args.quick else 10
+    started = _stamp()
+    ensure_wrk()
+    peer_version = ensure_postgraphile()
+    cluster = start_cluster()
+    results: dict[str, Any] = {
+        "started_at": started,
+        "command": "python -m bench " + " ".join(argv) if argv else "make bench",
+        "machine": machine.describe(cluster.bindir, peer_version),
+        "load": {"threads": 2, "connections": args.connections, "seconds": seconds,
+                 "write_seconds": write_seconds},
+        "sizes": [],
+        "notes": [],
+    }
+    for recipients in sizes:
+        results["sizes"].append(_one_size(cluster, recipients, seconds, args.connections,
+                                          write_seconds))
+    results["finished_at"] = _stamp()
+    name = f"{started[:10]}-{machine.short_name()}{'-quick' if args.quick else ''}"
+    # Quick runs are for development: their results stay in the git-ignored cache.
+    path = report.write_results(results, name, CACHE / "results" if args.quick else report.RESULTS)
+    markdown = report.render(results, str(path.relative_to(report.ROOT)))
+    if args.quick:
+        print(markdown)
+    else:
+        report.BENCHMARKS.write_text(markdown)
+        say(f"wrote {path} and {report.BENCHMARKS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,185 @@
+"""Results: the JSON file per run and BENCHMARKS.md, rendered from that JSON alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+QUERY_TITLES = {
+    "districts": "districts (reference list, baseline)",
+    "recipient_with_doses": "one recipient with doses",
+    "center_latest_doses": "a center's latest 50 doses with recipients",
+    "coverage_by_district": "coverage by district",
+}
+
+
+def write_results(results: dict[str, Any], name: str, directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _ratio(ours: float | None, peer: float | None) -> str:
+    if not ours or not peer:
+        return "-"
+    return f"{ours / peer:.2f}x"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _num(value: float | int | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _graphql(size: dict[str, Any]) -> list[str]:
+    by_key = {(r["query"], r["side"]): r for r in size["graphql"]}
+    sides = sorted({r["side"] for r in size["graphql"]}, key=lambda s: (s != "ours", s))
+    lines = ["| query | side | req/s | p50 ms | p99 ms | bad responses | req/s vs PostGraphile |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for query, title in QUERY_TITLES.items():
+        peer = by_key.get((query, "postgraphile"))
+        peer_rps = peer["load"]["requests_per_s"] if peer and peer["load"] else None
+        for side in sides:
+            row = by_key.get((query, side))
+            if row is None:
+                continue
+            if not row["available"]:
+                lines.append(f"| {title} | {side} | n/a | | | | ({_cell(row['note'])}) |")
+                continue
+            load = row["load"]
+            lines.append(
+                f"| {title} | {side} | {_num(load['requests_per_s'])} | {_num(load['p50_ms'], 2)} | "
+                f"{_num(load['p99_ms'], 2)} | {load['bad_responses'] + load['socket_errors']} | "
+                f"{'1.00x' if side == 'postgraphile' else _ratio(load['requests_per_s'], peer_rps)} |")
+    return lines
+
+
+def _snapshots(size: dict[str, Any]) -> list[str]:
+    rows = size["snapshot"]
+    base = next((r for r in rows if r["tool"] == "pg_dump -Fc"), None)
+    lines = ["| tool | seconds | bytes | peak memory MiB | time vs pg_dump -Fc | bytes vs pg_dump -Fc |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if not row["available"]:
+            lines.append(f"| {_cell(row['tool'])} | n/a | | | | ({_cell(row['note'])}) |")
+            continue
+        lines.append(
+            f"| {_cell(row['tool'])} | {_num(row['seconds'], 2)} | {_num(row['bytes'])} | "
+            f"{_num(row['peak_rss_mib'])} | {_ratio(row['seconds'], base and base['seconds'])} | "
+            f"{_ratio(row['bytes'], base and base['bytes'])} |")
+    return lines
+
+
+def _restores(size: dict[str, Any]) -> list[str]:
+    lines = ["| operation | seconds | peak memory MiB | note |", "|---|---:|---:|---|"]
+    for row in size["restore"]:
+        seconds = _num(row.get("seconds"), 2) if row["available"] else "n/a"
+        lines.append(f"| {_cell(row['tool'])} | {seconds} | {_num(row.get('peak_rss_mib'))} | "
+                     f"{row.get('note', '')} |")
+    return lines
+
+
+def _writes(size: dict[str, Any]) -> list[str]:
+    lines = ["| change capture | inserts/s | inserts | note |", "|---|---:|---:|---|"]
+    for row in size["writes"]:
+        rate = _num(row["inserts_per_s"]) if row["available"] else "n/a"
+        lines.append(f"| {'on' if row['capture'] else 'off'} | {rate} | {_num(row['inserts'])} | "
+                     f"{row['note']} |")
+    return lines
+
+
+def _growth(results: dict[str, Any]) -> list[str]:
+    lines = ["| recipients | doses | database MiB | pg_dump -Fc s | recipient+doses req/s (ours / peer) "
+             "| center latest 50 req/s (ours / peer) | coverage req/s (ours / peer) |",
+             "|---:|---:|---:|---:|---|---|---|"]
+    for size in results["sizes"]:
+        rps = {(r["query"], r["side"]): (r["load"]["requests_per_s"] if r["load"] else None)
+               for r in size["graphql"]}
+        dump = next((r["seconds"] for r in size["snapshot"] if r["tool"] == "pg_dump -Fc"), None)
+        cells = [f"{_num(rps.get((q, 'ours')))} / {_num(rps.get((q, 'postgraphile')))}"
+                 for q in ("recipient_with_doses", "center_latest_doses", "coverage_by_district")]
+        lines.append(f"| {size['recipients']:,} | {size['doses']:,} | "
+                     f"{size['database_bytes'] / 2**20:,.0f} | {_num(dump, 2)} | {' | '.join(cells)} |")
+    return lines
+
+
+def render(results: dict[str, Any], results_path: str) -> str:
+    machine = results["machine"]
+    load = results["load"]
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`.venv/bin/python -m bench`) from "
+        f"`{results_path}`; do not edit by hand. Every figure below was measured in one run, each "
+        "side next to its peer on the same database and machine.",
+        "",
+        f"Run: {results['started_at']} to {results['finished_at']} (`{results['command']}`).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory {machine['memory_mib']:,} MiB; "
+        f"kernel {machine['kernel']}; shared with other work while measured (numbers are noisy).",
+        f"- {machine['postgresql']} (durable cluster: fsync on), {machine['pg_dump']}, "
+        f"{machine['zstd']}",
+        f"- wrk: {machine['wrk']}; node {machine['node']}; PostGraphile {machine['postgraphile']}; "
+        f"Python {machine['python']}",
+        "",
+        "```",
+        machine["free"],
+        "```",
+        "",
+        "## How to run",
+        "",
+        "```",
+        "make bench                         # 100k and 1M recipients; writes results + this file",
+        ".venv/bin/python -m bench --quick  # 100k only, short loads; prints the report",
+        ".venv/bin/python -m bench --sizes 100000,1000000,10000000   # add 10M where disk allows",
+        "```",
+        "",
+        "Everything expensive is cached under `bench/.cache/` (git-ignored): the PostgreSQL cluster "
+        "with the seeded databases (`vaxvault db seed --recipients N --seed 1`, a marker file per "
+        "database), PostGraphile v4 from npm; wrk comes from Debian (`apt-get install wrk`).",
+        "",
+        "## 1. GraphQL: the portal queries",
+        "",
+        f"wrk, {load['threads']} threads, {load['connections']} connections, {load['seconds']} s per "
+        "query and side, requests rotating over 400 random ids. Ours: `vaxvault serve` (one uvicorn "
+        "worker, pool 10) with scope and audit on, as admin (recipient), center_staff of the "
+        "center (latest doses) and auditor (coverage). PostGraphile v4: one node process, pool 10, "
+        "connected as the superuser, no permission logic; coverage through a SQL function "
+        "(`bench_peer.coverage_by_district`, the same GROUP BY) since v4 has no aggregates. A "
+        "response with `errors` or a non-200 status counts as bad.",
+        "",
+    ]
+    for size in results["sizes"]:
+        out += [f"### {size['recipients']:,} recipients", "", *_graphql(size), ""]
+    out += ["## 2. Full snapshot vs pg_dump", "",
+            "Wall time, bytes written and peak resident memory (sum over the processes of a "
+            "pipeline, from wait4).", ""]
+    for size in results["sizes"]:
+        out += [f"### {size['recipients']:,} recipients", "", *_snapshots(size), ""]
+    out += ["## 3. Restore of lost rows vs pg_restore", ""]
+    for size in results["sizes"]:
+        out += [f"### {size['recipients']:,} recipients", "", *_restores(size), ""]
+    out += ["## 4. Change-capture write overhead", "",
+            f"8 clients, one INSERT into doses per committed transaction, {load['write_seconds']} s, "
+            "on a scratch copy of the seeded database.", ""]
+    for size in results["sizes"]:
+        out += [f"### {size['recipients']:,} recipients", "", *_writes(size), ""]
+    out += ["## 5. How cost grows", "", *_growth(results), ""]
+    notes = results.get("notes") or []
+    if notes:
+        out += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    return "\n".join(out)

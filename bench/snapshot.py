@@ -1,0 +1,103 @@
+"""Full snapshot vs pg_dump -Fc vs pg_dump | zstd -3, and pg_restore of the dump as the peer of
+a restore: wall time, bytes written and peak memory of the processes involved.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from api.embedded_postgres import EmbeddedPostgres
+from bench.cluster import CACHE, admin, drop_database
+from bench.process import CommandFailed, Measured, run_pipeline
+from bench.progress import say
+from bench.server import VAXVAULT
+
+WORK = CACHE / "dumps"
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    tool: str
+    command: str
+    available: bool
+    seconds: float | None = None
+    bytes: int | None = None
+    peak_rss_mib: float | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _result(tool: str, command: str, measured: Measured, output: Path) -> SnapshotResult:
+    result = SnapshotResult(tool, command, True, measured.seconds, _size(output),
+                            measured.peak_rss_mib)
+    say(f"{tool}: {result.seconds} s, {result.bytes:,} bytes, peak {result.peak_rss_mib} MiB")
+    return result
+
+
+def backup_command_available() -> bool:
+    """True when this build has `vaxvault backup run` (the backup branch has landed)."""
+    out = subprocess.run([str(VAXVAULT), "backup", "run", "--help"], capture_output=True, check=False)
+    return out.returncode == 0
+
+
+def ours_full(database_url: str, label: str) -> SnapshotResult:
+    command = "vaxvault backup init && vaxvault backup run --full (file:// repository)"
+    if not backup_command_available():
+        return SnapshotResult("vaxvault backup run --full", command, False,
+                              note="not in this build yet (backup branch)")
+    repository = WORK / f"repo-{label}"
+    spool = WORK / f"spool-{label}"
+    shutil.rmtree(repository, ignore_errors=True)
+    shutil.rmtree(spool, ignore_errors=True)
+    env = {"VAXVAULT_DATABASE_URL": database_url, "VAXVAULT_BACKUP_URL": repository.as_uri(),
+           "VAXVAULT_BACKUP_SPOOL_DIR": str(spool)}
+    subprocess.run([str(VAXVAULT), "backup", "init"], check=True, capture_output=True,
+                   env={**os.environ, **env})
+    try:
+        measured = run_pipeline([[str(VAXVAULT), "backup", "run", "--full"]], env=env)
+    except CommandFailed as exc:
+        return SnapshotResult("vaxvault backup run --full", command, False, note=str(exc)[:300])
+    return _result("vaxvault backup run --full", command, measured, repository)
+
+
+def dumps(database_url: str, label: str) -> tuple[list[SnapshotResult], Path]:
+    """pg_dump -Fc and pg_dump | zstd -3 of the database; returns the results and the -Fc file."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    custom = WORK / f"{label}.dump"
+    plain = WORK / f"{label}.sql.zst"
+    results = [
+        _result("pg_dump -Fc", "pg_dump -Fc -f FILE",
+                run_pipeline([["pg_dump", "-Fc", "-f", str(custom), database_url]]), custom),
+        _result("pg_dump | zstd -3", "pg_dump | zstd -3 -q -c > FILE",
+                run_pipeline([["pg_dump", database_url], ["zstd", "-3", "-q", "-c"]], plain), plain),
+    ]
+    plain.unlink()
+    return results, custom
+
+
+def pg_restore_full(cluster: EmbeddedPostgres, dump: Path, label: str) -> SnapshotResult:
+    """pg_restore of the whole -Fc dump into a new scratch database (the restore's peer)."""
+    scratch = f"bench_scratch_restore_{label}"
+    admin(cluster.url(), f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)',
+          f'CREATE DATABASE "{scratch}"')
+    try:
+        measured = run_pipeline([["pg_restore", "--no-owner", "-d", cluster.url(scratch),
+                                  str(dump)]])
+    finally:
+        drop_database(cluster, scratch)
+    result = SnapshotResult("pg_restore (full dump, scratch DB)", "pg_restore --no-owner -d SCRATCH FILE",
+                            True, measured.seconds, dump.stat().st_size, measured.peak_rss_mib)
+    say(f"pg_restore: {result.seconds} s, peak {result.peak_rss_mib} MiB")
+    return result

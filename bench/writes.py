@@ -1,0 +1,89 @@
+"""Write throughput: INSERTs into doses, one row per committed transaction, from concurrent
+clients, on a scratch copy of the seeded database; with change capture when this build has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+
+import asyncpg
+
+from api.embedded_postgres import EmbeddedPostgres
+from bench.cluster import CACHE, clone_database, drop_database
+from bench.progress import say
+from bench.server import VAXVAULT
+from bench.snapshot import backup_command_available
+
+CLIENTS = 8
+# Dose number 6 never occurs in the seed, so every (recipient, 6) insert is new.
+INSERT = """INSERT INTO doses (recipient_id, dose_number, vaccine_code, lot_number, administered_on,
+                               center_id, recorded_by)
+            VALUES ($1, 6, 'AZD1222', 'BENCH00001', $2, 1, 'bench')"""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    capture: bool
+    available: bool
+    inserts_per_s: float | None = None
+    inserts: int | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def _load(url: str, recipients: int, seconds: float) -> int:
+    pool = await asyncpg.create_pool(url, min_size=CLIENTS, max_size=CLIENTS)
+    deadline = time.monotonic() + seconds
+    next_id = 0
+    done = 0
+
+    async def client() -> None:
+        nonlocal next_id, done
+        async with pool.acquire() as conn:
+            while time.monotonic() < deadline and next_id < recipients:
+                next_id += 1
+                await conn.execute(INSERT, next_id, date(2023, 1, 1))
+                done += 1
+
+    try:
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    finally:
+        await pool.close()
+    return done
+
+
+def _one(cluster: EmbeddedPostgres, source: str, recipients: int, seconds: float,
+         capture: bool) -> WriteResult:
+    scratch = f"bench_scratch_writes_{'capture' if capture else 'plain'}"
+    url = clone_database(cluster, source, scratch)
+    try:
+        if capture:
+            repository = CACHE / "dumps" / "writes-repo"
+            env = {"VAXVAULT_DATABASE_URL": url, "VAXVAULT_BACKUP_URL": repository.as_uri()}
+            subprocess.run([str(VAXVAULT), "backup", "init"], check=True, capture_output=True,
+                           env={**os.environ, **env})
+        started = time.perf_counter()
+        inserts = asyncio.run(_load(url, recipients, seconds))
+        elapsed = time.perf_counter() - started
+    finally:
+        drop_database(cluster, scratch)
+    result = WriteResult(capture, True, round(inserts / elapsed, 1), inserts)
+    say(f"inserts {'with' if capture else 'without'} capture: {result.inserts_per_s}/s")
+    return result
+
+
+def measure(cluster: EmbeddedPostgres, source: str, recipients: int, seconds: float) -> list[WriteResult]:
+    results = [_one(cluster, source, recipients, seconds, capture=False)]
+    if backup_command_available():
+        results.append(_one(cluster, source, recipients, seconds, capture=True))
+    else:
+        results.append(WriteResult(True, False, note="change capture not in this build yet "
+                                                     "(backup branch: vaxvault backup init)"))
+    return results
