@@ -13,6 +13,14 @@ from backup.catalog import TableDef, describe_tables
 from backup.errors import CaptureError
 
 SCHEMA = "vaxvault_backup"
+
+
+def commit_time_sql(alias: str) -> str:
+    """SQL for when a captured change committed: the commit timestamp when the server tracks
+    it, else the capture clock, a lower bound (FORMAT.md). Calling pg_xact_commit_timestamp
+    without tracking is an error, hence the guard."""
+    return (f"coalesce(CASE WHEN current_setting('track_commit_timestamp')::boolean "
+            f"THEN pg_xact_commit_timestamp({alias}.txid::xid) END, {alias}.captured_at)")
 # Never captured by default: append-only history (in full snapshots only) and bookkeeping.
 NOT_CAPTURED = ("audit_log", "vaxvault_migrations")
 TRIGGER = "vaxvault_capture"

@@ -13,7 +13,7 @@ import asyncpg
 import zstandard
 
 from backup import codec, keys
-from backup.capture import SCHEMA
+from backup.capture import SCHEMA, commit_time_sql
 from backup.change import Change, Op
 from backup.codec import Key
 from backup.errors import CaptureError
@@ -24,10 +24,9 @@ from backup.segment import encode_changes
 # Commit time when the server tracks it; else the capture clock, a lower bound (FORMAT.md).
 _SINCE = f"""
 SELECT position, txid::text AS txid,
-       coalesce(CASE WHEN current_setting('track_commit_timestamp')::boolean
-                     THEN pg_xact_commit_timestamp(txid::xid) END, captured_at) AS committed_at,
+       {commit_time_sql("c")} AS committed_at,
        table_name, op, key::text AS key, old::text AS old, new::text AS new
-FROM {SCHEMA}.changes
+FROM {SCHEMA}.changes c
 WHERE txid >= pg_snapshot_xmin($1::text::pg_snapshot)
   AND NOT pg_visible_in_snapshot(txid, $1::text::pg_snapshot)
 ORDER BY position

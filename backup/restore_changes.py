@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 
 from backup import codec
+from backup.capture import commit_time_sql
 from backup.codec import Key
 from backup.manifest import SegmentManifest
 from backup.predicate_sql import quote_identifier
@@ -80,7 +81,7 @@ async def load_live_log(conn: asyncpg.Connection, log: str, table: str, into: st
         f"INSERT INTO {quote_identifier(into)} ({keys}, position, op, new) "
         f"SELECT {typed}, c.position, c.op::text, c.new FROM {log} c "
         f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{row_type}, c.key) k ON true "
-        "WHERE c.table_name = $1 AND coalesce(pg_xact_commit_timestamp(c.txid::xid), c.captured_at) > $2 "
+        f"WHERE c.table_name = $1 AND {commit_time_sql('c')} > $2 "
         "ON CONFLICT (position) DO NOTHING", table, after)
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,8 +82,15 @@ def test_token_command(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     assert "needs a center_id" in capsys.readouterr().err
 
 
-def test_dev_serves_and_stops_cleanly(tmp_path: Path) -> None:
+def test_dev_serves_and_stops_cleanly() -> None:
     """The README's run command, minus the install: embedded PostgreSQL, seed, serve, Ctrl-C."""
+    # A directory of our own under /tmp: the server runs as another user, and pytest's tmp_path
+    # tree is cleaned by concurrent pytest runs on a shared machine.
+    with tempfile.TemporaryDirectory(prefix="vaxvault-dev-test-") as root:
+        _run_dev(Path(root))
+
+
+def _run_dev(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAXVAULT_")}
     env["VAXVAULT_STATE_DIR"] = str(tmp_path / "state")

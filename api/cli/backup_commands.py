@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
+from api.backup_config import backup_config
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.errors import VaxvaultError
 from api.settings import Settings
 from backup.capture import install
-from backup.codec import Key
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
 from backup.file_repository import FileRepository
@@ -91,15 +91,6 @@ def _table_list(value: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"{value!r} names no table")
     return tables
 
-
-def backup_config(settings: Settings) -> BackupConfig:
-    """Translate application settings into the backup package's configuration."""
-    return BackupConfig(
-        database_url=settings.require_database_url(),
-        spool_dir=settings.backup_spool_dir or settings.state_dir / "spool",
-        primary_url=settings.backup_url, replica_urls=settings.backup_replica_urls,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        key=Key(settings.backup_encryption_key) if settings.backup_encryption_key else None)
 
 
 def _stages(config: BackupConfig) -> list[Stage]:

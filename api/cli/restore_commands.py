@@ -12,6 +12,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
@@ -108,7 +109,7 @@ def _repository(settings: Settings) -> tuple[Repository, Key | None]:
     if not settings.backup_url:
         raise SettingsError("VAXVAULT_BACKUP_URL is not set; set it to the repository to restore from "
                             "(s3://bucket/prefix or file:///path)")
-    key = Key(settings.backup_encryption_key) if settings.backup_encryption_key else None
+    key = encryption_key(settings)
     return open_repository(settings.backup_url, settings.s3_endpoint_url), key
 
 

@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
+from api.backup_config import backup_config
 from api.settings import Settings
-from backup.codec import Key
 from backup.config import BackupConfig
 from backup.errors import BackupError, LockHeld
 from backup.file_repository import FileRepository
@@ -56,15 +56,6 @@ class BackupFailed:
 
 BackupOutcome = BackupDone | BackupBusy | BackupNotConfigured | BackupFailed
 
-
-def backup_config(settings: Settings) -> BackupConfig:
-    """Application settings as the backup package's configuration (owner URL, stages, key)."""
-    return BackupConfig(
-        database_url=settings.require_database_url(),
-        spool_dir=settings.backup_spool_dir or settings.state_dir / "spool",
-        primary_url=settings.backup_url, replica_urls=settings.backup_replica_urls,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        key=Key(settings.backup_encryption_key) if settings.backup_encryption_key else None)
 
 
 def _list(config: BackupConfig) -> Listing:

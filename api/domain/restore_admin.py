@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from api.backup_config import encryption_key
 from api.domain.backup_admin import NOT_CONFIGURED
 from api.domain.errors import BadUserInput
 from api.settings import Settings
@@ -62,7 +63,7 @@ def source(settings: Settings) -> Source | None:
     """The configured repository, or None when VAXVAULT_BACKUP_URL is not set."""
     if not settings.backup_url:
         return None
-    key = Key(settings.backup_encryption_key) if settings.backup_encryption_key else None
+    key = encryption_key(settings)
     return Source(settings.require_database_url(),
                   open_repository(settings.backup_url, settings.s3_endpoint_url), key)
 
