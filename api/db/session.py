@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from api.errors import DatabaseError
 from api.policy import Freeze, freeze_applies
 from api.principal import Principal
 
@@ -61,6 +62,7 @@ class Session:
         self._transaction: asyncpg.transaction.Transaction | None = None
         self._state: RequestState | None = None
         self._broken = False
+        self._wrote = False
 
     async def _begin(self, conn: Any) -> RequestState:
         self._transaction = conn.transaction()
@@ -77,8 +79,14 @@ class Session:
 
     async def _connection(self) -> Any:
         if self._conn is None:
-            self._conn = await self.pool.acquire()
-            self._state = await self._begin(self._conn)
+            conn = await self.pool.acquire()
+            try:
+                self._state = await self._begin(conn)
+            except BaseException:
+                self._transaction = None
+                await self.pool.release(conn)  # the pool's reset rolls the transaction back
+                raise
+            self._conn = conn
         return self._conn
 
     @property
@@ -93,9 +101,22 @@ class Session:
         assert self._state is not None
         return self._state
 
+    async def _recover(self, conn: Any) -> None:
+        """After a failed read, start over so sibling fields still resolve.
+
+        Only while nothing was written: a rollback then loses no work (under READ COMMITTED
+        every statement sees its own snapshot anyway).
+        """
+        if self._broken and not self._wrote and self._transaction is not None:
+            transaction, self._transaction = self._transaction, None
+            await transaction.rollback()
+            self._state = await self._begin(conn)
+            self._broken = False
+
     async def _run(self, method: str, sql: str, args: Sequence[Any]) -> Any:
         async with self._lock:
             conn = await self._connection()
+            await self._recover(conn)
             try:
                 return await getattr(conn, method)(sql, *args)
             except asyncpg.PostgresError:
@@ -122,6 +143,7 @@ class Session:
         """A nested transaction for one write: a failed write rolls back alone."""
         async with self._lock:
             conn = await self._connection()
+            await self._recover(conn)
             savepoint = conn.transaction()
             await savepoint.start()
         broken_before = self._broken
@@ -135,6 +157,7 @@ class Session:
         else:
             async with self._lock:
                 await savepoint.commit()
+            self._wrote = True
 
     async def finish(self, final: Sequence[Statement]) -> None:
         """Run `final` (the audit) and commit; release the connection whatever happens.
@@ -149,11 +172,17 @@ class Session:
                 conn = await self._connection()
                 assert self._transaction is not None
                 if self._broken:
-                    await self._transaction.rollback()
+                    transaction, self._transaction = self._transaction, None
+                    await transaction.rollback()
+                    if self._wrote:
+                        # Writes were reported as done; they are gone, so the response must go.
+                        raise DatabaseError("a statement failed after a write in the same "
+                                            "request; the request was rolled back")
                     self._state = await self._begin(conn)
                 for statement in final:
                     await conn.execute(statement.sql, *statement.args)
                 transaction, self._transaction = self._transaction, None
+                assert transaction is not None
                 await transaction.commit()
         finally:
             await self.close()

@@ -8,6 +8,7 @@ from datetime import date
 from enum import StrEnum
 
 from api.db.session import Session
+from api.domain.doses import check_dose_number
 from api.domain.errors import Forbidden
 from api.domain.records import Center, District, Vaccine
 from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope
@@ -80,7 +81,8 @@ async def counts(session: Session, group_by: Sequence[Dimension],
     rows = await session.fetch(
         _SQL, Dimension.DISTRICT in dims, Dimension.CENTER in dims, Dimension.DAY in dims,
         Dimension.DOSE_NUMBER in dims, Dimension.VACCINE in dims, district_id, center_id,
-        filters.administered_from, filters.administered_to, filters.vaccine, filters.dose_number)
+        filters.administered_from, filters.administered_to, filters.vaccine,
+        check_dose_number(filters.dose_number))
     return [CoverageRow(
         district=District(r["district_id"], r["district_name"], r["division"])
         if r["district_id"] is not None else None,

@@ -15,6 +15,14 @@ from api.domain.scope import doses_in_scope
 
 CURSOR_KIND = "dose"
 MAX_DUE_WINDOW_DAYS = 62
+MAX_DOSE_NUMBER = 6
+
+
+def check_dose_number(number: int | None, name: str = "doseNumber") -> int | None:
+    """`number` if it can be a dose number (1-6); BadUserInput otherwise."""
+    if number is not None and not 1 <= number <= MAX_DOSE_NUMBER:
+        raise BadUserInput(f"{name}: {number} is not a dose number; give 1 to {MAX_DOSE_NUMBER}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ async def search(session: Session, filters: DoseFilter, first: int | None,
           .add_if(filters.recipient_id, "d.recipient_id = {p}")
           .add_if(filters.administered_from, "d.administered_on >= {p}")
           .add_if(filters.administered_to, "d.administered_on <= {p}")
-          .add_if(filters.dose_number, "d.dose_number = {p}")
+          .add_if(check_dose_number(filters.dose_number), "d.dose_number = {p}")
           .add_if(filters.vaccine, "d.vaccine_code = {p}"))
     _after(where, after)
     limit = where.param(size + 1)

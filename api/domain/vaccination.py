@@ -11,6 +11,7 @@ from api.db.session import Session
 from api.domain import recipients
 from api.domain.audit import AuditTrail
 from api.domain.conditions import Conditions
+from api.domain.doses import check_dose_number
 from api.domain.errors import NotFound
 from api.domain.outcome import Invalid
 from api.domain.records import DOSE_COLUMNS, DOSE_FROM, Dose, Vaccine
@@ -136,7 +137,7 @@ async def record(session: Session, audit: AuditTrail, new: NewDose) -> Dose | In
         return Invalid("recipientId", f"no recipient {new.recipient_id} in your scope")
     series = await _series(session, new.recipient_id)
     expected = len(series) + 1
-    number = new.dose_number if new.dose_number is not None else expected
+    number = check_dose_number(new.dose_number) or expected
     if number != expected:
         return Invalid("doseNumber", f"dose {number} is out of sequence; this recipient has "
                                      f"{len(series)} dose(s), so the next is dose {expected}")

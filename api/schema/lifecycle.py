@@ -29,8 +29,20 @@ class RequestLifecycle(SchemaExtension):
     async def on_operation(self) -> AsyncIterator[None]:
         yield
         ctx = self.execution_context.context
-        if isinstance(ctx, Context):
+        if not isinstance(ctx, Context):
+            return
+        try:
             await ctx.session.finish(ctx.audit.pending())
+        except Exception as exc:
+            # Without its audit entry (or its commit) a response may not go out: withhold it.
+            log_event("request not committed", error=type(exc).__name__,
+                      request_id=ctx.request_id)
+            result = self.execution_context.result
+            if result is not None:
+                result.data = None
+                result.errors = [GraphQLError(
+                    "The request could not be completed and no data is returned; try again.",
+                    extensions={"code": "INTERNAL_SERVER_ERROR"})]
 
 
 def should_mask(error: GraphQLError) -> bool:

@@ -46,6 +46,7 @@ class Query:
     async def recipient(self, info: Info, id: strawberry.ID) -> Recipient | None:
         await check_root(info, "recipient")
         found = await recipients.get(info.context.session, parse_id(str(id)))
+        info.context.loaders.recipient.prime(found.id, found)
         return Recipient(record=found)
 
     @root_field("recipients", "Recipients in your scope, by id.")
@@ -55,6 +56,8 @@ class Query:
         await check_root(info, "recipients")
         page = await recipients.search(info.context.session,
                                        (filter or RecipientsFilter()).to_domain(), first, after)
+        # Dose.recipient of these people then needs no statement of its own.
+        info.context.loaders.recipient.prime_many({r.id: r for r in page.items})
         return connection(page, Recipient)
 
     @root_field("doses", "Doses in your scope, latest first.")
