@@ -1,0 +1,214 @@
+"""`vaxvault backup init | run | list | verify | prune | schedule`: thin wrappers over backup/."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from api.cli.output import add_json_flag, emit, is_terminal
+from api.errors import VaxvaultError
+from api.settings import Settings
+from backup.capture import install
+from backup.codec import Key
+from backup.config import BackupConfig
+from backup.errors import BackupError
+from backup.file_repository import FileRepository
+from backup.inventory import inventory
+from backup.prune import apply_prune, plan_prune, stored_units
+from backup.runner import connect, run_backup
+from backup.schedule import DEFAULT_FULL, DEFAULT_INCREMENTAL, Schedule, run_schedule, summary_line
+from backup.stages import Stage, build_stages
+from backup.verify import verify
+
+
+class BackupCommandError(VaxvaultError):
+    """A backup operation failed; the message comes from backup's own error tree."""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    backup = commands.add_parser("backup", help="change capture, snapshots, segments, verify, retention")
+    actions = backup.add_subparsers(dest="backup_command", metavar="ACTION")
+    actions.required = True
+
+    init = actions.add_parser("init", help="install change capture (idempotent)")
+    init.add_argument("--tables", type=_table_list, help="comma-separated tables (default: all with a "
+                      "primary key but audit_log and vaxvault_migrations)")
+    init.set_defaults(handler=run_init)
+
+    run = actions.add_parser("run", help="take a backup now")
+    kind = run.add_mutually_exclusive_group()
+    kind.add_argument("--full", action="store_true", help="full snapshot (and the segment up to it)")
+    kind.add_argument("--incremental", action="store_true", help="changes since the last run (default)")
+    run.set_defaults(handler=run_run)
+
+    listing = actions.add_parser("list", help="snapshots and segments with their state at each stage")
+    listing.set_defaults(handler=run_list)
+
+    check = actions.add_parser("verify", help="check every object at every stage (exit 1 on a problem)")
+    check.add_argument("id", nargs="?", help="one snapshot or segment id (default: everything)")
+    check.add_argument("--deep", action="store_true", help="decrypt, decompress and re-count rows")
+    check.set_defaults(handler=run_verify)
+
+    prune = actions.add_parser("prune", help="delete what no kept point in time needs")
+    prune.add_argument("--keep-full", type=int, required=True, metavar="N")
+    prune.add_argument("--keep-days", type=float, required=True, metavar="D")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    prune.set_defaults(handler=run_prune)
+
+    schedule = actions.add_parser("schedule", help="run backups on a schedule until stopped")
+    schedule.add_argument("--full", default=DEFAULT_FULL, metavar="CRON")
+    schedule.add_argument("--incremental", default=DEFAULT_INCREMENTAL, metavar="CRON")
+    schedule.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    schedule.set_defaults(handler=run_schedule_command)
+
+    for parser in (init, run, listing, check, prune, schedule):
+        add_json_flag(parser)
+
+
+def _table_list(value: str) -> tuple[str, ...]:
+    tables = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not tables:
+        raise argparse.ArgumentTypeError(f"{value!r} names no table")
+    return tables
+
+
+def backup_config(settings: Settings) -> BackupConfig:
+    """Translate application settings into the backup package's configuration."""
+    return BackupConfig(
+        database_url=settings.require_database_url(),
+        spool_dir=settings.backup_spool_dir or settings.state_dir / "spool",
+        primary_url=settings.backup_url, replica_urls=settings.backup_replica_urls,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        key=Key(settings.backup_encryption_key) if settings.backup_encryption_key else None)
+
+
+def _stages(config: BackupConfig) -> list[Stage]:
+    return build_stages(FileRepository(config.spool_dir), config.primary_url, config.replica_urls,
+                        config.s3_endpoint_url)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except BackupError as exc:
+        raise BackupCommandError(str(exc)) from exc
+
+
+def run_init(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> tuple[tuple[str, ...], str]:
+        conn = await connect(settings.require_database_url())
+        try:
+            result = await install(conn, args.tables)
+            return result.tables, result.watermark
+        finally:
+            await conn.close()
+
+    with _translated():
+        tables, watermark = asyncio.run(go())
+    emit(args, f"change capture installed on {len(tables)} table(s): {', '.join(tables)}",
+         {"tables": list(tables), "watermark": watermark})
+    return 0
+
+
+def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    if not is_terminal():
+        return None, lambda: None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    task = bar.add_task("snapshot rows", total=None)
+    bar.start()
+    return (lambda rows, _size: bar.advance(task, rows)), bar.stop
+
+
+def run_run(args: argparse.Namespace, settings: Settings) -> int:
+    config = backup_config(settings)
+    progress, done = _progress() if args.full and not args.json else (None, lambda: None)
+    try:
+        with _translated():
+            summary = asyncio.run(run_backup(config, full=args.full, progress=progress))
+    finally:
+        done()
+    emit(args, summary_line(summary), asdict(summary))
+    return 0
+
+
+def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    config = backup_config(settings)
+    with _translated():
+        stages = _stages(config)
+        units = inventory(stages)
+    if args.json:
+        emit(args, "", [asdict(u) for u in units])
+        return 0
+    names = [s.name for s in stages]
+    print(f"{'KIND':9} {'ID':24} {'ROWS':>9} {'BYTES':>11}  " + "  ".join(f"{n:11}" for n in names))
+    for unit in units:
+        print(f"{unit.kind:9} {unit.id:24} {unit.rows:>9} {unit.bytes:>11}  "
+              + "  ".join(f"{unit.states[n]:11}" for n in names))
+    if not units:
+        print("no snapshots or segments yet; run 'vaxvault backup run --full'")
+    return 0
+
+
+def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    config = backup_config(settings)
+    with _translated():
+        report = verify(_stages(config), args.id, deep=args.deep, key=config.key)
+    data = {"units": report.units, "objects": report.objects, "ok": report.ok,
+            "problems": [asdict(p) for p in report.problems]}
+    if report.ok:
+        emit(args, f"verified {report.objects} object(s) of {report.units} unit(s) at every stage"
+             + (" (deep)" if args.deep else ""), data)
+        return 0
+    if args.json:
+        emit(args, "", data)
+    else:
+        for problem in report.problems:
+            print(problem)
+    raise BackupCommandError(f"verify found {len(report.problems)} problem(s) in {report.objects} object(s); "
+                             f"first: {report.problems[0]}")
+
+
+def run_prune(args: argparse.Namespace, settings: Settings) -> int:
+    config = backup_config(settings)
+    with _translated():
+        stages = _stages(config)
+        plan = plan_prune(stored_units(stages), args.keep_full, args.keep_days, datetime.now(UTC))
+        removed = 0 if args.dry_run else apply_prune(stages, plan)
+    verb = "would delete" if args.dry_run else "deleted"
+    emit(args, f"{verb} {len(plan.snapshots)} snapshot(s) and {len(plan.segments)} segment(s)"
+         + "".join(f"\n  snapshot {i}" for i in plan.snapshots)
+         + "".join(f"\n  segment {i}" for i in plan.segments),
+         {"dry_run": args.dry_run, "snapshots": list(plan.snapshots), "segments": list(plan.segments),
+          "objects_removed": removed})
+    return 0
+
+
+def run_schedule_command(args: argparse.Namespace, settings: Settings) -> int:
+    config = backup_config(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with _translated():
+        schedule = Schedule(full=args.full, incremental=args.incremental)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_schedule(config, schedule, stop)
+
+    runs = asyncio.run(go())
+    emit(args, f"scheduler stopped after {runs} run(s)", {"runs": runs})
+    return 0

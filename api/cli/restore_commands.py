@@ -1,0 +1,212 @@
+"""`vaxvault restore records | find-loss | full`: thin wrappers over backup's restore functions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from api.cli.output import add_json_flag, emit
+from api.errors import SettingsError, VaxvaultError
+from api.settings import Settings
+from backup.codec import Key
+from backup.errors import BackupError
+from backup.find_loss import LossWindow, find_loss
+from backup.predicate import parse
+from backup.reader import list_segments
+from backup.repository import Repository, open_repository
+from backup.restore_full import FullRestoreReport, restore_full
+from backup.restore_records import (
+    ConflictPolicy,
+    RestoreReport,
+    RestoreRequest,
+    plan_restore,
+    restore_records,
+)
+from backup.restore_source import shipped_changes
+
+
+class RestoreCommandError(VaxvaultError):
+    """A restore failed or was refused; the message comes from backup's own error tree."""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    restore = commands.add_parser("restore", help="find lost records and restore them as of a time")
+    actions = restore.add_subparsers(dest="restore_command", metavar="ACTION")
+    actions.required = True
+
+    records = actions.add_parser("records", help="restore rows of one table as they were at T")
+    records.add_argument("--as-of", type=instant, required=True, metavar="T",
+                         help="ISO 8601 time with offset, e.g. 2026-11-22T02:00:00Z")
+    records.add_argument("--table", required=True)
+    records.add_argument("--where", metavar="PREDICATE",
+                         help="SQL boolean expression over the columns as they were at T")
+    records.add_argument("--columns", type=_names, help="compare and write back only these columns")
+    records.add_argument("--dry-run", action="store_true", help="show counts and a sample diff only")
+    records.add_argument("--on-conflict", choices=[p.value for p in ConflictPolicy], default="skip")
+    records.add_argument("--with-parents", action="store_true",
+                         help="also restore gone parent rows (e.g. the recipient of a dose)")
+    records.add_argument("--sample", type=int, default=10, help="rows in the sample diff")
+    records.set_defaults(handler=run_records)
+
+    loss = actions.add_parser("find-loss", help="when did rows vanish? unusual bursts of changes")
+    loss.add_argument("--table", required=True)
+    loss.add_argument("--since", type=instant, metavar="T")
+    loss.add_argument("--until", type=instant, metavar="T")
+    loss.set_defaults(handler=run_find_loss)
+
+    full = actions.add_parser("full", help="rebuild every table as at T in an empty database")
+    full.add_argument("--as-of", type=instant, required=True, metavar="T")
+    full.add_argument("--target-url", required=True, metavar="DSN")
+    full.set_defaults(handler=run_full)
+
+    for parser in (records, loss, full):
+        add_json_flag(parser)
+
+
+def instant(value: str) -> datetime:
+    """An ISO 8601 time with a UTC offset (argparse type)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time; use e.g. 2026-11-22T02:00:00Z") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no UTC offset; add one, e.g. {value}Z")
+    return parsed
+
+
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"{value!r} names no column")
+    return names
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except BackupError as exc:
+        raise RestoreCommandError(str(exc)) from exc
+
+
+def _repository(settings: Settings) -> tuple[Repository, Key | None]:
+    if not settings.backup_url:
+        raise SettingsError("VAXVAULT_BACKUP_URL is not set; set it to the repository to restore from "
+                            "(s3://bucket/prefix or file:///path)")
+    key = Key(settings.backup_encryption_key) if settings.backup_encryption_key else None
+    return open_repository(settings.backup_url, settings.s3_endpoint_url), key
+
+
+def _operator() -> str:
+    return f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+
+
+def run_records(args: argparse.Namespace, settings: Settings) -> int:
+    with _translated():
+        repo, key = _repository(settings)
+        request = RestoreRequest(
+            table=args.table, as_of=args.as_of, where=parse(args.where) if args.where else None,
+            columns=args.columns, on_conflict=ConflictPolicy(args.on_conflict),
+            with_parents=args.with_parents, actor=_operator(), sample_size=args.sample)
+        url = settings.require_database_url()
+        if args.dry_run:
+            plan = asyncio.run(plan_restore(url, repo, key, request))
+            report = RestoreReport(plan, False, 0, 0, 0, None, 0.0)
+        else:
+            report = asyncio.run(restore_records(url, repo, key, request))
+    emit(args, _records_text(report), _records_json(report))
+    return 0
+
+
+def _records_json(report: RestoreReport) -> dict[str, Any]:
+    data = asdict(report)
+    data["restored"] = report.restored
+    return data
+
+
+def _records_text(report: RestoreReport) -> str:
+    plan = report.plan
+    counts = plan.counts
+    lines = [
+        f"restore {plan.table} as of {plan.as_of.isoformat()}"
+        + (f" where {plan.predicate}" if plan.predicate else ""),
+        f"  from snapshot {plan.snapshot_id} + {plan.segments} segment(s); read {plan.chunks_read} of "
+        f"{plan.chunks_total} chunk(s); {plan.matched} row(s) matched at T"
+        + ("" if plan.used_live_log else "; no live change log (repository only)"),
+        f"  reinsert {counts.get('reinsert', 0)}, write back {counts.get('write_back', 0)}, "
+        f"conflict {counts.get('conflict', 0)}, untouched {counts.get('untouched', 0)}",
+    ]
+    if plan.parents:
+        lines.append("  parents restored: " + ", ".join(f"{t} {n}" for t, n in plan.parents.items()))
+    if plan.sample:
+        lines.append("sample diff (column: now -> at T):")
+        for diff in plan.sample:
+            key = ", ".join(f"{k}={v}" for k, v in diff.key.items())
+            changed = "; ".join(f"{c}: {_show(now)} -> {_show(then)}"
+                                for c, (now, then) in diff.columns.items())
+            lines.append(f"  {key} {diff.action}: {changed}")
+    if plan.conflicts:
+        lines.append(f"conflicts ({plan.conflicts_total}, skipped unless --on-conflict overwrite):")
+        lines.extend(f"  {', '.join(f'{k}={v}' for k, v in d.key.items())}: {d.reason}"
+                     for d in plan.conflicts)
+    if report.applied:
+        audit = f" (audit entry {report.audit_id})" if report.audit_id else ""
+        lines.append(f"restored {report.restored} row(s): {report.reinserted} re-inserted, "
+                     f"{report.written_back} written back{audit} in {report.seconds} s")
+    else:
+        lines.append("dry run: nothing was written")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    return "NULL" if value is None else str(value)
+
+
+def run_find_loss(args: argparse.Namespace, settings: Settings) -> int:
+    with _translated():
+        repo, key = _repository(settings)
+        changes = shipped_changes(repo, list_segments(repo), args.table, key, until=args.until)
+        windows = find_loss(changes, table=args.table, since=args.since, until=args.until)
+    emit(args, _loss_text(args.table, windows), {"table": args.table,
+                                                 "windows": [w.as_json() for w in windows]})
+    return 0
+
+
+def _loss_text(table: str, windows: list[LossWindow]) -> str:
+    if not windows:
+        return f"no unusual deletes, updates or truncates of {table} in the shipped segments"
+    lines = [f"{'START':32} {'END':32} {'SIGNAL':28} {'ROWS':>8} {'TO NULL':>8} {'TXNS':>5}  EXAMPLE KEYS"]
+    for w in windows:
+        keys = " ".join(",".join(f"{k}={v}" for k, v in key.items()) for key in w.example_keys)
+        lines.append(f"{w.start.isoformat():32} {w.end.isoformat():32} {w.signal:28} {w.count:>8} "
+                     f"{w.set_to_null:>8} {w.transactions:>5}  {keys}")
+    top = windows[0]
+    lines.append(f"proposed: vaxvault restore records --table {table} "
+                 f"--as-of {top.proposed_as_of.isoformat()} --dry-run")
+    return "\n".join(lines)
+
+
+def run_full(args: argparse.Namespace, settings: Settings) -> int:
+    with _translated():
+        repo, key = _repository(settings)
+        report = asyncio.run(restore_full(args.target_url, repo, key, args.as_of))
+    emit(args, _full_text(report), asdict(report))
+    return 0
+
+
+def _full_text(report: FullRestoreReport) -> str:
+    lines = [f"restored snapshot {report.snapshot_id} + {report.segments} segment(s) as of "
+             f"{report.as_of.isoformat()} in {report.seconds} s",
+             f"  {'TABLE':20} {'SNAPSHOT':>9} {'LOADED':>9} {'REPLAYED':>9} {'AT T':>9}"]
+    lines.extend(f"  {t.table:20} {t.snapshot_rows:>9} {t.loaded_rows:>9} {t.changes_replayed:>9} "
+                 f"{t.rows_at_t:>9}" for t in report.tables)
+    lines.append("row counts verified against the manifest")
+    return "\n".join(lines)

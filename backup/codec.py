@@ -1,0 +1,87 @@
+"""How object bytes are encoded: zstd, then optionally AES-256-GCM bound to the object key.
+
+Encrypted layout: b"VVE1" + 12-byte random nonce + ciphertext-with-tag; the associated data is
+the object key, so an object moved to another key fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backup.errors import DecryptionError, FormatError
+
+MAGIC = b"VVE1"
+NONCE_BYTES = 12
+ZSTD_LEVEL = 3
+ALGORITHM = "AES-256-GCM"
+
+
+@dataclass(frozen=True)
+class Key:
+    """A 32-byte data key and its id (first 16 hex digits of its SHA-256), recorded in manifests."""
+
+    secret: bytes
+
+    @property
+    def id(self) -> str:
+        return key_id(self.secret)
+
+
+def key_id(secret: bytes) -> str:
+    return hashlib.sha256(b"vaxvault-key-id:" + secret).hexdigest()[:16]
+
+
+def compress(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+
+
+def decompress(data: bytes) -> bytes:
+    try:
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"object is not valid zstd data: {exc}") from exc
+
+
+def seal(data: bytes, object_key: str, key: Key | None) -> bytes:
+    """Encrypt already-compressed bytes for `object_key` when a key is set, else return them."""
+    if key is None:
+        return data
+    nonce = os.urandom(NONCE_BYTES)
+    return MAGIC + nonce + AESGCM(key.secret).encrypt(nonce, data, object_key.encode())
+
+
+def is_sealed(data: bytes) -> bool:
+    return data.startswith(MAGIC)
+
+
+def open_sealed(data: bytes, object_key: str, key: Key | None) -> bytes:
+    """Inverse of seal; raise DecryptionError when the object is encrypted and the key is wrong or absent."""
+    if not is_sealed(data):
+        return data
+    if key is None:
+        raise DecryptionError(
+            f"{object_key} is encrypted; set VAXVAULT_BACKUP_ENCRYPTION_KEY to the key it was written with")
+    nonce = data[len(MAGIC): len(MAGIC) + NONCE_BYTES]
+    try:
+        return AESGCM(key.secret).decrypt(nonce, data[len(MAGIC) + NONCE_BYTES:], object_key.encode())
+    except InvalidTag as exc:
+        raise DecryptionError(
+            f"{object_key} cannot be decrypted with key {key.id}: wrong key or corrupted object") from exc
+
+
+def encode(data: bytes, object_key: str, key: Key | None) -> bytes:
+    return seal(compress(data), object_key, key)
+
+
+def decode(data: bytes, object_key: str, key: Key | None) -> bytes:
+    return decompress(open_sealed(data, object_key, key))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

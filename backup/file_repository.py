@@ -1,0 +1,109 @@
+"""A repository in a local directory (also the layout of the stage-1 spool)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from backup.errors import ObjectNotFound, StorageError
+from backup.repository import ObjectInfo
+
+TEMP_SUFFIX = ".partial"
+READ_BYTES = 1 << 20
+
+
+class FileRepository:
+    """Objects are files under `root`; writes go to a temp file renamed into place (atomic)."""
+
+    def __init__(self, root: Path, url: str | None = None) -> None:
+        self.root = root
+        self.url = url or root.resolve().as_uri()
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise StorageError(f"object key {key!r} escapes the repository")
+        return self.root / key
+
+    def _write(self, key: str, write: Callable[[Path], object]) -> None:
+        target = self._path(key)
+        temp = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(temp)
+            os.replace(temp, target)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        def write(temp: Path) -> None:
+            with open(temp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        self._write(key, write)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._write(key, lambda temp: shutil.copyfile(path, temp))
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{key} is missing from {self.url}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} from {self.url}: {exc}") from exc
+
+    def stream(self, key: str) -> Iterator[bytes]:
+        try:
+            with open(self._path(key), "rb") as source:
+                while piece := source.read(READ_BYTES):
+                    yield piece
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{key} is missing from {self.url}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} from {self.url}: {exc}") from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            return ObjectInfo(key, self._path(key).stat().st_size)
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        if not self.root.exists():
+            return []
+        found = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.endswith(TEMP_SUFFIX):
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectInfo(key, path.stat().st_size))
+        return sorted(found, key=lambda o: o.key)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+            for parent in path.parents:
+                if parent == self.root or not parent.is_relative_to(self.root):
+                    break
+                if any(parent.iterdir()):
+                    break
+                parent.rmdir()
+        except OSError as exc:
+            raise StorageError(f"cannot delete {key} from {self.url}: {exc}") from exc
+
+    def clean_incomplete(self) -> int:
+        removed = 0
+        if self.root.exists():
+            for temp in self.root.rglob(f"*{TEMP_SUFFIX}"):
+                temp.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -1,0 +1,192 @@
+"""Snapshot and segment manifests: the JSON commit points of the repository format.
+
+A reader refuses a manifest whose major format version is newer than FORMAT_MAJOR.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from backup.errors import FormatError
+
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+
+JsonRow = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """An object of the repository with the SHA-256 and size of its stored bytes."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A range of one table's rows in primary-key order.
+
+    first_key/last_key: primary key of the first and last row (to_jsonb rendering).
+    bounds: column -> [min, max] for every date/timestamp column ([null, null] when all null).
+    """
+
+    object: ObjectRef
+    rows: int
+    first_key: JsonRow | None
+    last_key: JsonRow | None
+    bounds: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableImage:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    rows: int
+    chunks: tuple[Chunk, ...]
+
+
+@dataclass(frozen=True)
+class SnapshotManifest:
+    """A committed full snapshot. position: the pg_snapshot of the cut (changes visible in it are in
+    the image); cut_at: server clock at the cut."""
+
+    id: str
+    cut_at: datetime
+    position: str
+    database: str
+    server_version: str
+    encryption_key_id: str | None
+    schema: ObjectRef
+    tables: tuple[TableImage, ...]
+    format_version: str = FORMAT_VERSION
+    kind: str = "snapshot"
+
+    def table(self, name: str) -> TableImage:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise FormatError(f"snapshot {self.id} has no table {name!r}; it has "
+                          f"{', '.join(t.name for t in self.tables)}")
+
+    def objects(self) -> list[ObjectRef]:
+        return [self.schema, *(c.object for t in self.tables for c in t.chunks)]
+
+
+@dataclass(frozen=True)
+class SegmentManifest:
+    """A committed incremental segment: the changes whose transactions are visible in `to_position`
+    and not in `from_position` (pg_snapshot texts), in position order."""
+
+    id: str
+    cut_at: datetime
+    from_position: str
+    to_position: str
+    changes: int
+    first_position: int | None
+    last_position: int | None
+    first_committed_at: datetime | None
+    last_committed_at: datetime | None
+    tables: tuple[str, ...]
+    encryption_key_id: str | None
+    object: ObjectRef
+    format_version: str = FORMAT_VERSION
+    kind: str = "segment"
+
+    def objects(self) -> list[ObjectRef]:
+        return [self.object]
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def check_version(version: object, what: str) -> None:
+    """Raise FormatError unless `version` is a format this reader understands."""
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError as exc:
+        raise FormatError(f"{what} has an unreadable format_version {version!r}") from exc
+    if major > FORMAT_MAJOR:
+        raise FormatError(
+            f"{what} uses repository format {version}, newer than this vaxvault reads "
+            f"({FORMAT_VERSION}); upgrade vaxvault to read it")
+
+
+def dump(manifest: SnapshotManifest | SegmentManifest) -> bytes:
+    return json.dumps(asdict(manifest), default=_json_default, sort_keys=True, indent=1).encode()
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _ref(data: dict) -> ObjectRef:
+    return ObjectRef(key=data["key"], sha256=data["sha256"], size=int(data["size"]))
+
+
+def load(data: bytes, what: str) -> SnapshotManifest | SegmentManifest:
+    """Parse a manifest; raise FormatError for bad JSON, a missing field or a newer major version."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise FormatError(f"{what} is not a JSON object")
+    check_version(raw.get("format_version"), what)
+    try:
+        if raw.get("kind") == "snapshot":
+            return _load_snapshot(raw)
+        if raw.get("kind") == "segment":
+            return _load_segment(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{what} is missing or has a malformed field: {exc}") from exc
+    raise FormatError(f"{what} has unknown kind {raw.get('kind')!r}")
+
+
+def _load_snapshot(raw: dict) -> SnapshotManifest:
+    tables = tuple(
+        TableImage(
+            schema=t["schema"], name=t["name"],
+            columns=tuple(Column(c["name"], c["type"]) for c in t["columns"]),
+            primary_key=tuple(t["primary_key"]), rows=int(t["rows"]),
+            chunks=tuple(Chunk(object=_ref(c["object"]), rows=int(c["rows"]),
+                               first_key=c["first_key"], last_key=c["last_key"],
+                               bounds=dict(c["bounds"])) for c in t["chunks"]),
+        )
+        for t in raw["tables"]
+    )
+    return SnapshotManifest(
+        id=raw["id"], cut_at=datetime.fromisoformat(raw["cut_at"]), position=raw["position"],
+        database=raw["database"], server_version=raw["server_version"],
+        encryption_key_id=raw["encryption_key_id"], schema=_ref(raw["schema"]), tables=tables,
+        format_version=raw["format_version"],
+    )
+
+
+def _load_segment(raw: dict) -> SegmentManifest:
+    return SegmentManifest(
+        id=raw["id"], cut_at=datetime.fromisoformat(raw["cut_at"]),
+        from_position=raw["from_position"], to_position=raw["to_position"],
+        changes=int(raw["changes"]), first_position=raw["first_position"],
+        last_position=raw["last_position"],
+        first_committed_at=_dt(raw["first_committed_at"]),
+        last_committed_at=_dt(raw["last_committed_at"]),
+        tables=tuple(raw["tables"]), encryption_key_id=raw["encryption_key_id"],
+        object=_ref(raw["object"]), format_version=raw["format_version"],
+    )

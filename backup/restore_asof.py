@@ -1,0 +1,162 @@
+"""A table as it was at T, rebuilt in a TEMP table from the repository alone.
+
+The base snapshot's chunks that can hold a matching row are loaded with COPY, then the table's
+changes committed after the snapshot and up to T are replayed, collapsed to the last image per
+key, with jsonb_populate_recordset. Rows touched by a replayed change are rebuilt even when their
+chunk was pruned, because the change carries the full row image.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from backup.change import Change, Op, Row
+from backup.codec import Key
+from backup.manifest import Chunk, TableImage
+from backup.predicate import Expr
+from backup.predicate_sql import may_match, quote_identifier
+from backup.reader import read_chunk
+from backup.repository import Repository
+from backup.restore_errors import RestorePlanError
+from backup.restore_source import History, shipped_changes
+
+KeyTuple = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class LiveTable:
+    """The live table a restore writes to: its columns (in the snapshot's order) and key."""
+
+    schema: str
+    name: str
+    columns: tuple[str, ...]
+    types: dict[str, str]
+    primary_key: tuple[str, ...]
+
+    @property
+    def qualified(self) -> str:
+        return f"{quote_identifier(self.schema)}.{quote_identifier(self.name)}"
+
+    def key_of(self, row: Row) -> KeyTuple:
+        return tuple(row.get(name) for name in self.primary_key)
+
+
+@dataclass(frozen=True)
+class AsOfImage:
+    """The temp table holding the rows at T, and what it took to build it."""
+
+    temp: str
+    chunks_read: int
+    chunks_total: int
+    rows_loaded: int
+    changes_replayed: int
+
+
+_COLUMNS = """
+SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.attgenerated = '' ORDER BY a.attnum
+"""
+
+
+async def describe_live(conn: asyncpg.Connection, image: TableImage) -> LiveTable:
+    """The live table of a snapshot image; RestorePlanError when it is gone or lost columns."""
+    qualified = f"{quote_identifier(image.schema)}.{quote_identifier(image.name)}"
+    rows = await conn.fetch(_COLUMNS, qualified)
+    types = {row["name"]: row["type"] for row in rows}
+    if not types:
+        raise RestorePlanError(f"table {image.schema}.{image.name} does not exist in the live database; "
+                               "use 'vaxvault restore full' to rebuild a lost database")
+    missing = [c.name for c in image.columns if c.name not in types]
+    if missing:
+        raise RestorePlanError(f"live table {image.name} has no column(s) {', '.join(missing)} that the "
+                               "snapshot holds; the schema changed since T")
+    columns = tuple(c.name for c in image.columns)
+    return LiveTable(image.schema, image.name, columns, {c: types[c] for c in columns}, image.primary_key)
+
+
+def chunk_ranges(table: TableImage, chunk: Chunk, types: dict[str, str]) -> dict[str, tuple[Any, Any]]:
+    """Column -> (min, max) of a chunk: its date bounds and, for a one-column key, its key range."""
+    ranges: dict[str, tuple[Any, Any]] = {}
+    for name, (low, high) in chunk.bounds.items():
+        ranges[name] = (_typed(low, types.get(name, "")), _typed(high, types.get(name, "")))
+    if len(table.primary_key) == 1 and chunk.first_key and chunk.last_key:
+        column = table.primary_key[0]
+        ranges[column] = (chunk.first_key.get(column), chunk.last_key.get(column))
+    return ranges
+
+
+def _typed(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    try:
+        if kind == "date":
+            return date.fromisoformat(value)
+        if kind.startswith("timestamp"):
+            return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+async def build_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
+                      live: LiveTable, as_of: datetime, where: Expr | None, temp: str) -> AsOfImage:
+    """Create TEMP table `temp` (dropped at commit) holding the rows of `live` as at `as_of`.
+
+    Must run inside a transaction. Raises RestorePlanError when the snapshot lacks the table.
+    """
+    image = history.snapshot.table(live.name)
+    columns = ", ".join(quote_identifier(c) for c in live.columns)
+    keys = ", ".join(quote_identifier(c) for c in live.primary_key)
+    await conn.execute(f"CREATE TEMP TABLE {quote_identifier(temp)} ON COMMIT DROP AS "
+                       f"SELECT {columns} FROM {live.qualified} WITH NO DATA")
+    await conn.execute(f"ALTER TABLE {quote_identifier(temp)} ADD PRIMARY KEY ({keys})")
+    chunks = [c for c in image.chunks if may_match(where, chunk_ranges(image, c, live.types))]
+    loaded = 0
+    for chunk in chunks:
+        data = read_chunk(repo, chunk, key)
+        await conn.copy_to_table(temp, source=io.BytesIO(data), columns=list(live.columns), format="text")
+        loaded += chunk.rows
+    replayed = await replay(conn, live, quote_identifier(temp), shipped_changes(
+        repo, history.segments, live.name, key, until=as_of))
+    return AsOfImage(temp, len(chunks), len(image.chunks), loaded, replayed)
+
+
+async def replay(conn: asyncpg.Connection, live: LiveTable, table: str, changes: Iterable[Change]) -> int:
+    """Apply changes (position order) to `table` (quoted SQL name): last image per key wins.
+    Returns how many changes were read."""
+    final: dict[KeyTuple, Row | None] = {}
+    truncated = False
+    count = 0
+    for change in changes:
+        count += 1
+        if change.op == Op.TRUNCATE:
+            final.clear()
+            truncated = True
+        elif change.key is not None:
+            final[live.key_of(change.key)] = change.new if change.op in (Op.INSERT, Op.UPDATE) else None
+    if truncated:
+        await conn.execute(f"TRUNCATE {table}")
+    match = " AND ".join(f"t.{quote_identifier(c)} = k.{quote_identifier(c)}" for c in live.primary_key)
+    gone = [dict(zip(live.primary_key, k, strict=True)) for k, row in final.items() if row is None]
+    if gone:
+        await conn.execute(f"DELETE FROM {table} t USING "
+                           f"jsonb_populate_recordset(NULL::{table}, $1::jsonb) k WHERE {match}",
+                           json.dumps(gone))
+    images = [row for row in final.values() if row is not None]
+    if images:
+        keys = ", ".join(quote_identifier(c) for c in live.primary_key)
+        updates = ", ".join(f"{quote_identifier(c)} = EXCLUDED.{quote_identifier(c)}"
+                            for c in live.columns if c not in live.primary_key)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        await conn.execute(f"INSERT INTO {table} SELECT * FROM "
+                           f"jsonb_populate_recordset(NULL::{table}, $1::jsonb) "
+                           f"ON CONFLICT ({keys}) {action}", json.dumps(images))
+    return count

@@ -1,0 +1,174 @@
+"""One backup run: lock, cut (full snapshot and/or segment) into the spool, push to every stage,
+release the spool, trim the live change log. Runs are exclusive across machines (advisory lock)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from backup import changelog, keys
+from backup.catalog import describe_tables, schema_ddl
+from backup.codec import encode, sha256
+from backup.config import BackupConfig
+from backup.errors import ConfigError, DatabaseError, LockHeld, StorageError
+from backup.file_repository import FileRepository
+from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
+from backup.snapshot import Progress, copy_tables
+from backup.stages import Stage, build_stages, push, release, remove_orphans, scan
+
+# pg advisory lock key: b"vaxvault" as a bigint. Held for the whole run by one session.
+LOCK_KEY = int.from_bytes(b"vaxvault", "big") & 0x7FFF_FFFF_FFFF_FFFF
+SNAPSHOT_SCHEMA = "public"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    kind: str
+    snapshot_id: str | None
+    segment_id: str | None
+    changes: int
+    rows: int
+    bytes: int
+    seconds: float
+    pushed: dict[str, list[str]] = field(default_factory=dict)
+    trimmed: int = 0
+
+    @property
+    def noop(self) -> bool:
+        return self.snapshot_id is None and self.segment_id is None and not any(self.pushed.values())
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(url, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to PostgreSQL for backup: {exc}") from exc
+
+
+async def acquire_lock(conn: asyncpg.Connection) -> None:
+    """Take the cluster-wide backup lock on this session; LockHeld when another run has it."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+        raise LockHeld("another backup run holds the backup lock; it will be retried at the next "
+                       "scheduled time (or run again when it finishes)")
+
+
+def _newest_segment(stage: Stage) -> tuple[str, str] | None:
+    """(id, to_position) of the newest committed segment of a stage."""
+    from backup.reader import read_segment_manifest
+
+    ids = sorted(i for (kind, i), ok in scan(stage.repo).items() if kind == "segment" and ok)
+    if not ids:
+        return None
+    newest = read_segment_manifest(stage.repo, ids[-1])
+    return newest.id, newest.to_position
+
+
+async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
+                               failures: dict[str, str]) -> str:
+    """The position to cut from. A run killed after committing a segment to a stage but before
+    recording it in the database is repaired here, so its changes are not shipped twice.
+    Stages that cannot be read are recorded in `failures` and skipped for the rest of the run."""
+    position, segment_id = await changelog.read_watermark(conn)
+    for stage in stages:
+        try:
+            newest = _newest_segment(stage)
+        except StorageError as exc:
+            failures[stage.name] = str(exc)
+            continue
+        if newest and (segment_id is None or newest[0] > segment_id):
+            segment_id, position = newest
+            await changelog.set_watermark(conn, position, segment_id)
+    return position
+
+
+Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
+
+
+async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
+               full: bool, progress: Progress | None) -> Cut:
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
+        cut = await conn.fetchrow(
+            "SELECT pg_current_snapshot()::text AS position, clock_timestamp() AS cut_at, "
+            "current_database() AS db, current_setting('server_version') AS version, "
+            f"{'pg_export_snapshot()' if full else 'NULL'} AS export")
+        segment = await changelog.cut_segment(conn, previous, cut["position"], cut["cut_at"], spool,
+                                              config.key)
+        if not full:
+            return segment, None
+        workers = [conn]
+        for _ in range(max(0, config.workers - 1)):
+            worker = await connect(config.database_url)
+            stack.push_async_callback(worker.close)
+            await stack.enter_async_context(worker.transaction(isolation="repeatable_read", readonly=True))
+            await worker.execute(f"SET TRANSACTION SNAPSHOT '{cut['export']}'")
+            workers.append(worker)
+        tables = await describe_tables(conn, SNAPSHOT_SCHEMA)
+        snapshot_id = keys.format_id(cut["cut_at"])
+        images = await copy_tables(workers, tables, snapshot_id, spool, config.key, config.chunk_rows,
+                                   progress)
+        schema_key = keys.format_schema_key(snapshot_id)
+        schema_data = encode(schema_ddl(tables).encode(), schema_key, config.key)
+        spool.put(schema_key, schema_data)
+        manifest = SnapshotManifest(
+            id=snapshot_id, cut_at=cut["cut_at"], position=cut["position"], database=cut["db"],
+            server_version=cut["version"], encryption_key_id=config.key.id if config.key else None,
+            schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images))
+        spool.put(keys.format_snapshot_manifest_key(snapshot_id), dump(manifest))
+        return segment, manifest
+    raise AssertionError("unreachable")
+
+
+async def run_backup(config: BackupConfig, full: bool, progress: Progress | None = None) -> RunSummary:
+    """Run one backup. Raises LockHeld, DatabaseError/CaptureError, or StorageError when a stage
+    could not be reached after retries (the spool then keeps the data for the next run)."""
+    if not config.primary_url:
+        raise ConfigError("no primary repository: set VAXVAULT_BACKUP_URL to s3://bucket/prefix "
+                          "or file:///path")
+    started = time.perf_counter()
+    spool = FileRepository(config.spool_dir)
+    stages = build_stages(spool, config.primary_url, config.replica_urls, config.s3_endpoint_url)
+    conn = await connect(config.database_url)
+    try:
+        await acquire_lock(conn)
+        remove_orphans(spool)
+        try:
+            failures: dict[str, str] = {}
+            previous = await _reconcile_watermark(conn, stages, failures)
+            segment, snapshot = await _cut(config, conn, spool, previous, full, progress)
+            if segment or snapshot:
+                position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
+                segment_id = segment.id if segment else (await changelog.read_watermark(conn))[1]
+                await changelog.set_watermark(conn, position, segment_id or "")
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"backup run failed in PostgreSQL: {exc}") from exc
+        pushed: dict[str, list[str]] = {}
+        for stage in stages[1:]:
+            if stage.name in failures:
+                continue
+            try:
+                remove_orphans(stage.repo)
+                pushed[stage.name] = push(spool, stage)
+            except StorageError as exc:
+                failures[stage.name] = str(exc)
+        release(spool, stages[1:])
+        trimmed = 0
+        if not failures:
+            watermark, _ = await changelog.read_watermark(conn)
+            trimmed = await changelog.trim(conn, watermark)
+        if failures:
+            raise StorageError(f"backup kept in the spool {spool.root}, not stored at "
+                               + "; ".join(f"{name}: {why}" for name, why in failures.items()))
+        rows = sum(t.rows for t in snapshot.tables) if snapshot else 0
+        size = sum(r.size for r in snapshot.objects()) if snapshot else 0
+        size += segment.object.size if segment else 0
+        return RunSummary(kind="full" if full else "incremental",
+                          snapshot_id=snapshot.id if snapshot else None,
+                          segment_id=segment.id if segment else None,
+                          changes=segment.changes if segment else 0, rows=rows, bytes=size,
+                          seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed)
+    finally:
+        await conn.close()

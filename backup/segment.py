@@ -1,0 +1,37 @@
+"""Segment payload: one JSON object per line per Change, in position order (before zstd/encryption)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from backup.change import Change, Op
+from backup.errors import FormatError
+
+
+def encode_changes(changes: Iterable[Change]) -> bytes:
+    lines = [
+        json.dumps({"position": c.position, "txid": c.txid, "committed_at": c.committed_at.isoformat(),
+                    "table": c.table, "op": c.op.value, "key": c.key, "old": c.old, "new": c.new},
+                   separators=(",", ":"), sort_keys=True)
+        for c in changes
+    ]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def decode_changes(data: bytes, what: str) -> list[Change]:
+    """Parse a segment payload; raise FormatError naming the first bad line."""
+    changes = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            changes.append(Change(
+                position=int(raw["position"]), txid=int(raw["txid"]),
+                committed_at=datetime.fromisoformat(raw["committed_at"]), table=raw["table"],
+                op=Op(raw["op"]), key=raw["key"], old=raw["old"], new=raw["new"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"{what} line {number} is not a change record: {exc}") from exc
+    return changes

@@ -1,0 +1,140 @@
+"""Copying tables out of one exported snapshot: key-range chunks streamed through COPY and zstd.
+
+Chunks are cut by primary key every `chunk_rows` rows and copied by parallel workers, each in a
+REPEATABLE READ transaction on the same exported snapshot, so the image is one consistent state.
+Only one compressed chunk per worker is ever in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import zstandard
+
+from backup import codec, keys
+from backup.catalog import TableDef, quote_ident
+from backup.codec import Key
+from backup.file_repository import FileRepository
+from backup.manifest import Chunk, ObjectRef, TableImage
+
+Progress = Callable[[int, int], None]  # (rows done in this call, bytes stored)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    table: TableDef
+    seq: int
+    low: dict[str, Any]
+    high: dict[str, Any] | None
+
+
+def _key_json(table: TableDef) -> str:
+    return "jsonb_build_object(" + ", ".join(f"'{c}', {quote_ident(c)}" for c in table.primary_key) + ")"
+
+
+def _key_columns(table: TableDef) -> str:
+    return ", ".join(quote_ident(c) for c in table.primary_key)
+
+
+def _param(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _range(task: ChunkTask) -> tuple[str, list[str]]:
+    """SQL predicate and text parameters selecting the chunk's primary-key range."""
+    types = {c.name: c.type for c in task.table.columns}
+    pk = task.table.primary_key
+    params: list[str] = []
+
+    def row(bound: dict[str, Any]) -> str:
+        items = []
+        for column in pk:
+            params.append(_param(bound[column]))
+            items.append(f"${len(params)}::text::{types[column]}")
+        return f"ROW({', '.join(items)})"
+
+    predicate = f"ROW({_key_columns(task.table)}) >= {row(task.low)}"
+    if task.high is not None:
+        predicate += f" AND ROW({_key_columns(task.table)}) < {row(task.high)}"
+    return predicate, params
+
+
+async def plan_chunks(conn: asyncpg.Connection, table: TableDef, chunk_rows: int) -> list[ChunkTask]:
+    """The chunks of `table`: one per `chunk_rows` rows in key order (none for an empty table)."""
+    starts = await conn.fetch(
+        f"SELECT {_key_json(table)}::text AS k FROM (SELECT {_key_columns(table)}, "
+        f"row_number() OVER (ORDER BY {_key_columns(table)}) AS rn FROM {table.qualified}) s "
+        f"WHERE (rn - 1) % $1 = 0 ORDER BY rn", chunk_rows)
+    bounds = [json.loads(r["k"]) for r in starts]
+    return [ChunkTask(table, seq, low, bounds[seq + 1] if seq + 1 < len(bounds) else None)
+            for seq, low in enumerate(bounds)]
+
+
+async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str,
+                     spool: FileRepository, key: Key | None) -> Chunk:
+    """COPY one chunk into the spool; return its metadata (rows, key range, date bounds)."""
+    table = task.table
+    predicate, params = _range(task)
+    columns = ", ".join(quote_ident(c.name) for c in table.columns)
+    compressor = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL).compressobj()
+    parts: list[bytes] = []
+    rows = 0
+
+    async def sink(data: bytes) -> None:
+        nonlocal rows
+        rows += data.count(b"\n")
+        parts.append(compressor.compress(data))
+
+    await conn.copy_from_query(
+        f"SELECT {columns} FROM {table.qualified} WHERE {predicate} ORDER BY {_key_columns(table)}",
+        *params, output=sink)
+    parts.append(compressor.flush())
+    object_key = keys.format_chunk_key(snapshot_id, table.name, task.seq)
+    data = codec.seal(b"".join(parts), object_key, key)
+    parts.clear()
+    await asyncio.to_thread(spool.put, object_key, data)
+    aggregates = [f"(SELECT {_key_json(table)}::text FROM {table.qualified} WHERE {predicate} "
+                  f"ORDER BY {_key_columns(table)} {direction} LIMIT 1)" for direction in ("ASC", "DESC")]
+    for column in table.date_columns:
+        aggregates += [f"(SELECT to_jsonb({fn}({quote_ident(column)}))::text FROM {table.qualified} "
+                       f"WHERE {predicate})" for fn in ("min", "max")]
+    meta = await conn.fetchrow("SELECT " + ", ".join(aggregates), *params)
+    values = [json.loads(v) if v is not None else None for v in meta.values()]
+    bounds = {column: [values[2 + 2 * i], values[3 + 2 * i]] for i, column in enumerate(table.date_columns)}
+    return Chunk(object=ObjectRef(object_key, codec.sha256(data), len(data)), rows=rows,
+                 first_key=values[0], last_key=values[1], bounds=bounds)
+
+
+async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableDef], snapshot_id: str,
+                      spool: FileRepository, key: Key | None, chunk_rows: int,
+                      progress: Progress | None = None) -> list[TableImage]:
+    """Copy every table with the given connections (all in the same snapshot) working in parallel."""
+    tasks: list[ChunkTask] = []
+    for table in tables:
+        tasks.extend(await plan_chunks(connections[0], table, chunk_rows))
+    queue: asyncio.Queue[ChunkTask] = asyncio.Queue()
+    for task in tasks:
+        queue.put_nowait(task)
+    done: dict[tuple[str, int], Chunk] = {}
+
+    async def worker(conn: asyncpg.Connection) -> None:
+        while not queue.empty():
+            task = queue.get_nowait()
+            chunk = await copy_chunk(conn, task, snapshot_id, spool, key)
+            done[(task.table.name, task.seq)] = chunk
+            if progress:
+                progress(chunk.rows, chunk.object.size)
+
+    await asyncio.gather(*(worker(conn) for conn in connections))
+    images = []
+    for table in tables:
+        chunks = tuple(chunk for (name, _), chunk in sorted(done.items()) if name == table.name)
+        images.append(TableImage(schema=table.schema, name=table.name, columns=table.columns,
+                                 primary_key=table.primary_key, rows=sum(c.rows for c in chunks),
+                                 chunks=chunks))
+    return images

@@ -1,0 +1,136 @@
+"""Stages: the spool (1), the primary repository (2) and replicas (3), and moving units between them.
+
+A unit is one snapshot or one segment: its objects plus its manifest. A unit counts as stored at a
+stage only when its manifest is there, and the manifest is written only after every object of
+the unit was read back from that stage and matched its SHA-256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backup import codec, keys
+from backup.errors import ChecksumMismatch, FormatError, StorageError
+from backup.file_repository import FileRepository
+from backup.manifest import SegmentManifest, SnapshotManifest, load
+from backup.repository import Repository, open_repository
+
+Manifest = SnapshotManifest | SegmentManifest
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    repo: Repository
+
+
+def build_stages(spool: FileRepository, primary_url: str | None, replica_urls: tuple[str, ...],
+                 s3_endpoint_url: str | None) -> list[Stage]:
+    """[spool, primary, replica-1, ...] in stage order."""
+    stages = [Stage("spool", spool)]
+    if primary_url:
+        stages.append(Stage("primary", open_repository(primary_url, s3_endpoint_url)))
+    stages.extend(Stage(f"replica-{n}", open_repository(url, s3_endpoint_url))
+                  for n, url in enumerate(replica_urls, start=1))
+    return stages
+
+
+def unit_prefix(kind: str, unit_id: str) -> str:
+    return keys.snapshot_prefix(unit_id) if kind == "snapshot" else keys.segment_prefix(unit_id)
+
+
+def manifest_key(kind: str, unit_id: str) -> str:
+    return (keys.format_snapshot_manifest_key(unit_id) if kind == "snapshot"
+            else keys.format_segment_manifest_key(unit_id))
+
+
+def scan(repo: Repository) -> dict[tuple[str, str], bool]:
+    """(kind, id) -> committed? for every unit with at least one object in `repo`."""
+    units: dict[tuple[str, str], bool] = {}
+    for info in repo.list():
+        try:
+            parsed = keys.parse_key(info.key)
+        except FormatError:
+            continue
+        unit = (parsed.kind, parsed.id)
+        units[unit] = units.get(unit, False) or parsed.part == "manifest"
+    return units
+
+
+def committed_manifests(repo: Repository) -> list[Manifest]:
+    """Manifests of the committed units of `repo`, in id order (segments before snapshots on a tie)."""
+    found = []
+    for (kind, unit_id), committed in sorted(scan(repo).items(), key=lambda i: (i[0][1], i[0][0])):
+        if committed:
+            key = manifest_key(kind, unit_id)
+            found.append(load(repo.get(key), f"{repo.url}/{key}"))
+    return found
+
+
+def remove_unit(repo: Repository, kind: str, unit_id: str) -> int:
+    """Delete a unit, manifest first so it never looks complete while going; return objects removed."""
+    objects = repo.list(unit_prefix(kind, unit_id))
+    key = manifest_key(kind, unit_id)
+    repo.delete(key)
+    for info in objects:
+        if info.key != key:
+            repo.delete(info.key)
+    return len(objects)
+
+
+def remove_orphans(repo: Repository) -> int:
+    """Remove uncommitted units (left by a killed run) and partial uploads; return how many objects."""
+    removed = repo.clean_incomplete()
+    for (kind, unit_id), committed in scan(repo).items():
+        if not committed:
+            removed += remove_unit(repo, kind, unit_id)
+    return removed
+
+
+def _verified_copy(source: FileRepository, target: Repository, key: str, sha256: str) -> int:
+    for _attempt in range(2):
+        if target.head(key) is None:
+            target.put_file(key, source.root / key)
+        if codec.sha256(target.get(key)) == sha256:
+            return 1
+        target.delete(key)
+    raise ChecksumMismatch(f"{target.url}/{key} does not match its SHA-256 after upload twice; "
+                           "check the storage endpoint")
+
+
+def push(spool: FileRepository, target: Stage) -> list[str]:
+    """Copy every committed spool unit the target lacks, verified; return the ids pushed.
+
+    Raises StorageError on a persistent failure; the spool keeps everything not yet stored.
+    """
+    pushed = []
+    present = scan(target.repo)
+    for manifest in committed_manifests(spool):
+        if present.get((manifest.kind, manifest.id)):
+            continue
+        for ref in manifest.objects():
+            _verified_copy(spool, target.repo, ref.key, ref.sha256)
+        key = manifest_key(manifest.kind, manifest.id)
+        data = spool.get(key)
+        target.repo.put(key, data)
+        if target.repo.get(key) != data:
+            raise StorageError(f"{target.repo.url}/{key} reads back different bytes; "
+                               "check the storage endpoint")
+        pushed.append(manifest.id)
+    return pushed
+
+
+def release(spool: FileRepository, targets: list[Stage]) -> list[str]:
+    """Drop from the spool every unit that every target stage holds; return their ids."""
+    if not targets:
+        return []
+    try:
+        held = [scan(t.repo) for t in targets]
+    except StorageError:
+        return []
+    released = []
+    for (kind, unit_id), committed in scan(spool).items():
+        if committed and all(h.get((kind, unit_id)) for h in held):
+            remove_unit(spool, kind, unit_id)
+            released.append(unit_id)
+    return released

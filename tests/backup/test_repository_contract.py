@@ -1,0 +1,70 @@
+"""ONE contract for every repository backend: file:// and s3:// over HTTP (moto or MinIO)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backup.errors import ConfigError, ObjectNotFound, StorageError
+from backup.repository import Repository, open_repository
+from tests.faulty_proxy import FaultyProxy
+
+
+@pytest.fixture(params=["file", "s3"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Repository:
+    if request.param == "file":
+        return open_repository((tmp_path / "repo").as_uri())
+    endpoint = request.getfixturevalue("s3_endpoint_url")
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_repository(f"s3://{bucket}/some/prefix?endpoint={endpoint}")
+
+
+def test_put_get_head_list_delete(repo: Repository) -> None:
+    repo.put("snapshots/a/manifest.json", b"{}")
+    repo.put("snapshots/a/tables/t/000000.copy.zst", b"\x00" * 10)
+    repo.put("segments/b/manifest.json", b"[]")
+    assert repo.get("snapshots/a/manifest.json") == b"{}"
+    assert b"".join(repo.stream("snapshots/a/tables/t/000000.copy.zst")) == b"\x00" * 10
+    assert repo.head("snapshots/a/tables/t/000000.copy.zst").size == 10  # type: ignore[union-attr]
+    assert repo.head("snapshots/none") is None
+    assert [o.key for o in repo.list("snapshots/")] == [
+        "snapshots/a/manifest.json", "snapshots/a/tables/t/000000.copy.zst"]
+    assert [o.key for o in repo.list()] == [
+        "segments/b/manifest.json", "snapshots/a/manifest.json", "snapshots/a/tables/t/000000.copy.zst"]
+    repo.delete("snapshots/a/manifest.json")
+    repo.delete("snapshots/a/manifest.json")  # already gone: no error
+    assert repo.head("snapshots/a/manifest.json") is None
+    assert [o.key for o in repo.list("snapshots/")] == ["snapshots/a/tables/t/000000.copy.zst"]
+
+
+def test_missing_object_is_named(repo: Repository) -> None:
+    with pytest.raises(ObjectNotFound, match=r"snapshots/x/manifest\.json"):
+        repo.get("snapshots/x/manifest.json")
+    with pytest.raises(ObjectNotFound):
+        list(repo.stream("snapshots/x/manifest.json"))
+
+
+def test_put_file_overwrites_and_streams_large_objects(repo: Repository, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    payload = bytes(range(256)) * 20_000  # 5 MB: several stream pieces
+    source.write_bytes(payload)
+    repo.put("segments/c/changes.jsonl.zst", b"old")
+    repo.put_file("segments/c/changes.jsonl.zst", source)
+    assert b"".join(repo.stream("segments/c/changes.jsonl.zst")) == payload
+    assert repo.clean_incomplete() == 0
+
+
+def test_bad_urls_are_refused_with_the_value() -> None:
+    for url, words in [("ftp://x/y", r"s3:// or file://"), ("s3:///prefix", "no bucket"),
+                       ("s3://b/p?colour=red", "colour"), ("file://host/p", "file:///")]:
+        with pytest.raises(ConfigError, match=words):
+            open_repository(url)
+
+
+def test_s3_outage_is_one_clear_storage_error(s3_endpoint_url: str, s3_bucket: str) -> None:
+    with FaultyProxy(s3_endpoint_url, fail_rate=1.0, faults=("503",)) as proxy:
+        repo = open_repository(f"s3://{s3_bucket}/p", s3_endpoint_url=proxy.url)
+        with pytest.raises(StorageError, match=r"cannot write segments/x/manifest.json on s3://"):
+            repo.put("segments/x/manifest.json", b"{}")
+        assert proxy.requests >= 3  # retried with backoff before giving up

@@ -1,0 +1,51 @@
+"""The per-row rule of a restore, as a table of cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backup.change import Change, Op
+from backup.restore_decision import Action, Comparison, decide, history_of
+
+AT_T = {"id": 1, "lot_number": "L1", "administered_on": "2021-10-13",
+        "updated_at": "2021-10-13T08:00:00+00:00"}
+NULLED = {**AT_T, "administered_on": None, "updated_at": "2021-11-01T03:00:00+00:00"}
+NULLED_THEN_LOT = {**NULLED, "lot_number": "L2", "updated_at": "2021-11-01T05:00:00+00:00"}
+ALL = Comparison(("id", "lot_number", "administered_on", "updated_at"),
+                 frozenset({"updated_at"}))
+DATE_ONLY = Comparison(("administered_on",))
+
+
+def change(position: int, op: Op, old: dict | None, new: dict | None) -> Change:
+    return Change(position, position, datetime(2021, 11, 1, tzinfo=UTC), "doses", op, {"id": 1}, old, new)
+
+
+NULLING = change(10, Op.UPDATE, AT_T, NULLED)
+DELETING = change(10, Op.DELETE, AT_T, None)
+LOT_FIX = change(11, Op.UPDATE, NULLED, NULLED_THEN_LOT)
+
+
+@pytest.mark.parametrize(("at_t", "after", "live", "comparison", "expected"), [
+    (None, [], {"id": 1}, ALL, Action.UNTOUCHED),                      # born after T
+    (AT_T, [], AT_T, ALL, Action.UNTOUCHED),                           # never damaged
+    (AT_T, [NULLING], AT_T, ALL, Action.UNTOUCHED),                    # already restored
+    (AT_T, [], None, ALL, Action.REINSERT),                            # deleted, not yet shipped
+    (AT_T, [], NULLED, ALL, Action.WRITE_BACK),                        # nulled, not yet shipped
+    (AT_T, [DELETING], None, ALL, Action.REINSERT),                    # the damage deleted it
+    (AT_T, [NULLING], NULLED, ALL, Action.WRITE_BACK),                 # the damage nulled it
+    (AT_T, [NULLING, LOT_FIX], NULLED_THEN_LOT, ALL, Action.CONFLICT),  # fixed later: keep it
+    (AT_T, [NULLING, LOT_FIX], NULLED_THEN_LOT, DATE_ONLY, Action.WRITE_BACK),  # only the date
+    (AT_T, [NULLING, change(12, Op.DELETE, NULLED, None)], None, ALL, Action.CONFLICT),
+    (AT_T, [DELETING, change(12, Op.INSERT, None, NULLED)], NULLED, ALL, Action.CONFLICT),
+])
+def test_decide(at_t: dict | None, after: list[Change], live: dict | None,
+                comparison: Comparison, expected: Action) -> None:
+    assert decide(at_t, history_of(after, comparison), live, comparison).action == expected
+
+
+def test_timestamps_compare_as_instants_whatever_the_offset() -> None:
+    live = {**NULLED, "updated_at": "2021-11-01T09:00:00+06:00"}
+    assert decide(AT_T, history_of([NULLING], ALL), live, ALL).action == Action.WRITE_BACK
+    assert ALL.differing(AT_T, NULLED) == ("administered_on", "updated_at")
