@@ -49,14 +49,21 @@ INSERT INTO {SCHEMA}.state (watermark) VALUES (pg_current_snapshot()::text) ON C
 CREATE OR REPLACE FUNCTION {SCHEMA}.capture_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    image jsonb := CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END;
+    old_image jsonb;
+    new_image jsonb;
     row_key jsonb;
 BEGIN
-    SELECT jsonb_object_agg(col, image -> col) INTO row_key FROM unnest(TG_ARGV) AS col;
+    -- Each image is rendered once; this trigger is on every registry write's hot path.
+    IF TG_OP <> 'INSERT' THEN old_image := to_jsonb(OLD); END IF;
+    IF TG_OP <> 'DELETE' THEN new_image := to_jsonb(NEW); END IF;
+    IF TG_NARGS = 1 THEN
+        row_key := jsonb_build_object(TG_ARGV[0], coalesce(new_image, old_image) -> TG_ARGV[0]);
+    ELSE
+        SELECT jsonb_object_agg(col, coalesce(new_image, old_image) -> col) INTO row_key
+        FROM unnest(TG_ARGV) AS col;
+    END IF;
     INSERT INTO {SCHEMA}.changes (table_name, op, key, old, new)
-    VALUES (TG_TABLE_NAME, left(TG_OP, 1), row_key,
-            CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
-            CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+    VALUES (TG_TABLE_NAME, left(TG_OP, 1), row_key, old_image, new_image);
     RETURN NULL;
 END $$;
 
