@@ -66,8 +66,9 @@ def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
     say(f"== {recipients:,} recipients, {doses:,} doses, {database_bytes / 2**20:,.0f} MiB")
     graphql = _graphql(db, portal.Population(recipients, centers), seconds, connections)
     dumps, dump_file = snapshot.dumps(db.url, label)
-    snapshots = [snapshot.ours_full(db.url, label).as_dict(), *(r.as_dict() for r in dumps)]
-    restores = [*(r.as_dict() for r in lost_rows(cluster, db, label)),
+    full, scratch = snapshot.ours_full(cluster, db.name, label)
+    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps)]
+    restores = [*(r.as_dict() for r in lost_rows(cluster, scratch, recipients)),
                 snapshot.pg_restore_full(cluster, dump_file, label).as_dict()]
     dump_file.unlink()
     return {
