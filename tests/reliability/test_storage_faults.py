@@ -78,7 +78,7 @@ async def _incident(config: BackupConfig) -> tuple[datetime, Incident]:
     return as_of, incident
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 async def test_restore_through_faulty_storage_is_all_or_nothing(
         database_url: str, tmp_path: Path, s3_endpoint_url: str, s3_bucket: str, seed: int) -> None:
     config = BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
@@ -165,7 +165,7 @@ def _verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           text=True, check=False)
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("seed", [11, 12])
 async def test_kill_9_of_a_restore_leaves_nothing_or_everything(
         database_url: str, tmp_path: Path, seed: int) -> None:
     config = BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
@@ -189,7 +189,7 @@ async def test_kill_9_of_a_restore_leaves_nothing_or_everything(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-@pytest.mark.parametrize("seed", [21, 22, 23])
+@pytest.mark.parametrize("seed", [21, 22])
 async def test_kill_9_of_a_backup_keeps_the_repository_valid(
         seeded_database_url: str, tmp_path: Path, seed: int) -> None:
     config = BackupConfig(database_url=seeded_database_url, spool_dir=tmp_path / "spool",
