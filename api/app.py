@@ -20,6 +20,7 @@ from strawberry.asgi import GraphQL
 from api.auth import TokenVerifier
 from api.db.migrate import is_current
 from api.db.pool import create_pool
+from api.domain.coverage import CoverageCache
 from api.errors import AuthError
 from api.observability import Metrics, configure_logging, log_event
 from api.principal import Principal
@@ -34,6 +35,8 @@ REQUEST_ID_KEY = "vaxvault.request_id"
 MAX_BODY_BYTES = 64 * 1024
 # Operation names label metrics; past this many distinct names they count as "other".
 MAX_OPERATION_LABELS = 200
+# How old a coverage count may be (it aggregates every dose in scope).
+COVERAGE_TTL_S = 5.0
 
 
 class _GraphQL(GraphQL[Context, None]):
@@ -42,11 +45,13 @@ class _GraphQL(GraphQL[Context, None]):
                          graphql_ide=None if settings.production else "graphiql")
         self.settings = settings
         self.state = state
+        self.coverage_cache = CoverageCache(ttl_s=COVERAGE_TTL_S)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(pool=self.state["pool"], settings=self.settings,
                        principal=request.scope[PRINCIPAL_KEY],
-                       request_id=request.scope[REQUEST_ID_KEY], http_scope=request.scope)
+                       request_id=request.scope[REQUEST_ID_KEY], http_scope=request.scope,
+                       coverage_cache=self.coverage_cache)
 
 
 class _LimitBody:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from api.db.session import Session
 from api.domain.doses import check_dose_number
-from api.domain.errors import Forbidden
+from api.domain.errors import BadUserInput, Forbidden
 from api.domain.records import Center, District, Vaccine
 from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope
 from api.principal import Role
@@ -53,12 +54,59 @@ FROM vaxvault_coverage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) k
 LEFT JOIN districts dt ON dt.id = k.district_id
 LEFT JOIN centers c ON c.id = k.center_id
 LEFT JOIN vaccines v ON v.code = k.vaccine_code
+LIMIT $12
 """
+# A grouping finer than this (say DAY x CENTER nationally) is refused: narrow the filter.
+MAX_ROWS = 10_000
 
 
-async def counts(session: Session, group_by: Sequence[Dimension],
-                 filters: CoverageFilter) -> list[CoverageRow]:
-    """Rows of counts grouped by `group_by`, scoped by role (the SQL function scopes again)."""
+class CoverageCache:
+    """Recent coverage answers per (scope, grouping, filter), kept `ttl_s` seconds.
+
+    Coverage aggregates every dose in scope (hundreds of ms on a national registry) and
+    dashboards ask the same few questions constantly; counts a few seconds old are fine
+    there. The key carries the principal's role and scope claims, so no answer crosses scopes.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[float, list[CoverageRow]]] = {}
+
+    def get(self, key: Hashable) -> list[CoverageRow] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: Hashable, rows: list[CoverageRow]) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (time.monotonic() + self.ttl_s, rows)
+
+
+async def counts(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
+                 cache: CoverageCache | None = None) -> list[CoverageRow]:
+    """Rows of counts grouped by `group_by`, scoped by role (the SQL function scopes again).
+
+    With a cache, an answer up to `cache.ttl_s` seconds old may be returned.
+    """
+    principal = session.principal
+    key = (principal.role, principal.center_id, principal.district_id,
+           tuple(sorted(set(group_by))), filters)
+    if cache is not None and (cached := cache.get(key)) is not None:
+        return cached
+    rows = await _counts(session, group_by, filters)
+    if cache is not None:
+        cache.put(key, rows)
+    return rows
+
+
+async def _counts(session: Session, group_by: Sequence[Dimension],
+                  filters: CoverageFilter) -> list[CoverageRow]:
     principal = session.principal
     scope = ROW_SCOPES[principal.role].coverage
     dims = set(group_by)
@@ -82,7 +130,10 @@ async def counts(session: Session, group_by: Sequence[Dimension],
         _SQL, Dimension.DISTRICT in dims, Dimension.CENTER in dims, Dimension.DAY in dims,
         Dimension.DOSE_NUMBER in dims, Dimension.VACCINE in dims, district_id, center_id,
         filters.administered_from, filters.administered_to, filters.vaccine,
-        check_dose_number(filters.dose_number))
+        check_dose_number(filters.dose_number), MAX_ROWS + 1)
+    if len(rows) > MAX_ROWS:
+        raise BadUserInput(f"this grouping has more than {MAX_ROWS} rows; group by fewer "
+                           "dimensions or filter by district, center or dates")
     return [CoverageRow(
         district=District(r["district_id"], r["district_name"], r["division"])
         if r["district_id"] is not None else None,

@@ -16,6 +16,8 @@ from api.domain.scope import doses_in_scope
 CURSOR_KIND = "dose"
 MAX_DUE_WINDOW_DAYS = 62
 MAX_DOSE_NUMBER = 6
+# The recall list is one list, not pages: past this many, narrow the window or the center.
+MAX_DUE = 10_000
 
 
 def check_dose_number(number: int | None, name: str = "doseNumber") -> int | None:
@@ -114,8 +116,12 @@ async def due(session: Session, start: date, end: date, center_id: int | None) -
               "AND n.dose_number = d.dose_number + 1)")
     where.add_if(center_id, "d.center_id = {p}")
     doses_in_scope(where, session.principal)
+    limit = where.param(MAX_DUE + 1)
     rows = await session.fetch(f"SELECT {DOSE_COLUMNS} FROM {DOSE_FROM} {where.where()} "
-                               "ORDER BY d.next_due_on, d.id", *where.args)
+                               f"ORDER BY d.next_due_on, d.id LIMIT {limit}", *where.args)
+    if len(rows) > MAX_DUE:
+        raise BadUserInput(f"more than {MAX_DUE} doses fall due in {start}..{end}; ask for a "
+                           "shorter window or one center")
     result = []
     for row in rows:
         dose = Dose.from_row(row)

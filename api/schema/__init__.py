@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry import Schema
 from strawberry.extensions import (
-    DisableIntrospection,
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    SchemaExtension,
     ValidationCache,
 )
 
@@ -36,20 +36,28 @@ class _Schema(Schema):
                                execution_context)
 
 
+def _limit_rules(production: bool) -> list[Any]:
+    """Validation rules built once: the limiters create a rule class per instance, and the
+    validation cache keys on the rule classes, so per-request instances would never hit it."""
+    rules = [*QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+             *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules]
+    if production:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return rules
+
+
 def build_schema(production: bool = False) -> Schema:
     """The schema; introspection is off in production."""
-    extensions: list[type[SchemaExtension] | SchemaExtension | object] = [
+    rules = _limit_rules(production)
+    extensions: list[Any] = [
         RequestLifecycle,
         lambda: MaskErrors(should_mask_error=should_mask),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
     ]
-    if production:
-        extensions.append(DisableIntrospection)
-    return _Schema(query=Query, mutation=Mutation, extensions=extensions)  # type: ignore[arg-type]
+    return _Schema(query=Query, mutation=Mutation, extensions=extensions)
 
 
 schema = build_schema()

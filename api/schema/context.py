@@ -11,6 +11,7 @@ from strawberry.dataloader import DataLoader
 from api.db.session import Session
 from api.domain import audit, doses, recipients
 from api.domain.audit import AccessEntry, AuditTrail
+from api.domain.coverage import CoverageCache
 from api.domain.records import Dose, Recipient
 from api.policy import Freeze
 from api.principal import Principal
@@ -52,6 +53,8 @@ class Context:
     loaders: Loaders = field(init=False)
     # The ASGI scope, when served over HTTP: the operation name goes there for the metrics.
     http_scope: dict[str, Any] | None = None
+    # Shared by the requests of one process (None: always ask the database).
+    coverage_cache: CoverageCache | None = None
 
     def __post_init__(self) -> None:
         self.session = Session(self.pool, self.principal)

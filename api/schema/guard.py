@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any, TypeVar
 
 import strawberry
@@ -92,3 +94,23 @@ def reveal(info: Info, type_name: str, field: str, value: T, recipient_id: int |
             raise Forbidden(f"{type_name}.{field} has no masked form")
         return mask(value)
     return value
+
+
+@cache
+def _python_name(field: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
+
+
+@cache
+def _denied(role: Role, type_name: str) -> frozenset[str]:
+    return frozenset(field for (t, field) in FIELDS
+                     if t == type_name and field_access(t, field, role) is Access.DENY)
+
+
+def plain_fields(role: Role, type_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments for non-personal fields (GraphQL name -> value), decided once
+    per object instead of by a resolver per field: a denied field holds a Forbidden, which
+    GraphQL reports at that field's path. Personal fields keep resolvers (for the audit)."""
+    denied = _denied(role, type_name)
+    return {_python_name(field): Forbidden(f"role {role.value} may not see {type_name}.{field}")
+            if field in denied else value for field, value in values.items()}

@@ -54,7 +54,7 @@ class Mutation:
                                        message=result.message)
         if isinstance(result, Invalid):
             return ValidationFailed.of(result)
-        return Recipient(record=result)
+        return Recipient.of(result, info.context.principal.role)
 
     @root_field("recordDose", "Record the next dose of a series (doses in order, at least the "
                               "vaccine's interval apart, not in the future; center staff: at "
@@ -63,7 +63,9 @@ class Mutation:
         await check_root(info, "recordDose")
         ctx = info.context
         result = await vaccination.record(ctx.session, ctx.audit, input.to_domain())
-        return ValidationFailed.of(result) if isinstance(result, Invalid) else Dose(record=result)
+        if isinstance(result, Invalid):
+            return ValidationFailed.of(result)
+        return Dose.of(result, ctx.principal.role)
 
     @root_field("correctDose", "Correct a recorded dose, with a reason; the previous values stay "
                                "in the audit log.", mutation=True)
@@ -71,7 +73,9 @@ class Mutation:
         await check_root(info, "correctDose")
         ctx = info.context
         result = await vaccination.correct(ctx.session, ctx.audit, input.to_domain())
-        return ValidationFailed.of(result) if isinstance(result, Invalid) else Dose(record=result)
+        if isinstance(result, Invalid):
+            return ValidationFailed.of(result)
+        return Dose.of(result, ctx.principal.role)
 
     @root_field("setPrivacyFreeze", "Freeze personal data nationally or for one district until a "
                                     "time: every role but admin and the recipient themselves sees "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Generic, TypeVar, cast
 
@@ -14,7 +15,8 @@ from api.domain.audit import AuditEntry as AuditRecord
 from api.domain.freeze import FreezeStatus
 from api.domain.pagination import Page
 from api.policy import mask_national_id
-from api.schema.guard import Info, policy_field, reveal
+from api.principal import Role
+from api.schema.guard import Info, plain_fields, policy_field, reveal
 
 T = TypeVar("T")
 N = TypeVar("N")
@@ -93,10 +95,16 @@ class AccessEntry:
 @strawberry.type
 class Recipient:
     record: strawberry.Private[records.Recipient]
+    id: strawberry.ID | None = policy_field("Recipient", "id")
+    sex: str | None = policy_field("Recipient", "sex")
+    district: District | None = policy_field("Recipient", "district")
+    registered_at: datetime | None = policy_field("Recipient", "registeredAt")
 
-    @policy_field("Recipient", "id")
-    def id(self, info: Info) -> strawberry.ID | None:
-        return reveal(info, "Recipient", "id", strawberry.ID(str(self.record.id)))
+    @classmethod
+    def of(cls, record: records.Recipient, role: Role) -> Recipient:
+        return cls(record=record, **plain_fields(role, "Recipient", {
+            "id": strawberry.ID(str(record.id)), "sex": record.sex,
+            "district": District.of(record.district), "registeredAt": record.registered_at}))
 
     @policy_field("Recipient", "nationalId")
     def national_id(self, info: Info) -> str | None:
@@ -115,23 +123,12 @@ class Recipient:
     def phone(self, info: Info) -> str | None:
         return reveal(info, "Recipient", "phone", self.record.phone, self.record.id)
 
-    @policy_field("Recipient", "sex")
-    def sex(self, info: Info) -> str | None:
-        return reveal(info, "Recipient", "sex", self.record.sex, self.record.id)
-
-    @policy_field("Recipient", "district")
-    def district(self, info: Info) -> District | None:
-        return reveal(info, "Recipient", "district", District.of(self.record.district))
-
-    @policy_field("Recipient", "registeredAt")
-    def registered_at(self, info: Info) -> datetime | None:
-        return reveal(info, "Recipient", "registeredAt", self.record.registered_at)
-
     @policy_field("Recipient", "doses")
     async def doses(self, info: Info) -> list[Dose] | None:
         reveal(info, "Recipient", "doses", None)
         found = await info.context.loaders.doses.load(self.record.id)
-        return [Dose(record=d) for d in found]
+        role = info.context.principal.role
+        return [Dose.of(d, role) for d in found]
 
     @policy_field("Recipient", "accessLog")
     async def access_log(self, info: Info) -> list[AccessEntry] | None:
@@ -143,40 +140,27 @@ class Recipient:
 @strawberry.type
 class Dose:
     record: strawberry.Private[records.Dose]
+    id: strawberry.ID | None = policy_field("Dose", "id")
+    dose_number: int | None = policy_field("Dose", "doseNumber")
+    vaccine: Vaccine | None = policy_field("Dose", "vaccine")
+    lot_number: str | None = policy_field("Dose", "lotNumber")
+    administered_on: date | None = policy_field("Dose", "administeredOn")
+    center: Center | None = policy_field("Dose", "center")
+    next_due_on: date | None = policy_field("Dose", "nextDueOn")
 
-    @policy_field("Dose", "id")
-    def id(self, info: Info) -> strawberry.ID | None:
-        return reveal(info, "Dose", "id", strawberry.ID(str(self.record.id)))
-
-    @policy_field("Dose", "doseNumber")
-    def dose_number(self, info: Info) -> int | None:
-        return reveal(info, "Dose", "doseNumber", self.record.dose_number)
-
-    @policy_field("Dose", "vaccine")
-    def vaccine(self, info: Info) -> Vaccine | None:
-        return reveal(info, "Dose", "vaccine", Vaccine.of(self.record.vaccine))
-
-    @policy_field("Dose", "lotNumber")
-    def lot_number(self, info: Info) -> str | None:
-        return reveal(info, "Dose", "lotNumber", self.record.lot_number)
-
-    @policy_field("Dose", "administeredOn")
-    def administered_on(self, info: Info) -> date | None:
-        return reveal(info, "Dose", "administeredOn", self.record.administered_on)
-
-    @policy_field("Dose", "center")
-    def center(self, info: Info) -> Center | None:
-        return reveal(info, "Dose", "center", Center.of(self.record.center))
-
-    @policy_field("Dose", "nextDueOn")
-    def next_due_on(self, info: Info) -> date | None:
-        return reveal(info, "Dose", "nextDueOn", self.record.next_due_on)
+    @classmethod
+    def of(cls, record: records.Dose, role: Role) -> Dose:
+        return cls(record=record, **plain_fields(role, "Dose", {
+            "id": strawberry.ID(str(record.id)), "doseNumber": record.dose_number,
+            "vaccine": Vaccine.of(record.vaccine), "lotNumber": record.lot_number,
+            "administeredOn": record.administered_on, "center": Center.of(record.center),
+            "nextDueOn": record.next_due_on}))
 
     @policy_field("Dose", "recipient")
     async def recipient(self, info: Info) -> Recipient | None:
         reveal(info, "Dose", "recipient", None)
         found = await info.context.loaders.recipient.load(self.record.recipient_id)
-        return Recipient(record=found) if found is not None else None
+        return Recipient.of(found, info.context.principal.role) if found is not None else None
 
 
 @strawberry.type(description="A dose falling due and not given yet: the SMS recall list.")
@@ -192,13 +176,13 @@ class DueDose:
         return self.record.due_on
 
     @strawberry.field(description="The last dose given, which set the due date.")
-    def last_dose(self) -> Dose:
-        return Dose(record=self.record.last_dose)
+    def last_dose(self, info: Info) -> Dose:
+        return Dose.of(self.record.last_dose, info.context.principal.role)
 
     @strawberry.field
     async def recipient(self, info: Info) -> Recipient | None:
         found = await info.context.loaders.recipient.load(self.record.last_dose.recipient_id)
-        return Recipient(record=found) if found is not None else None
+        return Recipient.of(found, info.context.principal.role) if found is not None else None
 
 
 @strawberry.type(description="Counts of doses and distinct recipients for one group. Dimensions "
@@ -344,7 +328,7 @@ class Me:
         recipient_id = info.context.principal.recipient_id
         assert recipient_id is not None
         found = await info.context.loaders.recipient.load(recipient_id)
-        return Recipient(record=found) if found is not None else None
+        return Recipient.of(found, info.context.principal.role) if found is not None else None
 
     @policy_field("Me", "accessLog")
     async def access_log(self, info: Info) -> list[AccessEntry] | None:
@@ -373,8 +357,8 @@ class Connection(Generic[N]):
     page_info: PageInfo
 
 
-def connection(page: Page[T], wrap: type[N]) -> Connection[N]:
-    edges = [Edge(cursor=c, node=wrap(record=item))  # type: ignore[call-arg]
+def connection(page: Page[T], build: Callable[[T], N]) -> Connection[N]:
+    edges = [Edge(cursor=c, node=build(item))
              for item, c in zip(page.items, page.cursors, strict=True)]
     return Connection(edges=edges, page_info=PageInfo(
         has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None))

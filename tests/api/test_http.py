@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Iterator
 
@@ -10,6 +14,8 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.auth import mint_token
 from api.principal import Role
@@ -115,3 +121,36 @@ def test_production_turns_introspection_off_and_masks_unexpected_errors(
         assert failed["data"]["vaccines"] is None and len(failed["data"]["districts"]) == 64
         assert [e["message"] for e in failed["errors"]] == ["Unexpected error."]
         assert "permission" not in str(failed) and "vaccines" not in failed["errors"][0]["message"]
+
+
+def test_public_key_tokens_and_the_algorithm_confusion_attack(database_url: str,
+                                                              tmp_path: object) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    settings = Settings(database_url=database_url, jwt_public_key=public_pem,
+                        jwt_audience="vaxvault", jwt_issuer="https://idp.example",
+                        state_dir=tmp_path)  # type: ignore[arg-type]
+    claims = {"role": "district_officer", "sub": "d-1", "district_id": 5, "exp": FUTURE,
+              "aud": "vaxvault", "iss": "https://idp.example"}
+    with live_server(settings) as url:
+        good = jwt.encode(claims, key, algorithm="RS256")
+        assert _post(url, "{ me { role districtId } }", good).json() == {
+            "data": {"me": {"role": "district_officer", "districtId": "5"}}}
+        wrong_audience = jwt.encode({**claims, "aud": "other"}, key, algorithm="RS256")
+        wrong_issuer = jwt.encode({**claims, "iss": "https://evil.example"}, key, algorithm="RS256")
+        # The public key used as an HS256 secret must not verify (algorithm confusion).
+        confused = _hs256(claims, public_pem)
+        for token in (wrong_audience, wrong_issuer, confused):
+            assert _post(url, "{ me { role } }", token).status_code == 401
+
+
+def _hs256(claims: dict[str, object], secret: str) -> str:
+    """An HS256 token signed with `secret` by hand (PyJWT refuses PEM keys as HMAC secrets)."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"

@@ -9,6 +9,8 @@ import asyncpg
 import pytest
 
 from api.db.pool import API_ROLE
+from api.policy import ROW_SCOPES, RowScope
+from api.principal import Role
 from tests.api.conftest import Cast
 from tests.api.test_row_scope import CENTER_RECIPIENTS
 
@@ -47,8 +49,32 @@ async def test_rls_alone_limits_a_recipient_to_self(owner: asyncpg.Connection, c
         assert await conn.fetchval("SELECT count(DISTINCT recipient_id) FROM doses") == 1
 
 
-@pytest.mark.parametrize("role", ["auditor", "district_officer", "public", "", "superuser"])
-async def test_rls_alone_shows_no_personal_rows_to_other_roles(owner: asyncpg.Connection,
+async def _expected_recipients(owner: asyncpg.Connection, scope: RowScope, cast: Cast) -> set[int]:
+    if scope is RowScope.ALL:
+        return {row["id"] for row in await owner.fetch("SELECT id FROM recipients")}
+    if scope is RowScope.CENTER:
+        return {row["id"] for row in await owner.fetch(CENTER_RECIPIENTS, cast.center_id)}
+    if scope is RowScope.SELF:
+        return {cast.recipient_id}
+    return set()
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+async def test_rls_matches_the_policy_row_scopes(owner: asyncpg.Connection, cast: Cast,
+                                                 role: Role) -> None:
+    """The RLS policies and api.policy.ROW_SCOPES say the same, role by role."""
+    expected = await _expected_recipients(owner, ROW_SCOPES[role].recipients, cast)
+    expected_doses = {row["id"] for row in await owner.fetch(
+        "SELECT id FROM doses WHERE recipient_id = ANY($1)", list(expected))}
+    who = cast.of(role)
+    async with as_api(owner, role.value, who.sub or "", center_id=who.center_id,
+                      district_id=who.district_id) as conn:
+        assert await _ids(conn, "recipients") == expected
+        assert await _ids(conn, "doses") == expected_doses
+
+
+@pytest.mark.parametrize("role", ["", "superuser", "ADMIN"])
+async def test_rls_shows_nothing_to_an_unknown_or_missing_role(owner: asyncpg.Connection,
                                                                role: str) -> None:
     async with as_api(owner, role, "someone", district_id=1) as conn:
         assert await _ids(conn, "recipients") == set()

@@ -1,0 +1,48 @@
+"""The coverage cache: answers stay within their scope and expire."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from api.domain.coverage import CoverageCache
+from api.principal import Role
+from tests.api.client import principal, run
+from tests.api.conftest import Cast
+
+QUERY = "{ coverage { doses } }"
+
+
+async def _doses(pool: asyncpg.Pool, settings: Any, who: Any, cache: CoverageCache) -> int:
+    result = await run(pool, settings, who, QUERY, coverage_cache=cache)
+    assert result.data is not None, result.errors
+    rows = result.data["coverage"]
+    return rows[0]["doses"] if rows else 0
+
+
+async def test_cached_answers_never_cross_scopes(pool: asyncpg.Pool, seeded_settings: Any,
+                                                 cast: Cast, owner: asyncpg.Connection) -> None:
+    cache = CoverageCache(ttl_s=60)
+    other_center = await owner.fetchval(
+        "SELECT center_id FROM doses WHERE center_id <> $1 GROUP BY center_id "
+        "ORDER BY count(*) DESC LIMIT 1", cast.center_id)
+    expected = {}
+    for who in (cast.staff, principal(Role.CENTER_STAFF, center_id=other_center), cast.officer,
+                cast.public, cast.admin):
+        expected[who] = await _doses(pool, seeded_settings, who, CoverageCache(ttl_s=0))
+    for who, count in expected.items():
+        assert await _doses(pool, seeded_settings, who, cache) == count
+        assert await _doses(pool, seeded_settings, who, cache) == count
+    assert len(set(expected.values())) >= 3
+
+
+async def test_cached_answers_expire(pool: asyncpg.Pool, seeded_settings: Any, cast: Cast,
+                                     owner: asyncpg.Connection) -> None:
+    cache = CoverageCache(ttl_s=0.3)
+    before = await _doses(pool, seeded_settings, cast.admin, cache)
+    await owner.execute("DELETE FROM doses WHERE id = (SELECT max(id) FROM doses)")
+    assert await _doses(pool, seeded_settings, cast.admin, cache) == before
+    await asyncio.sleep(0.35)
+    assert await _doses(pool, seeded_settings, cast.admin, cache) == before - 1
