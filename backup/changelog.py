@@ -24,7 +24,8 @@ from backup.segment import encode_changes
 # Commit time when the server tracks it; else the capture clock, a lower bound (FORMAT.md).
 _SINCE = f"""
 SELECT position, txid::text AS txid,
-       coalesce(pg_xact_commit_timestamp(txid::xid), captured_at) AS committed_at,
+       coalesce(CASE WHEN current_setting('track_commit_timestamp')::boolean
+                     THEN pg_xact_commit_timestamp(txid::xid) END, captured_at) AS committed_at,
        table_name, op, key::text AS key, old::text AS old, new::text AS new
 FROM {SCHEMA}.changes
 WHERE txid >= pg_snapshot_xmin($1::text::pg_snapshot)

@@ -35,6 +35,8 @@ class RunSummary:
     seconds: float
     pushed: dict[str, list[str]] = field(default_factory=dict)
     trimmed: int = 0
+    # Seconds per phase: cut (snapshot/segment into the spool), push (to every stage, verified).
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def noop(self) -> bool:
@@ -138,7 +140,9 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         try:
             failures: dict[str, str] = {}
             previous = await _reconcile_watermark(conn, stages, failures)
+            cut_started = time.perf_counter()
             segment, snapshot = await _cut(config, conn, spool, previous, full, progress)
+            cut_seconds = time.perf_counter() - cut_started
             if segment or snapshot:
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
                 segment_id = segment.id if segment else (await changelog.read_watermark(conn))[1]
@@ -146,6 +150,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"backup run failed in PostgreSQL: {exc}") from exc
         pushed: dict[str, list[str]] = {}
+        push_started = time.perf_counter()
         for stage in stages[1:]:
             if stage.name in failures:
                 continue
@@ -154,6 +159,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                 pushed[stage.name] = push(spool, stage)
             except StorageError as exc:
                 failures[stage.name] = str(exc)
+        push_seconds = time.perf_counter() - push_started
         release(spool, stages[1:])
         trimmed = 0
         if not failures:
@@ -169,6 +175,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           snapshot_id=snapshot.id if snapshot else None,
                           segment_id=segment.id if segment else None,
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
-                          seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed)
+                          seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
+                          phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)})
     finally:
         await conn.close()

@@ -195,6 +195,7 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
 def run_schedule_command(args: argparse.Namespace, settings: Settings) -> int:
     config = backup_config(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per run, nothing else
     with _translated():
         schedule = Schedule(full=args.full, incremental=args.incremental)
     if args.metrics_port:

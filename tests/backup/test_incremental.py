@@ -83,3 +83,21 @@ async def test_full_snapshot_and_segments_meet_without_gap(file_config: BackupCo
     assert [(c.op, c.key) for c in changes] == [(Op.UPDATE, {"id": 1}), (Op.DELETE, {"id": 5})]
     assert changes[0].committed_at <= changes[1].committed_at
     assert changes[0].committed_at > snapshot.cut_at
+
+
+async def test_a_segment_stored_but_not_recorded_in_the_database_is_not_shipped_again(
+        file_config: BackupConfig) -> None:
+    """As if killed between committing a segment and recording its watermark in PostgreSQL."""
+    await install_capture(file_config.database_url)
+    conn = await asyncpg.connect(file_config.database_url)
+    try:
+        before = await conn.fetchrow(f"SELECT watermark, segment_id FROM {SCHEMA}.state")
+        await conn.execute(SET_LOT, 1, "ONCE")
+        first = await run_backup(file_config, full=False)
+        await conn.execute(f"UPDATE {SCHEMA}.state SET watermark = $1, segment_id = $2", *before)
+        await conn.execute(SET_LOT, 2, "NEXT")
+        second = await run_backup(file_config, full=False)
+    finally:
+        await conn.close()
+    assert (first.changes, second.changes) == (1, 1)
+    assert [c.new["lot_number"] for c in _shipped(file_config) if c.new] == ["ONCE", "NEXT"]

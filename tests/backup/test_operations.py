@@ -112,3 +112,12 @@ def test_a_newer_major_format_is_refused_with_a_clear_error() -> None:
         manifest.load(data, "s3://b/snapshots/x/manifest.json")
     with pytest.raises(FormatError, match="not valid JSON"):
         manifest.load(b"{", "x")
+
+
+def test_run_before_init_says_what_to_do(cli_env: BackupConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backup", "list"]) == 0
+    assert "no snapshots or segments yet" in capsys.readouterr().out
+    assert main(["backup", "run", "--incremental"]) == 1
+    err = capsys.readouterr().err
+    assert "change capture is not installed" in err and "vaxvault backup init" in err and err.count("\n") == 1
+    assert main(["backup", "run", "--full", "--incremental"]) == 2

@@ -68,3 +68,23 @@ def test_s3_outage_is_one_clear_storage_error(s3_endpoint_url: str, s3_bucket: s
         with pytest.raises(StorageError, match=r"cannot write segments/x/manifest.json on s3://"):
             repo.put("segments/x/manifest.json", b"{}")
         assert proxy.requests >= 3  # retried with backoff before giving up
+
+
+def _leave_partial_upload(repo: Repository) -> None:
+    """What a killed upload leaves behind, in each backend's own terms."""
+    from backup.file_repository import TEMP_SUFFIX, FileRepository
+    from backup.s3_repository import S3Repository
+
+    if isinstance(repo, FileRepository):
+        (repo.root / "snapshots").mkdir(parents=True, exist_ok=True)
+        (repo.root / "snapshots" / f"x.copy.zst.1234{TEMP_SUFFIX}").write_bytes(b"half")
+    else:
+        assert isinstance(repo, S3Repository)
+        repo.client.create_multipart_upload(Bucket=repo.bucket, Key=repo.prefix + "snapshots/big.copy.zst")
+
+
+def test_partial_uploads_are_invisible_and_cleaned(repo: Repository) -> None:
+    _leave_partial_upload(repo)
+    assert repo.list() == []
+    assert repo.clean_incomplete() == 1
+    assert repo.clean_incomplete() == 0
