@@ -76,12 +76,22 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(value: str) -> str:
+    """A text literal for SQL run with standard_conforming_strings on (quotes doubled, nothing else
+    special); PredicateError for a NUL character, which no PostgreSQL text can hold."""
+    if "\x00" in value:
+        raise PredicateError("a value in the predicate holds a NUL character; remove it")
+    return "'" + value.replace("'", "''") + "'"
+
+
 class _Compiler:
-    def __init__(self, column_types: Mapping[str, str], first_parameter: int, alias: str | None):
+    def __init__(self, column_types: Mapping[str, str], first_parameter: int, alias: str | None,
+                 inline: bool = False):
         self.column_types = column_types
         self.params: list[str] = []
         self.first = first_parameter
         self.prefix = f"{quote_identifier(alias)}." if alias else ""
+        self.inline = inline
 
     def value(self, literal: Literal, kind: str | None) -> str:
         # Values travel as text parameters and the server casts them to the column's type,
@@ -90,8 +100,11 @@ class _Compiler:
             return "NULL"
         if isinstance(literal.value, bool):
             return "TRUE" if literal.value else "FALSE"
-        self.params.append(str(literal.value))
-        placeholder = f"${self.first + len(self.params) - 1}::text"
+        if self.inline:
+            placeholder = f"{quote_literal(str(literal.value))}::text"
+        else:
+            self.params.append(str(literal.value))
+            placeholder = f"${self.first + len(self.params) - 1}::text"
         if kind is None:
             kind = "text" if isinstance(literal.value, str) else "numeric"
         return placeholder if kind == "text" else f"{placeholder}::{kind}"
@@ -132,6 +145,12 @@ def to_sql(expr: Expr, column_types: Mapping[str, str], first_parameter: int = 1
     """Compile a validated expression to SQL text with $n text parameters and their values."""
     compiler = _Compiler(column_types, first_parameter, alias)
     return compiler.expr(expr), compiler.params
+
+
+def to_inline_sql(expr: Expr, column_types: Mapping[str, str]) -> str:
+    """Compile with values as quoted literals, for the one place that takes no parameters:
+    COPY ... FROM STDIN WHERE. Only valid with standard_conforming_strings on (the caller sets it)."""
+    return _Compiler(column_types, 1, None, inline=True).expr(expr)
 
 
 # --- chunk pruning ---------------------------------------------------------------------------

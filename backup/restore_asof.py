@@ -21,7 +21,7 @@ from backup.change import Change, Op, Row
 from backup.codec import Key
 from backup.manifest import Chunk, TableImage
 from backup.predicate import Expr
-from backup.predicate_sql import may_match, quote_identifier
+from backup.predicate_sql import may_match, quote_identifier, to_inline_sql
 from backup.reader import read_chunk
 from backup.repository import Repository
 from backup.restore_errors import RestorePlanError
@@ -55,7 +55,7 @@ class AsOfImage:
     temp: str
     chunks_read: int
     chunks_total: int
-    rows_loaded: int
+    rows_loaded: int  # rows of the read chunks that matched the predicate at the snapshot
     changes_replayed: int
 
 
@@ -119,13 +119,18 @@ async def build_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | Non
                        f"SELECT {columns} FROM {live.qualified} WITH NO DATA")
     await conn.execute(f"ALTER TABLE {quote_identifier(temp)} ADD PRIMARY KEY ({keys})")
     chunks = [c for c in image.chunks if may_match(where, chunk_ranges(image, c, live.types))]
-    loaded = 0
+    # Rows that do not match at the snapshot are dropped while loading: a row that came to
+    # match by T was changed after the snapshot, and replay brings its full image back.
+    await conn.execute("SET LOCAL standard_conforming_strings = on")
+    condition = to_inline_sql(where, live.types) if where is not None else None
     for chunk in chunks:
         data = read_chunk(repo, chunk, key)
-        await conn.copy_to_table(temp, source=io.BytesIO(data), columns=list(live.columns), format="text")
-        loaded += chunk.rows
+        await conn.copy_to_table(temp, source=io.BytesIO(data), columns=list(live.columns), format="text",
+                                 where=condition)
+    loaded = await conn.fetchval(f"SELECT count(*) FROM {quote_identifier(temp)}")
     replayed = await replay(conn, live, quote_identifier(temp), shipped_changes(
         repo, history.segments, live.name, key, until=as_of))
+    await conn.execute(f"ANALYZE {quote_identifier(temp)}")
     return AsOfImage(temp, len(chunks), len(image.chunks), loaded, replayed)
 
 

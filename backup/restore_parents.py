@@ -68,7 +68,8 @@ async def missing_parents(conn: asyncpg.Connection, live: LiveTable, temp: str,
     present = " AND ".join(f"a.{quote_identifier(c)} IS NOT NULL" for c in fk.columns)
     rows = await conn.fetch(
         f"SELECT DISTINCT {mine} FROM {quote_identifier(temp)} a JOIN {quote_identifier(temp + '_act')} k "
-        f"USING ({keys}) WHERE {present} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match}) "
+        f"USING ({keys}) WHERE k.action IN ('reinsert', 'write_back') AND {present} "
+        f"AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match}) "
         f"ORDER BY {mine}")
     return [tuple(row) for row in rows]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -18,17 +17,20 @@ from typing import Any
 
 import asyncpg
 
-from backup.change import Change, Row
+from backup.change import Row
 from backup.codec import Key
 from backup.predicate import Expr, render
-from backup.predicate_sql import quote_identifier, to_sql, validate
+from backup.predicate_sql import quote_identifier, validate
 from backup.repository import Repository
-from backup.restore_asof import KeyTuple, LiveTable, build_as_of, describe_live
+from backup.restore_asof import LiveTable, build_as_of, describe_live
 from backup.restore_audit import write_audit
-from backup.restore_decision import Action, Comparison, RowHistory, decide
+from backup.restore_classify import classify, load_changes_after, reason
+from backup.restore_decision import Action, Comparison
 from backup.restore_errors import RestoreError, RestorePlanError
 from backup.restore_parents import restore_parents
-from backup.restore_source import History, live_changes, load_history, shipped_changes
+from backup.restore_source import History, load_history
+
+MAX_CONFLICTS_LISTED = 100
 
 
 class ConflictPolicy(StrEnum):
@@ -94,6 +96,7 @@ class RestoreReport:
     overwritten: int
     audit_id: int | None
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase, for benchmarks
 
     @property
     def restored(self) -> int:
@@ -159,47 +162,70 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         validate(request.where, live.types, live.name)
     comparison = _comparison(live, request.columns)
     temp = f"vv_asof_{depth}"
+    clock = _Clock()
     as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
-    candidates, matched = await _differing(conn, live, temp, request.where, comparison)
-    histories, used_log = await _histories(conn, repo, key, history, live, request, comparison,
-                                           set(candidates))
-    decisions: dict[Action, list[KeyTuple]] = {a: [] for a in Action}
-    diffs: list[RowDiff] = []
-    conflicts: list[RowDiff] = []
-    for row_key, (at_t, now) in candidates.items():
-        decision = decide(at_t, histories.get(row_key), now, comparison)
-        decisions[decision.action].append(row_key)
-        diff = RowDiff(dict(zip(live.primary_key, row_key, strict=True)), decision.action.value,
-                       decision.reason, _diff(comparison, at_t, now))
-        if decision.action == Action.CONFLICT and len(conflicts) < 100:
-            conflicts.append(diff)
-        if len(diffs) < request.sample_size and decision.action != Action.UNTOUCHED:
-            diffs.append(diff)
-    counts = Counter({a.value: len(keys) for a, keys in decisions.items()})
-    counts[Action.UNTOUCHED.value] = matched - sum(counts[a] for a in
-                                                   (Action.REINSERT, Action.WRITE_BACK, Action.CONFLICT))
+    clock.lap("rebuild_as_of")
+    used_log = await load_changes_after(conn, repo, key, history, live, request.as_of,
+                                        request.use_live_log, temp)
+    clock.lap("changes_after_t")
     overwrite = request.on_conflict == ConflictPolicy.OVERWRITE
-    reinsert = decisions[Action.REINSERT] + ([k for k in decisions[Action.CONFLICT]
-                                               if candidates[k][1] is None] if overwrite else [])
-    write_back = decisions[Action.WRITE_BACK] + ([k for k in decisions[Action.CONFLICT]
-                                                  if candidates[k][1] is not None] if overwrite else [])
-    await _stage_keys(conn, live, temp, reinsert, write_back)
+    classified = await classify(conn, live, temp, request.where, comparison, overwrite)
+    clock.lap("classify")
+    counts = dict(classified.counts)
+    counts[Action.UNTOUCHED.value] = classified.matched - sum(classified.counts.values())
+    sample = await _rows(conn, live, temp, comparison, "decided <> 'conflict'", request.sample_size)
+    conflicts = await _rows(conn, live, temp, comparison, "decided = 'conflict'", MAX_CONFLICTS_LISTED)
     parents = await restore_parents(conn, live, temp, request, history, repo, key, depth,
                                     restore_in_transaction)
+    clock.lap("parents")
     plan = RestorePlan(
         table=live.name, as_of=request.as_of,
         predicate=render(request.where) if request.where is not None else None,
         snapshot_id=history.snapshot.id, segments=len(history.segments),
-        chunks_read=as_of.chunks_read, chunks_total=as_of.chunks_total, matched=matched,
-        counts=dict(counts), sample=tuple(diffs), conflicts=tuple(conflicts),
-        conflicts_total=len(decisions[Action.CONFLICT]), used_live_log=used_log, parents=parents)
-    overwritten = len(decisions[Action.CONFLICT]) if overwrite else 0
+        chunks_read=as_of.chunks_read, chunks_total=as_of.chunks_total, matched=classified.matched,
+        counts=counts, sample=sample, conflicts=conflicts,
+        conflicts_total=counts[Action.CONFLICT.value], used_live_log=used_log, parents=parents)
     if not apply:
-        return RestoreReport(plan, False, 0, 0, 0, None, 0.0)
-    await _apply(conn, live, temp, comparison)
-    audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=len(reinsert),
-                                 written_back=len(write_back)) if depth == 0 else None
-    return RestoreReport(plan, True, len(reinsert), len(write_back), overwritten, audit_id, 0.0)
+        return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
+    reinserted, written_back = await _apply(conn, live, temp, comparison)
+    clock.lap("apply")
+    audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=reinserted,
+                                 written_back=written_back) if depth == 0 else None
+    overwritten = counts[Action.CONFLICT.value] if overwrite else 0
+    return RestoreReport(plan, True, reinserted, written_back, overwritten, audit_id, 0.0, clock.laps)
+
+
+async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,
+                which: str, limit: int) -> tuple[RowDiff, ...]:
+    """Up to `limit` classified rows (in key order) with their column-by-column diff."""
+    keys = ", ".join(quote_identifier(c) for c in live.primary_key)
+    join = " AND ".join(f"l.{quote_identifier(c)} = a.{quote_identifier(c)}" for c in live.primary_key)
+    ordered = ", ".join(f"k.{quote_identifier(c)}" for c in live.primary_key)
+    rows = await conn.fetch(
+        f"SELECT to_jsonb(a)::text AS at_t, CASE WHEN k.gone THEN NULL ELSE to_jsonb(l)::text END AS now, "
+        f"k.decided, k.gone, k.first_position, k.changes, k.last_position "
+        f"FROM {quote_identifier(temp + '_act')} k JOIN {quote_identifier(temp)} a USING ({keys}) "
+        f"LEFT JOIN {live.qualified} l ON {join} WHERE {which} ORDER BY {ordered} LIMIT {int(limit)}")
+    found = []
+    for row in rows:
+        at_t = json.loads(row["at_t"])
+        now = json.loads(row["now"]) if row["now"] else None
+        found.append(RowDiff(
+            {c: at_t[c] for c in live.primary_key}, row["decided"],
+            reason(row["decided"], row["gone"], row["first_position"], row["changes"], row["last_position"]),
+            _diff(comparison, at_t, now)))
+    return tuple(found)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
 
 
 def _has_table(history: History, name: str) -> bool:
@@ -227,82 +253,20 @@ def _diff(comparison: Comparison, at_t: Row, now: Row | None) -> dict[str, tuple
     return {name: (now.get(name), at_t.get(name)) for name in comparison.differing(at_t, now)}
 
 
-async def _differing(conn: asyncpg.Connection, live: LiveTable, temp: str, where: Expr | None,
-                     comparison: Comparison) -> tuple[dict[KeyTuple, tuple[Row, Row | None]], int]:
-    """Rows at T matching `where` that are missing now or differ in the compared columns, and how
-    many rows at T matched at all."""
-    condition, params = to_sql(where, live.types, alias="a") if where is not None else ("TRUE", [])
-    join = " AND ".join(f"l.{quote_identifier(c)} = a.{quote_identifier(c)}" for c in live.primary_key)
-    mine = ", ".join(f"a.{quote_identifier(c)}" for c in comparison.columns)
-    theirs = ", ".join(f"l.{quote_identifier(c)}" for c in comparison.columns)
-    first_key = quote_identifier(live.primary_key[0])
-    matched = await conn.fetchval(
-        f"SELECT count(*) FROM {quote_identifier(temp)} a WHERE {condition}", *params)
-    rows = await conn.fetch(
-        f"SELECT to_jsonb(a)::text AS at_t, CASE WHEN l.{first_key} IS NULL THEN NULL "
-        f"ELSE to_jsonb(l)::text END AS now FROM {quote_identifier(temp)} a "
-        f"LEFT JOIN {live.qualified} l ON {join} WHERE ({condition}) "
-        f"AND (l.{first_key} IS NULL OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))", *params)
-    found: dict[KeyTuple, tuple[Row, Row | None]] = {}
-    for row in rows:
-        at_t = json.loads(row["at_t"])
-        found[live.key_of(at_t)] = (at_t, json.loads(row["now"]) if row["now"] else None)
-    return found, int(matched)
-
-
-async def _histories(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
-                     live: LiveTable, request: RestoreRequest, comparison: Comparison,
-                     wanted: set[KeyTuple]) -> tuple[dict[KeyTuple, RowHistory], bool]:
-    """Per candidate row, its changes after T: shipped ones, then the live log's unshipped ones."""
-    histories: dict[KeyTuple, RowHistory] = {}
-    seen: set[int] = set()
-    if not wanted:
-        return histories, False
-
-    def add(change: Change) -> None:
-        seen.add(change.position)
-        keys = [live.key_of(change.key)] if change.key is not None else list(wanted)  # TRUNCATE
-        for row_key in keys:
-            if row_key in wanted:
-                previous = histories.get(row_key)
-                histories[row_key] = previous.then(change) if previous else \
-                    RowHistory.start(change, comparison)
-
-    for change in shipped_changes(repo, history.segments, live.name, key, after=request.as_of):
-        add(change)
-    unshipped = await live_changes(conn, live.name, request.as_of) if request.use_live_log else None
-    for change in unshipped or []:
-        if change.position not in seen:
-            add(change)
-    return histories, unshipped is not None
-
-
-async def _stage_keys(conn: asyncpg.Connection, live: LiveTable, temp: str, reinsert: list[KeyTuple],
-                      write_back: list[KeyTuple]) -> None:
-    """Mark the rows to act on in the temp table's companion `<temp>_act` (key, action)."""
-    keys = ", ".join(quote_identifier(c) for c in live.primary_key)
-    act = quote_identifier(f"{temp}_act")
-    await conn.execute(f"CREATE TEMP TABLE {act} ON COMMIT DROP AS SELECT {keys}, ''::text AS action "
-                       f"FROM {quote_identifier(temp)} WITH NO DATA")
-    marked = [{**dict(zip(live.primary_key, k, strict=True)), "action": "reinsert"} for k in reinsert]
-    marked += [{**dict(zip(live.primary_key, k, strict=True)), "action": "write_back"} for k in write_back]
-    if marked:
-        await conn.execute(f"INSERT INTO {act} SELECT * FROM "
-                           f"jsonb_populate_recordset(NULL::{act}, $1::jsonb)",
-                           json.dumps(marked))
-
-
-async def _apply(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison) -> None:
+async def _apply(conn: asyncpg.Connection, live: LiveTable, temp: str,
+                 comparison: Comparison) -> tuple[int, int]:
+    """Re-insert and write back the rows marked in `<temp>_act`; return how many of each."""
     table = quote_identifier(temp)
     act = quote_identifier(f"{temp}_act")
     keys = ", ".join(quote_identifier(c) for c in live.primary_key)
     columns = ", ".join(quote_identifier(c) for c in live.columns)
     picked = ", ".join(f"a.{quote_identifier(c)}" for c in live.columns)
-    await conn.execute(
+    inserted = await conn.execute(
         f"INSERT INTO {live.qualified} ({columns}) OVERRIDING SYSTEM VALUE SELECT {picked} FROM {table} a "
         f"JOIN {act} k USING ({keys}) WHERE k.action = 'reinsert' ORDER BY {keys}")
     sets = ", ".join(f"{quote_identifier(c)} = a.{quote_identifier(c)}" for c in comparison.columns)
     match = " AND ".join(f"l.{quote_identifier(c)} = a.{quote_identifier(c)}" for c in live.primary_key)
-    await conn.execute(
+    updated = await conn.execute(
         f"UPDATE {live.qualified} l SET {sets} FROM {table} a JOIN {act} k USING ({keys}) "
         f"WHERE k.action = 'write_back' AND {match}")
+    return int(inserted.split()[-1]), int(updated.split()[-1])

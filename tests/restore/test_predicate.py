@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date
 from decimal import Decimal
 
@@ -139,6 +140,13 @@ HOSTILE = ["'; DROP TABLE doses; --", "x' OR '1'='1", "$1", "\\'", "\x01", "🙂
 async def test_compiled_sql_runs_on_postgres_and_treats_values_as_data(seeded_database_url: str) -> None:
     conn = await asyncpg.connect(seeded_database_url)
     try:
+        await conn.execute("SET standard_conforming_strings = on")
+        rng = random.Random(5)
+        alphabet = "'\\\";$-/*\n\tabc🙂é\x01"
+        for value in [*HOSTILE, *("".join(rng.choices(alphabet, k=rng.randint(0, 12))) for _ in range(40))]:
+            inline = predicate_sql.to_inline_sql(Compare("=", Literal(value), Literal(value)), DOSE_TYPES)
+            assert await conn.fetchval(f"SELECT {predicate_sql.quote_literal(value)}::text") == value
+            assert await conn.fetchval(f"SELECT {inline}") is True
         total = await conn.fetchval("SELECT count(*) FROM doses")
         for value in HOSTILE:
             expr = predicate.parse(f"lot_number = {predicate.render(Literal(value))} OR dose_number = 1")
