@@ -114,5 +114,8 @@ async def test_exhausted_pool_queues_boundedly(settings: Settings, postgres_url:
     for outcome in record.outcomes:
         if not succeeded(outcome):
             assert_clear_failure(outcome)
-    assert elapsed < 20, f"queued requests took {elapsed:.1f} s to drain"
+    # Bounded: every queued request ends (answer or clear error); none waits without limit.
+    slowest = max(o.seconds for o in record.outcomes)
+    assert slowest < 25, f"a queued request took {slowest:.1f} s"
+    assert elapsed < 60, f"queued requests took {elapsed:.1f} s to drain"
     assert after.outcomes and all(succeeded(o) for o in after.outcomes)
