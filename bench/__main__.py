@@ -53,7 +53,8 @@ def _graphql(db: SeededDatabase, population: portal.Population, seconds: int,
     portal.install_peer_helpers(db.url)
     results = []
     with ours(db.url) as url:
-        results += portal.measure("ours", url, portal.ours_requests, population, seconds, connections)
+        results += portal.measure("ours", url, portal.ours_requests, population, seconds, connections,
+                                  log=CACHE / "vaxvault.log")
     with postgraphile(db.url) as url:
         results += portal.measure("postgraphile", url, portal.peer_requests, population, seconds,
                                   connections)
