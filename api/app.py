@@ -26,6 +26,7 @@ from api.observability import Metrics, configure_logging, log_event
 from api.principal import Principal
 from api.schema import build_schema
 from api.schema.context import Context
+from api.schema.count_cache import CountCache
 from api.schema.lifecycle import OPERATION_KEY
 from api.settings import Settings
 
@@ -46,12 +47,13 @@ class _GraphQL(GraphQL[Context, None]):
         self.settings = settings
         self.state = state
         self.coverage_cache = CoverageCache(ttl_s=COVERAGE_TTL_S)
+        self.count_cache = CountCache(ttl_s=COVERAGE_TTL_S)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(pool=self.state["pool"], settings=self.settings,
                        principal=request.scope[PRINCIPAL_KEY],
                        request_id=request.scope[REQUEST_ID_KEY], http_scope=request.scope,
-                       coverage_cache=self.coverage_cache)
+                       coverage_cache=self.coverage_cache, count_cache=self.count_cache)
 
 
 class _LimitBody:

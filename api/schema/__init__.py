@@ -18,6 +18,7 @@ from strawberry.extensions import (
 )
 
 from api.domain.errors import Refusal
+from api.schema.count_cache import CountCacheExtension
 from api.schema.lifecycle import RequestLifecycle, should_mask
 from api.schema.mutation import Mutation
 from api.schema.query import Query
@@ -51,6 +52,7 @@ def build_schema(production: bool = False) -> Schema:
     rules = _limit_rules(production)
     extensions: list[Any] = [
         RequestLifecycle,
+        CountCacheExtension,
         lambda: MaskErrors(should_mask_error=should_mask),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(rules),

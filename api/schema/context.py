@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from strawberry.dataloader import DataLoader
@@ -16,6 +16,9 @@ from api.domain.records import Dose, Recipient
 from api.policy import Freeze
 from api.principal import Principal
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.schema.count_cache import CountCache
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Context:
     http_scope: dict[str, Any] | None = None
     # Shared by the requests of one process (None: always ask the database).
     coverage_cache: CoverageCache | None = None
+    count_cache: CountCache | None = None
 
     def __post_init__(self) -> None:
         self.session = Session(self.pool, self.principal)

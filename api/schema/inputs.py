@@ -63,7 +63,7 @@ class DosesFilter:
             dose_number=self.dose_number, vaccine=self.vaccine)
 
 
-@strawberry.input
+@strawberry.input(name="CoverageFilter")
 class CoverageFilterInput:
     district_id: strawberry.ID | None = None
     center_id: strawberry.ID | None = None

@@ -46,7 +46,6 @@ class Query:
     async def recipient(self, info: Info, id: strawberry.ID) -> Recipient | None:
         await check_root(info, "recipient")
         found = await recipients.get(info.context.session, parse_id(str(id)))
-        info.context.loaders.recipient.prime(found.id, found)
         return Recipient.of(found, info.context.principal.role)
 
     @root_field("recipients", "Recipients in your scope, by id.")
@@ -56,8 +55,6 @@ class Query:
         await check_root(info, "recipients")
         page = await recipients.search(info.context.session,
                                        (filter or RecipientsFilter()).to_domain(), first, after)
-        # Dose.recipient of these people then needs no statement of its own.
-        info.context.loaders.recipient.prime_many({r.id: r for r in page.items})
         role = info.context.principal.role
         return connection(page, lambda r: Recipient.of(r, role))
 

@@ -157,10 +157,9 @@ class Dose:
             "nextDueOn": record.next_due_on}))
 
     @policy_field("Dose", "recipient")
-    async def recipient(self, info: Info) -> Recipient | None:
+    def recipient(self, info: Info) -> Recipient | None:
         reveal(info, "Dose", "recipient", None)
-        found = await info.context.loaders.recipient.load(self.record.recipient_id)
-        return Recipient.of(found, info.context.principal.role) if found is not None else None
+        return Recipient.of(self.record.recipient, info.context.principal.role)
 
 
 @strawberry.type(description="A dose falling due and not given yet: the SMS recall list.")
@@ -180,9 +179,8 @@ class DueDose:
         return Dose.of(self.record.last_dose, info.context.principal.role)
 
     @strawberry.field
-    async def recipient(self, info: Info) -> Recipient | None:
-        found = await info.context.loaders.recipient.load(self.record.last_dose.recipient_id)
-        return Recipient.of(found, info.context.principal.role) if found is not None else None
+    def recipient(self, info: Info) -> Recipient:
+        return Recipient.of(self.record.last_dose.recipient, info.context.principal.role)
 
 
 @strawberry.type(description="Counts of doses and distinct recipients for one group. Dimensions "

@@ -16,6 +16,7 @@ from api.domain.coverage import CoverageCache
 from api.principal import Principal, Role
 from api.schema import schema
 from api.schema.context import Context
+from api.schema.count_cache import CountCache
 from api.settings import Settings
 
 
@@ -32,9 +33,11 @@ class Result:
 
 async def run(pool: asyncpg.Pool, settings: Settings, principal: Principal, query: str,
               variables: dict[str, Any] | None = None, request_id: str | None = None,
-              coverage_cache: CoverageCache | None = None) -> Result:
+              coverage_cache: CoverageCache | None = None,
+              count_cache: CountCache | None = None) -> Result:
     context = Context(pool=pool, settings=settings, principal=principal,
-                      request_id=request_id or uuid.uuid4().hex, coverage_cache=coverage_cache)
+                      request_id=request_id or uuid.uuid4().hex, coverage_cache=coverage_cache,
+                      count_cache=count_cache)
     result = await schema.execute(query, variable_values=variables, context_value=context)
     errors = [e.formatted for e in result.errors or []]
     return Result(data=result.data, errors=errors)

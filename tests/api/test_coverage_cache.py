@@ -9,6 +9,7 @@ import asyncpg
 
 from api.domain.coverage import CoverageCache
 from api.principal import Role
+from api.schema.count_cache import CountCache
 from tests.api.client import principal, run
 from tests.api.conftest import Cast
 
@@ -46,3 +47,27 @@ async def test_cached_answers_expire(pool: asyncpg.Pool, seeded_settings: Any, c
     assert await _doses(pool, seeded_settings, cast.admin, cache) == before
     await asyncio.sleep(0.35)
     assert await _doses(pool, seeded_settings, cast.admin, cache) == before - 1
+
+
+COUNTS = "query Cov($d: ID) { coverage(filter: {districtId: $d}) { doses } districts { id } }"
+
+
+async def test_count_only_answers_are_reused_within_their_scope(
+        pool: asyncpg.Pool, seeded_settings: Any, cast: Cast, owner: asyncpg.Connection) -> None:
+    cache = CountCache(ttl_s=60)
+    first = await run(pool, seeded_settings, cast.admin, COUNTS, {"d": None}, count_cache=cache)
+    assert first.data is not None and not first.errors
+    await owner.execute("DELETE FROM doses WHERE id = (SELECT max(id) FROM doses)")
+    again = await run(pool, seeded_settings, cast.admin, COUNTS, {"d": None}, count_cache=cache)
+    assert again.data == first.data
+    # Another scope, other variables, or a query touching personal data are not reused.
+    staff = await run(pool, seeded_settings, cast.staff, COUNTS, {"d": None}, count_cache=cache)
+    assert staff.data is not None and staff.data != first.data
+    other = await run(pool, seeded_settings, cast.admin, COUNTS, {"d": "1"}, count_cache=cache)
+    assert other.data is not None and other.data["coverage"] != first.data["coverage"]
+    mixed = "{ coverage { doses } recipients(first: 1) { edges { node { fullName } } } }"
+    for _ in range(2):
+        read = await run(pool, seeded_settings, cast.admin, mixed, count_cache=cache)
+        assert read.data is not None
+        assert read.data["coverage"][0]["doses"] == first.data["coverage"][0]["doses"] - 1
+    assert await owner.fetchval("SELECT count(*) FROM audit_log WHERE action = 'read'") == 2

@@ -66,6 +66,8 @@ def test_a_good_token_and_no_token(api_url: str) -> None:
     assert _post(api_url, "query Who { me { role centerId } }", token).json() == {
         "data": {"me": {"role": "center_staff", "centerId": "3"}}}
     assert _post(api_url, "{ me { role } }").json() == {"data": {"me": {"role": "public"}}}
+    metrics = httpx.get(f"{api_url}/metrics", timeout=10).text
+    assert 'operation="Who"' in metrics and 'operation="anonymous"' in metrics
 
 
 def test_limits_refuse_abusive_queries(api_url: str) -> None:
