@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backup.errors import ConfigError
+from backup.keys import parse_id
 from backup.stages import Stage, remove_unit, scan
 
 
@@ -52,8 +53,6 @@ def plan_prune(units: list[Unit], keep_full: int, keep_days: float, now: datetim
 
 def stored_units(stages: list[Stage]) -> list[Unit]:
     """Every committed unit at any stage."""
-    from backup.keys import parse_id
-
     ids: set[tuple[str, str]] = set()
     for stage in stages:
         ids |= {unit for unit, committed in scan(stage.repo).items() if committed}

@@ -16,8 +16,9 @@ from backup.config import BackupConfig
 from backup.errors import ConfigError, DatabaseError, LockHeld, StorageError
 from backup.file_repository import FileRepository
 from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
+from backup.reader import read_segment_manifest
 from backup.snapshot import Progress, copy_tables
-from backup.stages import Stage, build_stages, push, release, remove_orphans, scan
+from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans, scan
 
 # pg advisory lock key: b"vaxvault" as a bigint. Held for the whole run by one session.
 LOCK_KEY = int.from_bytes(b"vaxvault", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -59,8 +60,6 @@ async def acquire_lock(conn: asyncpg.Connection) -> None:
 
 def _newest_segment(stage: Stage) -> tuple[str, str] | None:
     """(id, to_position) of the newest committed segment of a stage."""
-    from backup.reader import read_segment_manifest
-
     ids = sorted(i for (kind, i), ok in scan(stage.repo).items() if kind == "segment" and ok)
     if not ids:
         return None
@@ -90,7 +89,7 @@ Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
 
 
 async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
-               full: bool, progress: Progress | None) -> Cut:
+               full: bool, progress: Progress | None, early: EarlyUploads | None) -> Cut:
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
         cut = await conn.fetchrow(
@@ -111,7 +110,7 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         tables = await describe_tables(conn, SNAPSHOT_SCHEMA)
         snapshot_id = keys.format_id(cut["cut_at"])
         images = await copy_tables(workers, tables, snapshot_id, spool, config.key, config.chunk_rows,
-                                   progress)
+                                   progress, early.submit if early else None)
         schema_key = keys.format_schema_key(snapshot_id)
         schema_data = encode(schema_ddl(tables).encode(), schema_key, config.key)
         spool.put(schema_key, schema_data)
@@ -134,14 +133,23 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
     spool = FileRepository(config.spool_dir)
     stages = build_stages(spool, config.primary_url, config.replica_urls, config.s3_endpoint_url)
     conn = await connect(config.database_url)
+    early: EarlyUploads | None = None
     try:
         await acquire_lock(conn)
         remove_orphans(spool)
         try:
             failures: dict[str, str] = {}
             previous = await _reconcile_watermark(conn, stages, failures)
+            for stage in stages[1:]:
+                if stage.name not in failures:
+                    try:
+                        remove_orphans(stage.repo)  # before uploads of this run can start
+                    except StorageError as exc:
+                        failures[stage.name] = str(exc)
+            targets = [s for s in stages[1:] if s.name not in failures]
+            early = EarlyUploads(spool, targets) if full and targets else None
             cut_started = time.perf_counter()
-            segment, snapshot = await _cut(config, conn, spool, previous, full, progress)
+            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early)
             cut_seconds = time.perf_counter() - cut_started
             if segment or snapshot:
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
@@ -155,8 +163,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             if stage.name in failures:
                 continue
             try:
-                remove_orphans(stage.repo)
-                pushed[stage.name] = push(spool, stage)
+                pushed[stage.name] = push(spool, stage, early.verified(stage.name) if early else None)
             except StorageError as exc:
                 failures[stage.name] = str(exc)
         push_seconds = time.perf_counter() - push_started
@@ -178,4 +185,6 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
                           phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)})
     finally:
+        if early:
+            early.close()
         await conn.close()

@@ -22,6 +22,8 @@ from backup.codec import Key
 from backup.file_repository import FileRepository
 from backup.manifest import Chunk, ObjectRef, TableImage
 
+OnObject = Callable[[ObjectRef], None]  # called once a chunk object is stored in the spool
+
 Progress = Callable[[int, int], None]  # (rows done in this call, bytes stored)
 
 
@@ -65,6 +67,7 @@ def _range(task: ChunkTask) -> tuple[str, list[str]]:
 
 
 INTEGER_TYPES = ("smallint", "integer", "bigint")
+MAX_SPAN_SLICES = 1024
 
 
 async def plan_chunks(conn: asyncpg.Connection, table: TableDef, chunk_rows: int) -> list[ChunkTask]:
@@ -83,8 +86,9 @@ async def plan_chunks(conn: asyncpg.Connection, table: TableDef, chunk_rows: int
 
 async def _plan_integer_ranges(conn: asyncpg.Connection, table: TableDef, chunk_rows: int) -> list[ChunkTask]:
     """Even slices of [min, max] of an integer key: two index probes instead of a scan, which
-    matters on large tables (exact row boundaries cost a full ordered scan). Sizes follow the
-    planner's row estimate; an empty slice yields no chunk."""
+    matters on large tables (exact row boundaries cost a full ordered scan). An empty slice
+    yields no chunk. Keys are sliced by span, which bounds every chunk to `chunk_rows` rows
+    whatever the statistics say; only very sparse keys fall back to the planner's row estimate."""
     column = quote_ident(table.primary_key[0])
     bounds = await conn.fetchrow(
         f"SELECT min({column}) AS low, max({column}) AS high, "
@@ -93,9 +97,14 @@ async def _plan_integer_ranges(conn: asyncpg.Connection, table: TableDef, chunk_
     if bounds["low"] is None:
         return []
     low, high = int(bounds["low"]), int(bounds["high"])
-    estimate = bounds["estimate"] if bounds["estimate"] and bounds["estimate"] > 0 else high - low + 1
-    slices = max(1, min(high - low + 1, -(-int(estimate) // chunk_rows)))
-    step = -(-(high - low + 1) // slices)
+    span = high - low + 1
+    estimate = int(bounds["estimate"]) if bounds["estimate"] and bounds["estimate"] > 0 else span
+    by_rows = -(-estimate // chunk_rows)
+    by_span = -(-span // chunk_rows)
+    # Empty slices cost an index probe each: span slicing up to MAX_SPAN_SLICES, unless the
+    # estimate says the keys are sparse anyway.
+    slices = by_span if by_span <= max(4 * by_rows, MAX_SPAN_SLICES) else by_rows
+    step = -(-span // max(1, slices))
     name = table.primary_key[0]
     return [ChunkTask(table, seq, {name: start}, {name: start + step} if start + step <= high else None)
             for seq, start in enumerate(range(low, high + 1, step))]
@@ -143,7 +152,8 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
 
 async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableDef], snapshot_id: str,
                       spool: FileRepository, key: Key | None, chunk_rows: int,
-                      progress: Progress | None = None) -> list[TableImage]:
+                      progress: Progress | None = None,
+                      on_object: OnObject | None = None) -> list[TableImage]:
     """Copy every table with the given connections (all in the same snapshot) working in parallel."""
     tasks: list[ChunkTask] = []
     for table in tables:
@@ -160,6 +170,8 @@ async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableD
             if chunk is None:
                 continue
             done[(task.table.name, task.seq)] = chunk
+            if on_object:
+                on_object(chunk.object)
             if progress:
                 progress(chunk.rows, chunk.object.size)
 

@@ -7,15 +7,19 @@ the unit was read back from that stage and matched its SHA-256.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from backup import codec, keys
 from backup.errors import ChecksumMismatch, FormatError, StorageError
 from backup.file_repository import FileRepository
-from backup.manifest import SegmentManifest, SnapshotManifest, load
+from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, load
 from backup.repository import Repository, open_repository
 
 Manifest = SnapshotManifest | SegmentManifest
+# Objects of a unit are uploaded (and read back) in parallel: on a remote store the round trips,
+# not the bytes, dominate small objects. boto3 clients are thread-safe.
+UPLOAD_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -98,18 +102,48 @@ def _verified_copy(source: FileRepository, target: Repository, key: str, sha256:
                            "check the storage endpoint")
 
 
-def push(spool: FileRepository, target: Stage) -> list[str]:
+class EarlyUploads:
+    """Uploads (and reads back) objects to the target stages while a snapshot is still being cut,
+    so the push after the cut has little left to do. Failures are only remembered: push retries
+    those objects and reports what still fails. The unit's manifest is never uploaded here."""
+
+    def __init__(self, spool: FileRepository, targets: list[Stage]) -> None:
+        self.spool = spool
+        self.targets = targets
+        self.pool = ThreadPoolExecutor(max_workers=UPLOAD_THREADS)
+        self.futures: dict[tuple[str, str], Future[int]] = {}
+
+    def submit(self, ref: ObjectRef) -> None:
+        for target in self.targets:
+            self.futures[(target.name, ref.key)] = self.pool.submit(
+                _verified_copy, self.spool, target.repo, ref.key, ref.sha256)
+
+    def verified(self, stage_name: str) -> set[str]:
+        """Keys verified at `stage_name` (waits for the uploads still running)."""
+        wait(self.futures.values())
+        return {key for (name, key), future in self.futures.items()
+                if name == stage_name and future.exception() is None}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def push(spool: FileRepository, target: Stage, verified: set[str] | None = None) -> list[str]:
     """Copy every committed spool unit the target lacks, verified; return the ids pushed.
+    Objects in `verified` were already read back from the target and are skipped.
 
     Raises StorageError on a persistent failure; the spool keeps everything not yet stored.
     """
     pushed = []
     present = scan(target.repo)
+    done = verified or set()
     for manifest in committed_manifests(spool):
         if present.get((manifest.kind, manifest.id)):
             continue
-        for ref in manifest.objects():
-            _verified_copy(spool, target.repo, ref.key, ref.sha256)
+        with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+            # list() re-raises the first failure here, after the other uploads finished.
+            list(pool.map(lambda ref: _verified_copy(spool, target.repo, ref.key, ref.sha256),
+                          [ref for ref in manifest.objects() if ref.key not in done]))
         key = manifest_key(manifest.kind, manifest.id)
         data = spool.get(key)
         target.repo.put(key, data)

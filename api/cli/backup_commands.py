@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 from api.cli.output import add_json_flag, emit, is_terminal
@@ -16,7 +16,7 @@ from api.errors import VaxvaultError
 from api.settings import Settings
 from backup.capture import install
 from backup.codec import Key
-from backup.config import BackupConfig
+from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
 from backup.file_repository import FileRepository
 from backup.inventory import inventory
@@ -45,6 +45,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     kind = run.add_mutually_exclusive_group()
     kind.add_argument("--full", action="store_true", help="full snapshot (and the segment up to it)")
     kind.add_argument("--incremental", action="store_true", help="changes since the last run (default)")
+    run.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS,
+                     help=f"parallel COPY sessions for a full snapshot (default {DEFAULT_WORKERS})")
+    run.add_argument("--chunk-rows", type=_positive, default=DEFAULT_CHUNK_ROWS,
+                     help=f"rows per snapshot chunk (default {DEFAULT_CHUNK_ROWS})")
     run.set_defaults(handler=run_run)
 
     listing = actions.add_parser("list", help="snapshots and segments with their state at each stage")
@@ -69,6 +73,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     for parser in (init, run, listing, check, prune, schedule):
         add_json_flag(parser)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from exc
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
 
 
 def _table_list(value: str) -> tuple[str, ...]:
@@ -129,7 +143,7 @@ def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
 
 
 def run_run(args: argparse.Namespace, settings: Settings) -> int:
-    config = backup_config(settings)
+    config = replace(backup_config(settings), workers=args.workers, chunk_rows=args.chunk_rows)
     progress, done = _progress() if args.full and not args.json else (None, lambda: None)
     try:
         with _translated():

@@ -58,3 +58,21 @@ async def test_insert_update_delete_truncate_are_recorded(seeded_database_url: s
         assert (last["op"], last["key"]) == (b"T", None)
     finally:
         await conn.close()
+
+
+async def test_the_api_role_is_captured_but_cannot_read_or_edit_the_change_log(
+        seeded_database_url: str) -> None:
+    conn = await asyncpg.connect(seeded_database_url)
+    try:
+        await install(conn)
+        await conn.execute("SET ROLE vaxvault_api")
+        await conn.execute("UPDATE doses SET lot_number = 'BY-API' WHERE id = 3")
+        for statement in (f"SELECT count(*) FROM {SCHEMA}.changes", f"DELETE FROM {SCHEMA}.changes"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+        await conn.execute("RESET ROLE")
+        new = await conn.fetchval(f"SELECT new ->> 'lot_number' FROM {SCHEMA}.changes "
+                                  "WHERE key = jsonb_build_object('id', 3)")
+        assert new == "BY-API"
+    finally:
+        await conn.close()

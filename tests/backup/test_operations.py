@@ -34,7 +34,7 @@ def test_cli_init_run_list_verify_and_detect_damage(cli_env: BackupConfig,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backup", "init", "--json"]) == 0
     assert "doses" in json.loads(capsys.readouterr().out)["tables"]
-    assert main(["backup", "run", "--full", "--json"]) == 0
+    assert main(["backup", "run", "--full", "--json", "--workers", "3", "--chunk-rows", "1000"]) == 0
     snapshot_id = json.loads(capsys.readouterr().out)["snapshot_id"]
     assert main(["backup", "list", "--json"]) == 0
     [unit] = json.loads(capsys.readouterr().out)
@@ -121,3 +121,5 @@ def test_run_before_init_says_what_to_do(cli_env: BackupConfig, capsys: pytest.C
     err = capsys.readouterr().err
     assert "change capture is not installed" in err and "vaxvault backup init" in err and err.count("\n") == 1
     assert main(["backup", "run", "--full", "--incremental"]) == 2
+    assert main(["backup", "run", "--chunk-rows", "0"]) == 2
+    assert "'0' must be at least 1" in capsys.readouterr().err

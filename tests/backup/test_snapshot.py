@@ -130,3 +130,23 @@ async def test_snapshot_is_one_consistent_state_under_concurrent_writes(file_con
     writer_doses = {r["recipient_id"] for c in doses.chunks
                     for r in reader.iter_chunk_rows(repo, doses, c, None) if r["recorded_by"] == "writer"}
     assert writer_recipients and writer_recipients == writer_doses
+
+
+async def test_chunks_stay_small_when_statistics_are_stale(database_url: str) -> None:
+    """A bulk load the planner has not seen yet must not become one giant chunk (memory bound)."""
+    from backup.catalog import describe_tables
+    from backup.snapshot import plan_chunks
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TABLE bulk (id bigint PRIMARY KEY, v text); "
+                           "INSERT INTO bulk SELECT g, 'x' FROM generate_series(1, 1000) g; "
+                           "UPDATE pg_class SET reltuples = 10 WHERE relname = 'bulk'")
+        [bulk] = await describe_tables(conn, names=("bulk",))
+        tasks = await plan_chunks(conn, bulk, 100)
+        assert len(tasks) == 10
+        sizes = [await conn.fetchval("SELECT count(*) FROM bulk WHERE id >= $1 AND id < $2",
+                                     t.low["id"], (t.high or {"id": 10**9})["id"]) for t in tasks]
+        assert sizes == [100] * 10
+    finally:
+        await conn.close()

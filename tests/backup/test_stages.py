@@ -52,20 +52,27 @@ async def test_spool_to_s3_primary_to_s3_replica_through_a_faulty_network(s3_con
 async def test_an_outage_fails_in_one_line_and_the_next_run_uploads_the_spool(
         s3_config: BackupConfig) -> None:
     await install_capture(s3_config.database_url)
+    conn = await asyncpg.connect(s3_config.database_url)
+    await conn.execute("UPDATE doses SET lot_number = 'KEEP' WHERE id = 1")
     with FaultyProxy(s3_config.s3_endpoint_url or "", fail_rate=1.0, faults=("503", "drop")) as proxy, \
             pytest.raises(StorageError) as failure:
         await run_backup(replace(s3_config, s3_endpoint_url=proxy.url), full=True)
+    # Not stored at every stage yet: the live change log keeps the change.
+    assert await conn.fetchval("SELECT count(*) FROM vaxvault_backup.changes") == 1
     message = str(failure.value)
     assert "\n" not in message and "kept in the spool" in message and "primary" in message
     spool = FileRepository(s3_config.spool_dir)
-    [(unit, committed)] = scan(spool).items()
-    assert unit[0] == "snapshot" and committed
+    units = scan(spool)
+    assert sorted(kind for kind, _ in units) == ["segment", "snapshot"] and all(units.values())
+    unit_id = next(iter(units))[1]
 
     summary = await run_backup(s3_config, full=False)
-    assert summary.pushed["primary"] == [unit[1]] and summary.pushed["replica-1"] == [unit[1]]
+    assert summary.pushed == {"primary": [unit_id, unit_id], "replica-1": [unit_id, unit_id]}
     assert scan(spool) == {}
+    assert await conn.fetchval("SELECT count(*) FROM vaxvault_backup.changes") == 0
+    await conn.close()
     assert [s.id for s in reader.list_snapshots(open_repository(s3_config.replica_urls[0],
-                                                                 s3_config.s3_endpoint_url))] == [unit[1]]
+                                                                 s3_config.s3_endpoint_url))] == [unit_id]
 
 
 def _all_stored_bytes(config: BackupConfig, s3_bucket: str) -> list[tuple[str, bytes]]:
