@@ -9,25 +9,21 @@ chunk was pruned, because the change carries the full row image.
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
-from backup.change import Change, Op, Row
 from backup.codec import Key
 from backup.manifest import Chunk, TableImage
 from backup.predicate import Expr
 from backup.predicate_sql import may_match, quote_identifier, to_inline_sql
 from backup.reader import read_chunk
 from backup.repository import Repository
+from backup.restore_changes import apply_changes, create_change_table, load_segments
 from backup.restore_errors import RestorePlanError
-from backup.restore_source import History, shipped_changes
-
-KeyTuple = tuple[Any, ...]
+from backup.restore_source import History
 
 
 @dataclass(frozen=True)
@@ -43,9 +39,6 @@ class LiveTable:
     @property
     def qualified(self) -> str:
         return f"{quote_identifier(self.schema)}.{quote_identifier(self.name)}"
-
-    def key_of(self, row: Row) -> KeyTuple:
-        return tuple(row.get(name) for name in self.primary_key)
 
 
 @dataclass(frozen=True)
@@ -128,40 +121,17 @@ async def build_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | Non
         await conn.copy_to_table(temp, source=io.BytesIO(data), columns=list(live.columns), format="text",
                                  where=condition)
     loaded = await conn.fetchval(f"SELECT count(*) FROM {quote_identifier(temp)}")
-    replayed = await replay(conn, live, quote_identifier(temp), shipped_changes(
-        repo, history.segments, live.name, key, until=as_of))
+    replayed = await replay(conn, repo, key, history, live, quote_identifier(temp), f"{temp}_replay", as_of)
     await conn.execute(f"ANALYZE {quote_identifier(temp)}")
     return AsOfImage(temp, len(chunks), len(image.chunks), loaded, replayed)
 
 
-async def replay(conn: asyncpg.Connection, live: LiveTable, table: str, changes: Iterable[Change]) -> int:
-    """Apply changes (position order) to `table` (quoted SQL name): last image per key wins.
-    Returns how many changes were read."""
-    final: dict[KeyTuple, Row | None] = {}
-    truncated = False
-    count = 0
-    for change in changes:
-        count += 1
-        if change.op == Op.TRUNCATE:
-            final.clear()
-            truncated = True
-        elif change.key is not None:
-            final[live.key_of(change.key)] = change.new if change.op in (Op.INSERT, Op.UPDATE) else None
-    if truncated:
-        await conn.execute(f"TRUNCATE {table}")
-    match = " AND ".join(f"t.{quote_identifier(c)} = k.{quote_identifier(c)}" for c in live.primary_key)
-    gone = [dict(zip(live.primary_key, k, strict=True)) for k, row in final.items() if row is None]
-    if gone:
-        await conn.execute(f"DELETE FROM {table} t USING "
-                           f"jsonb_populate_recordset(NULL::{table}, $1::jsonb) k WHERE {match}",
-                           json.dumps(gone))
-    images = [row for row in final.values() if row is not None]
-    if images:
-        keys = ", ".join(quote_identifier(c) for c in live.primary_key)
-        updates = ", ".join(f"{quote_identifier(c)} = EXCLUDED.{quote_identifier(c)}"
-                            for c in live.columns if c not in live.primary_key)
-        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        await conn.execute(f"INSERT INTO {table} SELECT * FROM "
-                           f"jsonb_populate_recordset(NULL::{table}, $1::jsonb) "
-                           f"ON CONFLICT ({keys}) {action}", json.dumps(images))
-    return count
+async def replay(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
+                 live: LiveTable, target: str, changes: str, as_of: datetime) -> int:
+    """Bring `target` (quoted) from the snapshot to `as_of` with the segments' changes of the table,
+    using change table `changes`. Returns how many changes were replayed."""
+    await create_change_table(conn, changes, target, live.primary_key)
+    replayed = await load_segments(conn, repo, key, history.segments, live.name, changes, target,
+                                   live.primary_key, until=as_of)
+    await apply_changes(conn, changes, target, live.columns, live.primary_key)
+    return replayed

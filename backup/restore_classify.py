@@ -9,26 +9,19 @@ tests hold both to the same cases.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from backup import codec
 from backup.codec import Key
 from backup.predicate import Expr
 from backup.predicate_sql import quote_identifier, to_sql
-from backup.reader import read_object
 from backup.repository import Repository
 from backup.restore_asof import LiveTable
+from backup.restore_changes import create_change_table, load_live_log, load_segments
 from backup.restore_decision import Action, Comparison
 from backup.restore_source import LIVE_LOG, History
-
-# Bytes that never occur raw in a JSON line (JSON escapes control characters), so COPY's CSV mode
-# with them as delimiter and quote takes each line verbatim.
-_DELIMITER = "\x02"
-_QUOTE = "\x01"
 
 
 def quoted(name: str) -> str:
@@ -37,32 +30,16 @@ def quoted(name: str) -> str:
 
 async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
                              live: LiveTable, as_of: datetime, use_live_log: bool, temp: str) -> bool:
-    """Fill `<temp>_after` with the table's changes committed after `as_of`; return whether the live
-    change log was there to add the unshipped ones."""
-    after, lines = quoted(f"{temp}_after"), quoted(f"{temp}_lines")
-    await conn.execute(f"CREATE TEMP TABLE {after} (position bigint PRIMARY KEY, op text, key jsonb, "
-                       "new jsonb) ON COMMIT DROP")
-    await conn.execute(f"CREATE TEMP TABLE {lines} (line jsonb) ON COMMIT DROP")
-    for segment in history.segments:
-        if live.name not in segment.tables or (
-                segment.last_committed_at is not None and segment.last_committed_at <= as_of):
-            continue
-        data = codec.decode(read_object(repo, segment.object), segment.object.key, key)
-        await conn.copy_to_table(f"{temp}_lines", source=io.BytesIO(data), format="csv",
-                                 delimiter=_DELIMITER, quote=_QUOTE)
-        await conn.execute(
-            f"INSERT INTO {after} SELECT (line->>'position')::bigint, line->>'op', "
-            "nullif(line->'key', 'null'::jsonb), nullif(line->'new', 'null'::jsonb) "
-            f"FROM {lines} WHERE line->>'table' = $1 AND (line->>'committed_at')::timestamptz > $2 "
-            "ON CONFLICT (position) DO NOTHING", live.name, as_of)
-        await conn.execute(f"TRUNCATE {lines}")
+    """Fill change table `<temp>_after` with the table's changes committed after `as_of`; return
+    whether the live change log was there to add the unshipped ones."""
+    after, row_type = f"{temp}_after", quoted(temp)
+    await create_change_table(conn, after, row_type, live.primary_key)
+    await load_segments(conn, repo, key, history.segments, live.name, after, row_type, live.primary_key,
+                        after=as_of)
     has_log = use_live_log and await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None
     if has_log:
-        await conn.execute(
-            f"INSERT INTO {after} SELECT position, op::text, key, new FROM {LIVE_LOG} "
-            "WHERE table_name = $1 AND coalesce(pg_xact_commit_timestamp(txid::xid), captured_at) > $2 "
-            "ON CONFLICT (position) DO NOTHING", live.name, as_of)
-    await conn.execute(f"ANALYZE {after}")
+        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key, as_of)
+    await conn.execute(f"ANALYZE {quoted(after)}")
     return has_log
 
 
@@ -70,6 +47,7 @@ async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Ke
 class Classified:
     matched: int
     counts: dict[str, int]
+    overwritten: int  # conflicts that will be restored anyway (on_conflict overwrite)
 
 
 async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: Expr | None,
@@ -82,8 +60,8 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     condition, params = to_sql(where, live.types, alias="a") if where is not None else ("TRUE", [])
     keys = [quoted(c) for c in live.primary_key]
     join = " AND ".join(f"l.{k} = a.{k}" for k in keys)
-    key_json = "jsonb_build_object(" + ", ".join(
-        f"'{c.replace(chr(39), chr(39) * 2)}', a.{quoted(c)}" for c in live.primary_key) + ")"
+    key_list = ", ".join(keys)
+    key_match = " AND ".join(f"h.{k} = a.{k}" for k in keys)
     mine = ", ".join(f"a.{quoted(c)}" for c in comparison.columns)
     theirs = ", ".join(f"l.{quoted(c)}" for c in comparison.columns)
     damaged = ", ".join(f"d.{quoted(c)}" for c in comparison.columns)
@@ -98,39 +76,67 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     await conn.execute(f"""
         CREATE TEMP TABLE {act} ON COMMIT DROP AS
         WITH h AS (
-            SELECT DISTINCT ON (key) key, position AS first_position, op AS first_op, new AS first_new,
-                   count(*) OVER (PARTITION BY key) AS changes,
-                   max(position) OVER (PARTITION BY key) AS last_position
-            FROM {after} WHERE key IS NOT NULL ORDER BY key, position),
+            SELECT DISTINCT ON ({key_list}) {key_list}, position AS first_position, op AS first_op,
+                   new AS first_new, count(*) OVER (PARTITION BY {key_list}) AS changes,
+                   max(position) OVER (PARTITION BY {key_list}) AS last_position
+            FROM {after} WHERE op <> 'T' ORDER BY {key_list}, position),
         t AS (SELECT min(position) AS first_position, count(*) AS changes, max(position) AS last_position
               FROM {after} WHERE op = 'T')
         SELECT {", ".join(f"a.{k}" for k in keys)}, {gone} AS gone,
                CASE WHEN {first} IS NULL OR {damage_same} THEN {restore} ELSE 'conflict' END AS decided,
-               ''::text AS action,
+               ''::text AS action, NULL::text AS taken_by,
                {first} AS first_position,
                coalesce(h.changes, 0) + coalesce(t.changes, 0) AS changes,
                greatest(h.last_position, t.last_position) AS last_position
         FROM {asof} a
         LEFT JOIN {live.qualified} l ON {join}
-        LEFT JOIN h ON h.key = {key_json}
+        LEFT JOIN h ON {key_match}
         CROSS JOIN t
         LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, h.first_new) d ON true
         WHERE ({condition}) AND ({gone} OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))""", *params)
-    # What is done: the decision, except that a conflict is skipped unless overwriting.
+    await _unique_conflicts(conn, live, temp)
+    # What is done: the decision, except that a conflict is skipped unless overwriting (and a
+    # taken unique key cannot be overwritten: the row recorded since is kept).
     conflict_action = "CASE WHEN gone THEN 'reinsert' ELSE 'write_back' END" if overwrite else "'skip'"
-    await conn.execute(f"UPDATE {act} SET action = CASE WHEN decided = 'conflict' THEN {conflict_action} "
-                       "ELSE decided END")
+    await conn.execute(f"UPDATE {act} SET action = CASE WHEN taken_by IS NOT NULL THEN 'skip' "
+                       f"WHEN decided = 'conflict' THEN {conflict_action} ELSE decided END")
     await conn.execute(f"ANALYZE {act}")
     matched = await conn.fetchval(f"SELECT count(*) FROM {asof} a WHERE {condition}", *params)
     counts = {row["action"]: row["n"] for row in
               await conn.fetch(f"SELECT decided AS action, count(*) AS n FROM {act} GROUP BY decided")}
+    overwritten = await conn.fetchval(f"SELECT count(*) FROM {act} WHERE decided = 'conflict' "
+                                      "AND action <> 'skip'")
     return Classified(int(matched), {a.value: int(counts.get(a.value, 0)) for a in Action
-                                     if a != Action.UNTOUCHED})
+                                     if a != Action.UNTOUCHED}, int(overwritten))
+
+
+_UNIQUE = """
+SELECT c.conname, ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_constraint c WHERE c.conrelid = to_regclass($1) AND c.contype = 'u' ORDER BY c.conname
+"""
+
+
+async def _unique_conflicts(conn: asyncpg.Connection, live: LiveTable, temp: str) -> None:
+    """A row to re-insert whose unique key (other than the primary key) a row recorded since now
+    holds (a dose 1 recorded again after the incident) is a conflict, not a failed restore."""
+    act, asof = quoted(f"{temp}_act"), quoted(temp)
+    match = " AND ".join(f"k.{quoted(c)} = a.{quoted(c)}" for c in live.primary_key)
+    for name, columns in await conn.fetch(_UNIQUE, live.qualified):
+        if not set(columns) <= set(live.columns):
+            continue
+        same = " AND ".join(f"l.{quoted(c)} = a.{quoted(c)}" for c in columns)
+        await conn.execute(
+            f"UPDATE {act} k SET decided = 'conflict', taken_by = $1 FROM {asof} a WHERE {match} "
+            f"AND k.decided = 'reinsert' AND EXISTS (SELECT 1 FROM {live.qualified} l WHERE {same})",
+            f"{name} ({', '.join(columns)})")
 
 
 def reason(action: str, gone: bool, first_position: int | None, changes: int,
-           last_position: int | None) -> str:
+           last_position: int | None, taken_by: str | None = None) -> str:
     """The words of restore_decision.decide for a classified row."""
+    if taken_by:
+        return f"its unique key {taken_by} is held by a row recorded since; that row is kept"
     if action == Action.CONFLICT:
         what = "deleted by a later change" if gone else "changed after the damage"
         return f"{what} (last at position {last_position})"

@@ -21,7 +21,7 @@ from backup.reader import read_chunk, read_schema
 from backup.repository import Repository
 from backup.restore_asof import LiveTable, replay
 from backup.restore_errors import RestoreError
-from backup.restore_source import History, load_history, shipped_changes
+from backup.restore_source import History, load_history
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ async def _restore_table(conn: asyncpg.Connection, repo: Repository, key: Key | 
                            f"records {image.rows}; run 'vaxvault backup verify --deep'")
     replayed = 0
     if table.primary_key:
-        replayed = await replay(conn, table, table.qualified,
-                                shipped_changes(repo, history.segments, image.name, key, until=as_of))
+        replayed = await replay(conn, repo, key, history, table, table.qualified, f"vv_replay_{image.name}",
+                                as_of)
     for column in table.columns:
         if table.types[column] in ("bigint", "integer", "smallint"):
             await _continue_identity(conn, table, column)

@@ -191,7 +191,7 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     clock.lap("apply")
     audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=reinserted,
                                  written_back=written_back) if depth == 0 else None
-    overwritten = counts[Action.CONFLICT.value] if overwrite else 0
+    overwritten = classified.overwritten
     return RestoreReport(plan, True, reinserted, written_back, overwritten, audit_id, 0.0, clock.laps)
 
 
@@ -203,7 +203,7 @@ async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison
     ordered = ", ".join(f"k.{quote_identifier(c)}" for c in live.primary_key)
     rows = await conn.fetch(
         f"SELECT to_jsonb(a)::text AS at_t, CASE WHEN k.gone THEN NULL ELSE to_jsonb(l)::text END AS now, "
-        f"k.decided, k.gone, k.first_position, k.changes, k.last_position "
+        f"k.decided, k.gone, k.first_position, k.changes, k.last_position, k.taken_by "
         f"FROM {quote_identifier(temp + '_act')} k JOIN {quote_identifier(temp)} a USING ({keys}) "
         f"LEFT JOIN {live.qualified} l ON {join} WHERE {which} ORDER BY {ordered} LIMIT {int(limit)}")
     found = []
@@ -212,7 +212,8 @@ async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison
         now = json.loads(row["now"]) if row["now"] else None
         found.append(RowDiff(
             {c: at_t[c] for c in live.primary_key}, row["decided"],
-            reason(row["decided"], row["gone"], row["first_position"], row["changes"], row["last_position"]),
+            reason(row["decided"], row["gone"], row["first_position"], row["changes"], row["last_position"],
+                   row["taken_by"]),
             _diff(comparison, at_t, now)))
     return tuple(found)
 

@@ -11,10 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from backup import codec
-from backup.change import Change, Op
+from backup.change import Change
 from backup.codec import Key
 from backup.manifest import SegmentManifest, SnapshotManifest
 from backup.reader import list_segments, list_snapshots, read_object
@@ -85,26 +83,3 @@ def shipped_changes(repo: Repository, segments: Sequence[SegmentManifest], table
                 if change.table == table and (after is None or change.committed_at > after) \
                         and (until is None or change.committed_at <= until):
                     yield change
-
-
-_LIVE = f"""
-SELECT position, txid::text AS txid,
-       coalesce(pg_xact_commit_timestamp(txid::xid), captured_at) AS committed_at,
-       op::text AS op, key::text AS key, old::text AS old, new::text AS new
-FROM {LIVE_LOG}
-WHERE table_name = $1 AND coalesce(pg_xact_commit_timestamp(txid::xid), captured_at) > $2
-ORDER BY position
-"""
-
-
-async def live_changes(conn: asyncpg.Connection, table: str, after: datetime) -> list[Change] | None:
-    """Committed changes of `table` after `after` still in the live change log (not yet trimmed),
-    or None when the database has no change log (capture not installed, or the log was lost)."""
-    if await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is None:
-        return None
-    rows = await conn.fetch(_LIVE, table, after)
-    return [Change(position=row["position"], txid=int(row["txid"]), committed_at=row["committed_at"],
-                   table=table, op=Op(row["op"]),
-                   key=json.loads(row["key"]) if row["key"] else None,
-                   old=json.loads(row["old"]) if row["old"] else None,
-                   new=json.loads(row["new"]) if row["new"] else None) for row in rows]

@@ -12,14 +12,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from api.cli.output import add_json_flag, emit
+from api.cli.output import add_json_flag, emit, is_terminal
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
 from backup.codec import Key
 from backup.errors import BackupError
-from backup.find_loss import LossWindow, find_loss
+from backup.find_loss import LossWindow, find_loss, snapshot_differences
 from backup.predicate import parse
-from backup.reader import list_segments
+from backup.reader import list_segments, list_snapshots
 from backup.repository import Repository, open_repository
 from backup.restore_full import FullRestoreReport, restore_full
 from backup.restore_records import (
@@ -90,9 +90,16 @@ def _names(value: str) -> tuple[str, ...]:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(activity: str | None = None) -> Iterator[None]:
+    """Backup errors become command errors; on a terminal, a spinner shows `activity` meanwhile."""
     try:
-        yield
+        if activity and is_terminal():
+            from rich.console import Console
+
+            with Console(stderr=True).status(activity):
+                yield
+        else:
+            yield
     except BackupError as exc:
         raise RestoreCommandError(str(exc)) from exc
 
@@ -110,7 +117,7 @@ def _operator() -> str:
 
 
 def run_records(args: argparse.Namespace, settings: Settings) -> int:
-    with _translated():
+    with _translated(f"rebuilding {args.table} as of {args.as_of.isoformat()} and comparing"):
         repo, key = _repository(settings)
         request = RestoreRequest(
             table=args.table, as_of=args.as_of, where=parse(args.where) if args.where else None,
@@ -171,10 +178,14 @@ def _show(value: Any) -> str:
 
 
 def run_find_loss(args: argparse.Namespace, settings: Settings) -> int:
-    with _translated():
+    with _translated(f"reading the segments of {args.table}"):
         repo, key = _repository(settings)
-        changes = shipped_changes(repo, list_segments(repo), args.table, key, until=args.until)
+        segments = list_segments(repo)
+        changes = shipped_changes(repo, segments, args.table, key, until=args.until)
         windows = find_loss(changes, table=args.table, since=args.since, until=args.until)
+        windows += [w for w in snapshot_differences(list_snapshots(repo), segments, args.table)
+                    if (args.since is None or w.end >= args.since)
+                    and (args.until is None or w.start <= args.until)]
     emit(args, _loss_text(args.table, windows), {"table": args.table,
                                                  "windows": [w.as_json() for w in windows]})
     return 0
@@ -195,7 +206,7 @@ def _loss_text(table: str, windows: list[LossWindow]) -> str:
 
 
 def run_full(args: argparse.Namespace, settings: Settings) -> int:
-    with _translated():
+    with _translated(f"rebuilding every table as of {args.as_of.isoformat()}"):
         repo, key = _repository(settings)
         report = asyncio.run(restore_full(args.target_url, repo, key, args.as_of))
     emit(args, _full_text(report), asdict(report))

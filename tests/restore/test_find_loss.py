@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from backup.change import Change, Op
-from backup.find_loss import LossSettings, _median_without, find_loss
+from backup.find_loss import LossSettings, _median_without, find_loss, snapshot_differences
+from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, TableImage
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -90,3 +91,28 @@ def test_median_without_one_value() -> None:
     assert _median_without([1, 1, 1000], 1000) == 1.0
     assert _median_without([1, 2, 3, 4], 1) == 3.0
     assert _median_without([1, 2, 3, 4, 5], 5) == 2.5
+
+
+def _snapshot(hour: int, position: str, rows: int) -> SnapshotManifest:
+    ref = ObjectRef("k", "0" * 64, 1)
+    return SnapshotManifest(id=f"s{hour}", cut_at=START + timedelta(hours=hour), position=position,
+                            database="db", server_version="16", encryption_key_id=None, schema=ref,
+                            tables=(TableImage("public", "doses", (), ("id",), rows, ()),))
+
+
+def _segment(start: str, end: str) -> SegmentManifest:
+    return SegmentManifest(id=end, cut_at=START, from_position=start, to_position=end, changes=1,
+                           first_position=1, last_position=1, first_committed_at=None,
+                           last_committed_at=None, tables=("doses",), encryption_key_id=None,
+                           object=ObjectRef("k", "0" * 64, 1))
+
+
+def test_snapshot_differences_cover_only_gaps_without_segments() -> None:
+    snapshots = [_snapshot(0, "a", 1000), _snapshot(1, "c", 990), _snapshot(2, "e", 700),
+                 _snapshot(3, "f", 800)]
+    segments = [_segment("a", "b"), _segment("b", "c"), _segment("c", "d")]  # d -> e is lost
+    [window] = snapshot_differences(snapshots, segments, "doses")
+    assert (window.count, window.start, window.end) == (290, START + timedelta(hours=1),
+                                                         START + timedelta(hours=2))
+    assert window.proposed_as_of == window.start
+    assert snapshot_differences(snapshots, segments, "recipients") == []

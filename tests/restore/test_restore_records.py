@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ import pytest
 from backup.config import BackupConfig
 from backup.predicate import parse
 from backup.repository import open_repository
+from backup.restore_full import restore_full
 from backup.restore_records import ConflictPolicy, RestoreRequest, plan_restore, restore_records
 from backup.runner import run_backup
 from tests.restore.scenario import doses_now, prepare, strike
@@ -38,7 +40,8 @@ async def _now(url: str) -> datetime:
         await conn.close()
 
 
-async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupConfig) -> None:
+async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupConfig,
+                                                                empty_database_url: str) -> None:
     await prepare(config)
     as_of = await _now(config.database_url)
     conn = await asyncpg.connect(config.database_url)
@@ -50,6 +53,10 @@ async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupCo
         await conn.close()
     await run_backup(config, full=False)
     repo = open_repository(config.primary_url or "")
+    # A full restore as of after the TRUNCATE replays it: no doses, everything else there.
+    full = await restore_full(empty_database_url, repo, None, await _now(config.database_url))
+    rows = {t.table: t.rows_at_t for t in full.tables}
+    assert rows["doses"] == 0 and rows["recipients"] > 0
     narrow = RestoreRequest(table="doses", as_of=as_of, where=parse("id BETWEEN 1 AND 50"))
     plan = await plan_restore(config.database_url, repo, None, narrow)
     assert plan.chunks_read == 1 < plan.chunks_total
@@ -85,6 +92,33 @@ async def test_overwrite_takes_conflicts_back_too(config: BackupConfig) -> None:
     assert report.overwritten == 1 and report.restored == len(incident.damaged)
     now = await doses_now(config.database_url, incident.damaged)
     assert now == {i: incident.before[i] for i in incident.damaged}
+
+
+async def test_a_deleted_row_recorded_again_since_is_a_conflict_not_a_failure(config: BackupConfig) -> None:
+    await prepare(config)
+    as_of = await _now(config.database_url)
+    incident = await strike(config)
+    again = min(incident.deleted)
+    conn = await asyncpg.connect(config.database_url)
+    try:
+        new_id = await conn.fetchval(
+            "INSERT INTO doses (recipient_id, dose_number, vaccine_code, lot_number, administered_on, "
+            "center_id, recorded_by) SELECT (i->>'recipient_id')::bigint, 1, i->>'vaccine_code', 'AGAIN', "
+            "(i->>'administered_on')::date, (i->>'center_id')::int, 'staff' FROM (SELECT $1::jsonb AS i) x "
+            "RETURNING id", json.dumps(incident.before[again]))
+    finally:
+        await conn.close()
+    repo = open_repository(config.primary_url or "")
+    where = parse(f"administered_on = '{incident.day.isoformat()}' AND dose_number = 1")
+    for policy in (ConflictPolicy.OVERWRITE, ConflictPolicy.SKIP):
+        report = await restore_records(config.database_url, repo, None, RestoreRequest(
+            table="doses", as_of=as_of, where=where, on_conflict=policy))
+        reasons = {c.key["id"]: c.reason for c in report.plan.conflicts}
+        assert "doses_one_per_number (recipient_id, dose_number) is held by a row recorded since" \
+            in reasons[again]
+    now = await doses_now(config.database_url, incident.damaged | {new_id})
+    assert again not in now and now[new_id]["lot_number"] == "AGAIN"
+    assert all(now[i] == incident.before[i] for i in incident.deleted - {again})
 
 
 async def test_kill_9_mid_restore_leaves_nothing(config: BackupConfig, tmp_path: Path) -> None:
