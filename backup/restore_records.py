@@ -8,6 +8,7 @@ shipped. A second run finds every restored row equal to its image at T and resto
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from backup.restore_parents import restore_parents
 from backup.restore_source import History, load_history
 
 MAX_CONFLICTS_LISTED = 100
+_TEMP_NAMES = itertools.count()
 
 
 class ConflictPolicy(StrEnum):
@@ -81,6 +83,7 @@ class RestorePlan:
     conflicts_total: int
     used_live_log: bool
     parents: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def restorable(self) -> int:
@@ -161,7 +164,7 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     if request.where is not None:
         validate(request.where, live.types, live.name)
     comparison = _comparison(live, request.columns)
-    temp = f"vv_asof_{depth}"
+    temp = f"vv_asof_{next(_TEMP_NAMES)}"  # parents restore in the same transaction
     clock = _Clock()
     as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
     clock.lap("rebuild_as_of")
@@ -184,7 +187,8 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         snapshot_id=history.snapshot.id, segments=len(history.segments),
         chunks_read=as_of.chunks_read, chunks_total=as_of.chunks_total, matched=classified.matched,
         counts=counts, sample=sample, conflicts=conflicts,
-        conflicts_total=counts[Action.CONFLICT.value], used_live_log=used_log, parents=parents)
+        conflicts_total=counts[Action.CONFLICT.value], used_live_log=used_log, parents=parents,
+        warnings=_warnings(history))
     if not apply:
         return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
     reinserted, written_back = await _apply(conn, live, temp, comparison)
@@ -193,6 +197,13 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
                                  written_back=written_back) if depth == 0 else None
     overwritten = classified.overwritten
     return RestoreReport(plan, True, reinserted, written_back, overwritten, audit_id, 0.0, clock.laps)
+
+
+def _warnings(history: History) -> tuple[str, ...]:
+    if history.gap_after is None:
+        return ()
+    return (f"a segment is missing after {history.gap_after.isoformat()}: rows changed legitimately after "
+            "then may be taken for damage; check the sample and conflicts",)
 
 
 async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,

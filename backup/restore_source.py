@@ -29,13 +29,16 @@ class History:
 
     snapshot: SnapshotManifest
     segments: tuple[SegmentManifest, ...]
+    gap_after: datetime | None = None  # the chain breaks after this cut: later changes are unknown
 
 
 def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentManifest],
            as_of: datetime) -> History:
     """The latest snapshot cut at or before `as_of` and the unbroken chain of segments after it.
 
-    Raises RestorePlanError when no snapshot is old enough.
+    Raises RestorePlanError when no snapshot is old enough, or when a segment is missing between
+    the snapshot and `as_of` (the image at T would be wrong). A gap after `as_of` is recorded in
+    gap_after: changes after it are unknown to the restore.
     """
     usable = [s for s in snapshots if s.cut_at <= as_of]
     if not usable:
@@ -51,7 +54,16 @@ def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentMani
         segment = by_start.pop(position)
         chain.append(segment)
         position = segment.to_position
-    return History(snapshot, tuple(chain))
+    reached = chain[-1].cut_at if chain else snapshot.cut_at
+    stranded = [s for s in by_start.values() if s.cut_at > reached]
+    if not stranded:
+        return History(snapshot, tuple(chain))
+    if reached < as_of:
+        raise RestorePlanError(
+            f"a segment is missing after {reached.isoformat()} (the next one, {min(s.id for s in stranded)}, "
+            "does not continue the chain), so the rows as of T cannot be rebuilt; choose --as-of at or "
+            f"before {reached.isoformat()}, or run 'vaxvault backup verify' and repair the repository")
+    return History(snapshot, tuple(chain), gap_after=reached)
 
 
 def load_history(repo: Repository, as_of: datetime) -> History:

@@ -151,6 +151,7 @@ def _records_text(report: RestoreReport) -> str:
         f"  reinsert {counts.get('reinsert', 0)}, write back {counts.get('write_back', 0)}, "
         f"conflict {counts.get('conflict', 0)}, untouched {counts.get('untouched', 0)}",
     ]
+    lines.extend(f"  warning: {w}" for w in plan.warnings)
     if plan.parents:
         lines.append("  parents restored: " + ", ".join(f"{t} {n}" for t, n in plan.parents.items()))
     if plan.sample:
