@@ -5,8 +5,10 @@ bench/results/<date>-<machine>.json and BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import machine, portal, report, snapshot, writes
@@ -37,6 +39,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_sizes, help="recipient counts, e.g. 100000,1000000")
     parser.add_argument("--seconds", type=int, help="wrk duration per query and side (default 10)")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--render", metavar="RESULTS_JSON",
+                        help="only regenerate BENCHMARKS.md from a results file")
     return parser.parse_args(argv)
 
 
@@ -49,7 +53,8 @@ def _graphql(db: SeededDatabase, population: portal.Population, seconds: int,
     portal.install_peer_helpers(db.url)
     results = []
     with ours(db.url) as url:
-        results += portal.measure("ours", url, portal.ours_requests, population, seconds, connections)
+        results += portal.measure("ours", url, portal.ours_requests, population, seconds, connections,
+                                  log=CACHE / "vaxvault.log")
     with postgraphile(db.url) as url:
         results += portal.measure("postgraphile", url, portal.peer_requests, population, seconds,
                                   connections)
@@ -66,8 +71,9 @@ def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
     say(f"== {recipients:,} recipients, {doses:,} doses, {database_bytes / 2**20:,.0f} MiB")
     graphql = _graphql(db, portal.Population(recipients, centers), seconds, connections)
     dumps, dump_file = snapshot.dumps(db.url, label)
-    snapshots = [snapshot.ours_full(db.url, label).as_dict(), *(r.as_dict() for r in dumps)]
-    restores = [*(r.as_dict() for r in lost_rows(cluster, db, label)),
+    full, scratch = snapshot.ours_full(cluster, db.name, label)
+    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps)]
+    restores = [*(r.as_dict() for r in lost_rows(cluster, scratch, recipients)),
                 snapshot.pg_restore_full(cluster, dump_file, label).as_dict()]
     dump_file.unlink()
     return {
@@ -80,6 +86,16 @@ def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    if args.render:
+        path = Path(args.render).resolve()
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"bench: cannot read results {args.render!r}: {exc}", file=sys.stderr)
+            return 1
+        report.BENCHMARKS.write_text(report.render(results, str(path.relative_to(report.ROOT))))
+        say(f"wrote {report.BENCHMARKS} from {path}")
+        return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     seconds = args.seconds or (3 if args.quick else 10)
     write_seconds = 3 if args.quick else 10

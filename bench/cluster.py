@@ -84,7 +84,8 @@ def seeded_database(cluster: EmbeddedPostgres, recipients: int) -> SeededDatabas
     name = database_name(recipients)
     url = cluster.url(name)
     if _cached_count(cluster, name) == recipients:
-        say(f"using cached {name}")
+        say(f"using cached {name} (applying any new migrations)")
+        asyncio.run(migrate(url))
         return SeededDatabase(name, url, recipients, None)
     say(f"building {name}: migrate + seed {recipients:,} recipients (cached afterwards)")
     _marker(name).unlink(missing_ok=True)

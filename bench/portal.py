@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
 
@@ -22,6 +23,9 @@ from bench.progress import say
 from bench.server import BENCH_JWT_SECRET, PEER_SCHEMA
 
 ROTATION = 400  # distinct request bodies per query and side
+# Coverage is a dashboard query over every dose: a portal does not fire it from 50 clients at
+# once, and doing so only measures the queue. Both sides get the same lower concurrency.
+HEAVY_QUERIES = {"coverage_by_district": 8}
 
 # PostGraphile has no aggregates without plugins; the peer gets the same count as a SQL
 # function, which PostGraphile exposes as a root field.
@@ -148,18 +152,31 @@ def preflight(url: str, requests: list[Request]) -> str | None:
     return None
 
 
+def _server_reason(log: Path | None) -> str:
+    """What the server's own log says about a masked error (e.g. a statement timeout)."""
+    if log is None or not log.exists():
+        return ""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if "statement timeout" in line:
+            return "; server log: statement timeout (VAXVAULT_STATEMENT_TIMEOUT_MS, default 5000)"
+    return ""
+
+
 def measure(side: str, url: str, build: Callable[[str, Population, random.Random], list[Request]],
-            population: Population, seconds: int, connections: int) -> list[QueryResult]:
+            population: Population, seconds: int, connections: int,
+            log: Path | None = None) -> list[QueryResult]:
     """Load each portal query in turn on one server; same seed, so both sides get the same ids."""
     results = []
     for name in QUERIES:
         requests = build(name, population, random.Random(f"{name}-{population.recipients}"))
         problem = preflight(url, requests)
         if problem is not None:
+            problem += _server_reason(log)
             say(f"{side} {name}: unavailable ({problem})")
             results.append(QueryResult(name, side, False, problem))
             continue
-        load = wrk.run(url, requests, seconds=seconds, connections=connections)
+        load = wrk.run(url, requests, seconds=seconds,
+                       connections=min(connections, HEAVY_QUERIES.get(name, connections)))
         say(f"{side} {name}: {load.requests_per_s} req/s, p50 {load.p50_ms} ms, "
             f"p99 {load.p99_ms} ms, bad {load.bad_responses}")
         results.append(QueryResult(name, side, True, load=load))

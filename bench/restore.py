@@ -1,29 +1,75 @@
-"""Restore of lost rows (vaxvault restore records) on a scratch copy: measured once this build
-has the restore command; until then reported as unavailable, never faked.
+"""Restore of lost rows, the incident this project exists for, on the scratch copy that
+`vaxvault backup run --full` just snapshotted:
+
+1. T = now (after the snapshot); 2. damage: NULL the administered_on of the lost set of dose-1
+rows (266,561 at 1M recipients and above; scaled down with the table below that) and ship the
+damage with an incremental run; 3. measure `vaxvault restore records --dry-run` and the restore
+itself; 4. check that no lost row is still NULL.
 """
 
 from __future__ import annotations
 
-import subprocess
+import json
+import time
+from datetime import UTC, datetime
 
 from api.embedded_postgres import EmbeddedPostgres
-from bench.cluster import SeededDatabase
+from bench.cluster import admin, drop_database
+from bench.process import CommandFailed, run_pipeline
+from bench.progress import say
 from bench.server import VAXVAULT
-from bench.snapshot import SnapshotResult
+from bench.snapshot import WORK, Scratch, SnapshotResult, vaxvault
 
 LOST_ROWS = 266_561
+FULL_SCALE = 1_000_000
 
 
-def restore_command_available() -> bool:
-    out = subprocess.run([str(VAXVAULT), "restore", "records", "--help"], capture_output=True,
-                         check=False)
-    return out.returncode == 0
+def lost_count(recipients: int) -> int:
+    """The lost set: the incident's 266,561 rows, scaled down for tables under 1M recipients."""
+    return LOST_ROWS if recipients >= FULL_SCALE else LOST_ROWS * recipients // FULL_SCALE
 
 
-def lost_rows(cluster: EmbeddedPostgres, db: SeededDatabase, label: str) -> list[SnapshotResult]:
-    command = f"vaxvault restore records --table doses --where ... ({LOST_ROWS:,} lost dose-1 dates)"
-    if not restore_command_available():
-        return [SnapshotResult("vaxvault restore records", command, False,
-                               note="not in this build yet (restore branch)")]
-    return [SnapshotResult("vaxvault restore records", command, False,
-                           note="restore command present; measurement not wired yet")]
+def lost_rows(cluster: EmbeddedPostgres, scratch: Scratch | None,
+              recipients: int) -> list[SnapshotResult]:
+    lost = lost_count(recipients)
+    if scratch is None:
+        return [SnapshotResult("vaxvault restore records", "", False,
+                               note="needs the backup branch (no snapshot to restore from)")]
+    url = scratch.env["VAXVAULT_DATABASE_URL"]
+    try:
+        last_id = int(str(admin(url, f"SELECT id FROM doses WHERE dose_number = 1 ORDER BY id "
+                                     f"OFFSET {lost - 1} LIMIT 1")))
+        where = f"dose_number = 1 AND id <= {last_id}"
+        time.sleep(1.0)
+        as_of = datetime.now(UTC).isoformat(timespec="seconds")
+        time.sleep(1.5)
+        admin(url, f"UPDATE doses SET administered_on = NULL WHERE {where}")
+        damaged = int(str(admin(url, "SELECT count(*) FROM doses WHERE administered_on IS NULL")))
+        say(f"damaged {damaged:,} dose-1 rows; restoring as of {as_of}")
+        shipped = run_pipeline([[str(VAXVAULT), "backup", "run", "--incremental"]], env=scratch.env)
+        base = ["restore", "records", "--as-of", as_of, "--table", "doses", "--where", where]
+        dry = run_pipeline([[str(VAXVAULT), *base, "--dry-run", "--json"]], env=scratch.env)
+        report = WORK / "restore.json"
+        real = run_pipeline([[str(VAXVAULT), *base, "--json"]], report, env=scratch.env)
+        outcome = json.loads(report.read_text())
+        left = int(str(admin(url, f"SELECT count(*) FROM doses WHERE {where} "
+                                  "AND administered_on IS NULL")))
+        again = json.loads(vaxvault(scratch, *base, "--dry-run", "--json"))["plan"]["counts"]
+    except CommandFailed as exc:
+        return [SnapshotResult("vaxvault restore records", "", False, note=str(exc)[:300])]
+    finally:
+        drop_database(cluster, scratch.name)
+    plan = outcome["plan"]
+    note = (f"{damaged:,} rows lost, {outcome['restored']:,} restored "
+            f"(counts {plan['counts']}; read {plan['chunks_read']} of {plan['chunks_total']} "
+            f"chunks), {left} still NULL after; a second dry run plans {again}")
+    say(f"restore: {real.seconds} s (dry run {dry.seconds} s); {note}")
+    return [
+        SnapshotResult("backup run --incremental (ships the damage)", "vaxvault backup run", True,
+                       shipped.seconds, None, shipped.peak_rss_mib),
+        SnapshotResult("vaxvault restore records --dry-run", f"--where \"{where}\"", True,
+                       dry.seconds, None, dry.peak_rss_mib),
+        SnapshotResult("vaxvault restore records", f"--as-of T --table doses --where \"{where}\"",
+                       True, real.seconds, None, real.peak_rss_mib,
+                       note=note),
+    ]

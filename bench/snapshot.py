@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from api.embedded_postgres import EmbeddedPostgres
-from bench.cluster import CACHE, admin, drop_database
+from bench.cluster import CACHE, admin, clone_database, drop_database
 from bench.process import CommandFailed, Measured, run_pipeline
 from bench.progress import say
 from bench.server import VAXVAULT
@@ -52,24 +52,44 @@ def backup_command_available() -> bool:
     return out.returncode == 0
 
 
-def ours_full(database_url: str, label: str) -> SnapshotResult:
+@dataclass(frozen=True)
+class Scratch:
+    """A scratch copy of a seeded database with change capture and a file:// repository."""
+
+    name: str
+    env: dict[str, str]
+
+
+def vaxvault(scratch: Scratch, *args: str) -> str:
+    """Run one vaxvault command against the scratch database and repository; return stdout."""
+    out = subprocess.run([str(VAXVAULT), *args], capture_output=True, text=True, check=False,
+                         env={**os.environ, **scratch.env})
+    if out.returncode != 0:
+        raise CommandFailed(f"vaxvault {' '.join(args)} exited {out.returncode}: "
+                            f"{out.stderr.strip()[-300:]}")
+    return out.stdout
+
+
+def ours_full(cluster: EmbeddedPostgres, source: str, label: str
+              ) -> tuple[SnapshotResult, Scratch | None]:
+    """`vaxvault backup run --full` of a scratch copy (capture installed there, never on the
+    cached database); the copy and repository are returned for the restore measurement."""
+    tool = "vaxvault backup run --full"
     command = "vaxvault backup init && vaxvault backup run --full (file:// repository)"
     if not backup_command_available():
-        return SnapshotResult("vaxvault backup run --full", command, False,
-                              note="not in this build yet (backup branch)")
+        return SnapshotResult(tool, command, False,
+                              note="not in this build yet (backup branch)"), None
     repository = WORK / f"repo-{label}"
     spool = WORK / f"spool-{label}"
     shutil.rmtree(repository, ignore_errors=True)
     shutil.rmtree(spool, ignore_errors=True)
-    env = {"VAXVAULT_DATABASE_URL": database_url, "VAXVAULT_BACKUP_URL": repository.as_uri(),
-           "VAXVAULT_BACKUP_SPOOL_DIR": str(spool)}
-    subprocess.run([str(VAXVAULT), "backup", "init"], check=True, capture_output=True,
-                   env={**os.environ, **env})
-    try:
-        measured = run_pipeline([[str(VAXVAULT), "backup", "run", "--full"]], env=env)
-    except CommandFailed as exc:
-        return SnapshotResult("vaxvault backup run --full", command, False, note=str(exc)[:300])
-    return _result("vaxvault backup run --full", command, measured, repository)
+    name = f"bench_scratch_backup_{label}"
+    url = clone_database(cluster, source, name)
+    scratch = Scratch(name, {"VAXVAULT_DATABASE_URL": url, "VAXVAULT_BACKUP_URL": repository.as_uri(),
+                             "VAXVAULT_BACKUP_SPOOL_DIR": str(spool)})
+    vaxvault(scratch, "backup", "init")
+    measured = run_pipeline([[str(VAXVAULT), "backup", "run", "--full"]], env=scratch.env)
+    return _result(tool, command, measured, repository), scratch
 
 
 def dumps(database_url: str, label: str) -> tuple[list[SnapshotResult], Path]:

@@ -37,7 +37,7 @@ def served(settings: Settings, log: Path) -> Iterator[ServedApi]:
     port = free_port()
     env = {**os.environ, "VAXVAULT_DATABASE_URL": settings.require_database_url(),
            "VAXVAULT_JWT_SECRET": settings.jwt_secret or "",
-           "VAXVAULT_STATE_DIR": str(settings.state_dir),
+           "VAXVAULT_STATE_DIR": str(settings.state_dir), "VAXVAULT_ENV": settings.env,
            "VAXVAULT_POOL_SIZE": str(settings.pool_max_size)}
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(VAXVAULT), "serve", "--port", str(port)], stdout=out,

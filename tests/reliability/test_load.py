@@ -21,9 +21,17 @@ WARM_UP_SHARE = 0.3
 
 def portal_calls() -> list[Call]:
     admin = {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.ADMIN, sub="load-admin")}
+    staff = {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.CENTER_STAFF, sub="load-staff",
+                                                     center_id=1)}
     return [
         Call({"query": "{ districts { id name division } }"}),
         Call({"query": "query D { districts { id name } }", "operationName": "D"}, admin),
+        # Personal data: scoped in SQL and RLS, and audited, on every request.
+        Call({"query": "{ recipients(first: 10) { edges { node { id fullName doses { doseNumber } } } } }"},
+             admin),
+        Call({"query": "{ doses(first: 20) { edges { node { id administeredOn recipient { id } } } } }"},
+             staff),
+        Call({"query": "{ coverage(groupBy: [DISTRICT]) { doses recipients } }"}),
     ]
 
 
