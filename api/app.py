@@ -103,7 +103,19 @@ class _LimitBody:
                 return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
             return await receive()
 
+        if _is_json(headers) and scope["method"] == "POST" and \
+                not b"".join(chunks).lstrip().startswith(b"{"):
+            response = JSONResponse(
+                {"errors": [{"message": "the request body must be a JSON object "
+                                        '{"query": ..., "variables": ...}',
+                             "extensions": {"code": "BAD_REQUEST"}}]}, status_code=400)
+            await response(scope, receive, send)
+            return
         await self.app(scope, replay, send)
+
+
+def _is_json(headers: dict[bytes, bytes]) -> bool:
+    return b"json" in headers.get(b"content-type", b"").lower()
 
 
 class _Authenticate:

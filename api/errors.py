@@ -13,6 +13,14 @@ class DatabaseError(VaxvaultError):
     """The database is unreachable or refused an operation."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached or no connection is free in time: worth a retry."""
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return {"code": "SERVICE_UNAVAILABLE"}
+
+
 class MigrationError(DatabaseError):
     """A migration could not be applied."""
 

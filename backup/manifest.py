@@ -144,7 +144,7 @@ def load(data: bytes, what: str) -> SnapshotManifest | SegmentManifest:
     """Parse a manifest; raise FormatError for bad JSON, a missing field or a newer major version."""
     try:
         raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FormatError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise FormatError(f"{what} is not a JSON object")
@@ -154,7 +154,7 @@ def load(data: bytes, what: str) -> SnapshotManifest | SegmentManifest:
             return _load_snapshot(raw)
         if raw.get("kind") == "segment":
             return _load_segment(raw)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise FormatError(f"{what} is missing or has a malformed field: {exc}") from exc
     raise FormatError(f"{what} has unknown kind {raw.get('kind')!r}")
 

@@ -15,9 +15,16 @@ from typing import Any
 
 import asyncpg
 
-from api.errors import DatabaseError
+from api.db.pool import ACQUIRE_TIMEOUT_S
+from api.errors import DatabaseError, DatabaseUnavailable
 from api.policy import Freeze, freeze_applies
 from api.principal import Principal
+
+# Failures that mean "the database is not there right now", as opposed to a bad statement:
+# the client is told to retry instead of seeing a masked error.
+_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError,
+                asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError)
+_UNAVAILABLE_MESSAGE = "the registry database is unavailable or busy; try again shortly"
 
 # Sets the principal (SET LOCAL semantics) and reads the freeze that covers it, in one round trip.
 _BEGIN_SQL = """
@@ -79,12 +86,17 @@ class Session:
 
     async def _connection(self) -> Any:
         if self._conn is None:
-            conn = await self.pool.acquire()
+            try:
+                conn = await self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+            except _UNAVAILABLE as exc:
+                raise DatabaseUnavailable(_UNAVAILABLE_MESSAGE) from exc
             try:
                 self._state = await self._begin(conn)
-            except BaseException:
+            except BaseException as exc:
                 self._transaction = None
                 await self.pool.release(conn)  # the pool's reset rolls the transaction back
+                if isinstance(exc, _UNAVAILABLE):
+                    raise DatabaseUnavailable(_UNAVAILABLE_MESSAGE) from exc
                 raise
             self._conn = conn
         return self._conn

@@ -59,6 +59,8 @@ MALFORMED_BODIES: list[tuple[str, bytes, str]] = [
     ("truncated JSON", b'{"query": ', "application/json"),
     ("not JSON", bytes(range(256)), "application/json"),
     ("a JSON list", b"[1, 2]", "application/json"),
+    ("a JSON string", b'"x"', "application/json"),
+    ("a JSON number", b"42", "application/json"),
     ("no query", b'{"foo": 1}', "application/json"),
     ("variables not an object", b'{"query": "{ districts { id } }", "variables": "x"}',
      "application/json"),
@@ -135,6 +137,8 @@ def test_malformed_body(served_registry: tuple[str, httpx.Client], label: str, b
     _, http = served_registry
     response = http.post("/graphql", content=body, headers={"Content-Type": content_type})
     assert 400 <= response.status_code < 500, (label, response.status_code, response.text[:200])
+    # The connection is still good for the next request.
+    assert http.post("/graphql", json={"query": "{ vaccines { code } }"}).status_code == 200
 
 
 @pytest.mark.parametrize("query", MALFORMED_QUERIES, ids=range(len(MALFORMED_QUERIES)))

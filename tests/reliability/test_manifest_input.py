@@ -10,6 +10,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -101,6 +102,15 @@ def test_any_field_replaced_or_dropped(which: SnapshotManifest | SegmentManifest
     else:
         _replace(document, path, value)
     _load_or_format_error(json.dumps(document).encode())
+
+
+def test_infinity_and_deep_nesting_are_format_errors() -> None:
+    document = json.loads(dump(SNAPSHOT))
+    document["tables"][0]["rows"] = float("inf")
+    with pytest.raises(FormatError, match="malformed field"):
+        load(json.dumps(document).encode(), "manifest under test")
+    with pytest.raises(FormatError, match="not valid JSON"):
+        load(b"[" * 100_000 + b"]" * 100_000, "manifest under test")
 
 
 def test_asdict_is_what_dump_writes() -> None:
