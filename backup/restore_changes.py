@@ -19,6 +19,7 @@ from backup.manifest import SegmentManifest
 from backup.predicate_sql import quote_identifier
 from backup.reader import read_object
 from backup.repository import Repository
+from backup.restore_source import segments_in_window
 
 # Bytes that never occur raw in a JSON line (JSON escapes control characters), so COPY's CSV mode
 # with them as delimiter and quote takes each line verbatim.
@@ -47,13 +48,7 @@ async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | N
     typed = ", ".join(f"k.{quote_identifier(c)}" for c in primary_key)
     lines = quote_identifier(into + "_lines")
     added = 0
-    for segment in segments:
-        if table not in segment.tables:
-            continue
-        if after and segment.last_committed_at and segment.last_committed_at <= after:
-            continue
-        if until and segment.first_committed_at and segment.first_committed_at > until:
-            continue
+    for segment in segments_in_window(segments, table, after, until):
         data = codec.decode(read_object(repo, segment.object), segment.object.key, key)
         await conn.copy_to_table(into + "_lines", source=io.BytesIO(data), format="csv",
                                  delimiter=_DELIMITER, quote=_QUOTE)

@@ -66,6 +66,19 @@ def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentMani
     return History(snapshot, tuple(chain), gap_after=reached)
 
 
+def segments_in_window(segments: Sequence[SegmentManifest], table: str, after: datetime | None,
+                       until: datetime | None) -> Iterator[SegmentManifest]:
+    """The segments holding changes of `table` whose commit-time range meets (after, until]."""
+    for segment in segments:
+        if table not in segment.tables:
+            continue
+        if after and segment.last_committed_at and segment.last_committed_at <= after:
+            continue
+        if until and segment.first_committed_at and segment.first_committed_at > until:
+            continue
+        yield segment
+
+
 def load_history(repo: Repository, as_of: datetime) -> History:
     return choose(list_snapshots(repo), list_segments(repo), as_of)
 
@@ -77,13 +90,7 @@ def shipped_changes(repo: Repository, segments: Sequence[SegmentManifest], table
 
     Segments whose commit-time range lies outside the interval are not read.
     """
-    for segment in segments:
-        if table not in segment.tables:
-            continue
-        if after and segment.last_committed_at and segment.last_committed_at <= after:
-            continue
-        if until and segment.first_committed_at and segment.first_committed_at > until:
-            continue
+    for segment in segments_in_window(segments, table, after, until):
         data = codec.decode(read_object(repo, segment.object), segment.object.key, key)
         what = f"{repo.url}/{segment.object.key}"
         marker = f'"table":{json.dumps(table)}'.encode()
