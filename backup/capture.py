@@ -21,10 +21,18 @@ def commit_time_sql(alias: str) -> str:
     without tracking is an error, hence the guard."""
     return (f"coalesce(CASE WHEN current_setting('track_commit_timestamp')::boolean "
             f"THEN pg_xact_commit_timestamp({alias}.txid::xid) END, {alias}.captured_at)")
+
+
 # Never captured by default: append-only history (in full snapshots only) and bookkeeping.
 NOT_CAPTURED = ("audit_log", "vaxvault_migrations")
 TRIGGER = "vaxvault_capture"
 TRUNCATE_TRIGGER = "vaxvault_capture_truncate"
+# One statement-level trigger per event: a trigger with transition tables takes one event.
+_TRIGGER_EVENTS = (
+    ("INSERT", "NEW TABLE AS new_rows"),
+    ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("DELETE", "OLD TABLE AS old_rows"),
+)
 
 _SETUP = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -54,26 +62,42 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
 INSERT INTO {SCHEMA}.state (watermark) VALUES (pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
 
 -- SECURITY DEFINER: writers (the API role) may not touch the change log directly.
-CREATE OR REPLACE FUNCTION {SCHEMA}.capture_row() RETURNS trigger
+-- Statement-level with transition tables: a bulk write (a restore, a migration, an incident)
+-- is captured by one INSERT ... SELECT instead of one trigger call per row. TG_ARGV holds the
+-- primary-key columns.
+CREATE OR REPLACE FUNCTION {SCHEMA}.capture_rows() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    old_image jsonb;
-    new_image jsonb;
-    row_key jsonb;
+    key_args text;
+    on_keys text;
+    first_key text := quote_ident(TG_ARGV[0]);
+    target text := '{SCHEMA}.changes (table_name, op, key, old, new)';
 BEGIN
-    -- Each image is rendered once; this trigger is on every registry write's hot path.
-    IF TG_OP <> 'INSERT' THEN old_image := to_jsonb(OLD); END IF;
-    IF TG_OP <> 'DELETE' THEN new_image := to_jsonb(NEW); END IF;
-    IF TG_NARGS = 1 THEN
-        row_key := jsonb_build_object(TG_ARGV[0], coalesce(new_image, old_image) -> TG_ARGV[0]);
+    IF TG_OP = 'INSERT' THEN
+        SELECT string_agg(format('%L, n.%I', c, c), ', ') INTO key_args FROM unnest(TG_ARGV) c;
+        EXECUTE format('INSERT INTO %s SELECT %L, ''I'', jsonb_build_object(%s), NULL, to_jsonb(n) '
+                       'FROM new_rows n', target, TG_TABLE_NAME, key_args);
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT string_agg(format('%L, o.%I', c, c), ', ') INTO key_args FROM unnest(TG_ARGV) c;
+        EXECUTE format('INSERT INTO %s SELECT %L, ''D'', jsonb_build_object(%s), to_jsonb(o), NULL '
+                       'FROM old_rows o', target, TG_TABLE_NAME, key_args);
     ELSE
-        SELECT jsonb_object_agg(col, coalesce(new_image, old_image) -> col) INTO row_key
-        FROM unnest(TG_ARGV) AS col;
+        -- Rows are paired by key; an UPDATE that changes a key reads as a delete and an insert.
+        SELECT string_agg(format('%L, coalesce(n.%I, o.%I)', c, c, c), ', '),
+               string_agg(format('o.%I = n.%I', c, c), ' AND ')
+          INTO key_args, on_keys FROM unnest(TG_ARGV) c;
+        EXECUTE format(
+            'INSERT INTO %1$s SELECT %2$L, '
+            'CASE WHEN o.%3$s IS NULL THEN ''I'' WHEN n.%3$s IS NULL THEN ''D'' ELSE ''U'' END, '
+            'jsonb_build_object(%4$s), '
+            'CASE WHEN o.%3$s IS NULL THEN NULL ELSE to_jsonb(o) END, '
+            'CASE WHEN n.%3$s IS NULL THEN NULL ELSE to_jsonb(n) END '
+            'FROM old_rows o FULL JOIN new_rows n ON %5$s',
+            target, TG_TABLE_NAME, first_key, key_args, on_keys);
     END IF;
-    INSERT INTO {SCHEMA}.changes (table_name, op, key, old, new)
-    VALUES (TG_TABLE_NAME, left(TG_OP, 1), row_key, old_image, new_image);
     RETURN NULL;
 END $$;
+DROP FUNCTION IF EXISTS {SCHEMA}.capture_row() CASCADE;
 
 CREATE OR REPLACE FUNCTION {SCHEMA}.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -107,9 +131,11 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
             await conn.execute(_SETUP)
             for table in chosen:
                 args = ", ".join(_literal(c) for c in table.primary_key)
-                await conn.execute(
-                    f"CREATE OR REPLACE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE "
-                    f"ON {table.qualified} FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.capture_row({args})")
+                for event, transition in _TRIGGER_EVENTS:
+                    await conn.execute(
+                        f"CREATE OR REPLACE TRIGGER {TRIGGER}_{event.lower()} AFTER {event} "
+                        f"ON {table.qualified} REFERENCING {transition} FOR EACH STATEMENT "
+                        f"EXECUTE FUNCTION {SCHEMA}.capture_rows({args})")
                 await conn.execute(
                     f"CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE "
                     f"ON {table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.capture_truncate()")

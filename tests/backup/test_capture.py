@@ -20,7 +20,7 @@ async def test_install_is_idempotent_and_skips_audit_log(database_url: str) -> N
         assert first.watermark == second.watermark
         triggers = await conn.fetchval(
             "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'vaxvault_capture%' AND NOT tgisinternal")
-        assert triggers == 2 * len(first.tables)
+        assert triggers == 4 * len(first.tables)  # insert, update, delete, truncate
     finally:
         await conn.close()
 
@@ -78,5 +78,27 @@ async def test_the_api_role_is_captured_but_cannot_read_or_edit_the_change_log(
         new = await conn.fetchval(f"SELECT new ->> 'lot_number' FROM {SCHEMA}.changes "
                                   "WHERE key = jsonb_build_object('id', 3)")
         assert new == "BY-API"
+    finally:
+        await conn.close()
+
+
+async def test_bulk_statements_and_key_changes_are_recorded_row_by_row(
+        seeded_database_url: str) -> None:
+    conn = await asyncpg.connect(seeded_database_url)
+    try:
+        await install(conn, ("doses",))
+        touched = await conn.fetchval("SELECT count(*) FROM doses WHERE dose_number = 1")
+        await conn.execute("UPDATE doses SET administered_on = NULL WHERE dose_number = 1")
+        updates = await conn.fetch(f"SELECT key, old ->> 'administered_on' AS before, "
+                                   f"new ->> 'administered_on' AS after FROM {SCHEMA}.changes "
+                                   "WHERE op = 'U'")
+        assert len(updates) == touched > 100
+        assert all(u["before"] is not None and u["after"] is None for u in updates)
+        top = await conn.fetchval("SELECT max(id) FROM doses")
+        await conn.execute("UPDATE doses SET id = $1 WHERE id = 1", top + 1)
+        moved = await conn.fetch(f"SELECT op, key FROM {SCHEMA}.changes "
+                                 "WHERE op <> 'U' ORDER BY position")
+        assert sorted((m["op"], m["key"]) for m in moved) == [
+            (b"D", '{"id": 1}'), (b"I", f'{{"id": {top + 1}}}')]
     finally:
         await conn.close()
