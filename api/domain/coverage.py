@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -14,6 +13,7 @@ from api.domain.errors import BadUserInput, Forbidden
 from api.domain.records import Center, District, Vaccine
 from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope
 from api.principal import Role
+from api.ttl_cache import TtlCache
 
 
 class Dimension(StrEnum):
@@ -60,32 +60,13 @@ LIMIT $12
 MAX_ROWS = 10_000
 
 
-class CoverageCache:
+class CoverageCache(TtlCache[Hashable, list[CoverageRow]]):
     """Recent coverage answers per (scope, grouping, filter), kept `ttl_s` seconds.
 
     Coverage aggregates every dose in scope (hundreds of ms on a national registry) and
     dashboards ask the same few questions constantly; counts a few seconds old are fine
     there. The key carries the principal's role and scope claims, so no answer crosses scopes.
     """
-
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[Hashable, tuple[float, list[CoverageRow]]] = {}
-
-    def get(self, key: Hashable) -> list[CoverageRow] | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: Hashable, rows: list[CoverageRow]) -> None:
-        if len(self._entries) >= self.max_entries:
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (time.monotonic() + self.ttl_s, rows)
 
 
 async def counts(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
@@ -97,12 +78,9 @@ async def counts(session: Session, group_by: Sequence[Dimension], filters: Cover
     principal = session.principal
     key = (principal.role, principal.center_id, principal.district_id,
            tuple(sorted(set(group_by))), filters)
-    if cache is not None and (cached := cache.get(key)) is not None:
-        return cached
-    rows = await _counts(session, group_by, filters)
-    if cache is not None:
-        cache.put(key, rows)
-    return rows
+    if cache is None:
+        return await _counts(session, group_by, filters)
+    return await cache.get_or_compute(key, lambda: _counts(session, group_by, filters))
 
 
 async def _counts(session: Session, group_by: Sequence[Dimension],

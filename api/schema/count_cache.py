@@ -10,7 +10,6 @@ variables less than `ttl_s` seconds ago.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,29 +17,16 @@ from graphql import ExecutionResult, FieldNode, OperationDefinitionNode, Operati
 from strawberry.extensions import SchemaExtension
 
 from api.schema.context import Context
+from api.ttl_cache import TtlCache
 
 COUNT_ROOTS = frozenset({"coverage", "districts", "centers", "vaccines", "__typename"})
 
 
-class CountCache:
+class CountCache(TtlCache[tuple[Any, ...], dict[str, Any]]):
+    """Whole answers of count-only queries, by role, scope claims, text and variables."""
+
     def __init__(self, ttl_s: float = 5.0, max_entries: int = 512) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
-
-    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: tuple[Any, ...], data: dict[str, Any]) -> None:
-        if len(self._entries) >= self.max_entries:
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (time.monotonic() + self.ttl_s, data)
+        super().__init__(ttl_s, max_entries)
 
 
 def _counts_only(document: Any, operation_name: str | None) -> bool:

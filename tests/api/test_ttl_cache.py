@@ -1,0 +1,71 @@
+"""The per-process answer cache: expiry and one computation per key at a time."""
+
+import asyncio
+
+import pytest
+
+from api.ttl_cache import TtlCache
+
+
+async def test_concurrent_misses_share_one_computation() -> None:
+    cache: TtlCache[str, int] = TtlCache(ttl_s=60)
+    calls = 0
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return 42
+
+    results = await asyncio.gather(*(cache.get_or_compute("k", compute) for _ in range(8)))
+    assert results == [42] * 8
+    assert calls == 1
+    assert await cache.get_or_compute("k", compute) == 42 and calls == 1
+
+
+async def test_a_failure_reaches_every_waiter_and_is_not_cached() -> None:
+    cache: TtlCache[str, int] = TtlCache(ttl_s=60)
+
+    async def fail() -> int:
+        await asyncio.sleep(0.02)
+        raise RuntimeError("database timeout")
+
+    outcomes = await asyncio.gather(*(cache.get_or_compute("k", fail) for _ in range(3)),
+                                    return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert cache.get("k") is None
+
+    async def succeed() -> int:
+        return 7
+
+    assert await cache.get_or_compute("k", succeed) == 7
+
+
+async def test_waiters_compute_themselves_when_the_computing_request_is_cancelled() -> None:
+    cache: TtlCache[str, int] = TtlCache(ttl_s=60)
+    started = asyncio.Event()
+
+    async def slow() -> int:
+        started.set()
+        await asyncio.sleep(10)
+        return 1
+
+    async def quick() -> int:
+        return 2
+
+    first = asyncio.create_task(cache.get_or_compute("k", slow))
+    await started.wait()
+    waiter = asyncio.create_task(cache.get_or_compute("k", quick))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await waiter == 2
+
+
+async def test_entries_expire() -> None:
+    cache: TtlCache[str, int] = TtlCache(ttl_s=0.01)
+    cache.put("k", 1)
+    assert cache.get("k") == 1
+    await asyncio.sleep(0.02)
+    assert cache.get("k") is None
