@@ -1,9 +1,10 @@
 """A small fault-injecting HTTP reverse proxy for storage tests.
 
 It forwards every request to an upstream endpoint (moto or MinIO) and, for a chosen fraction of
-requests, answers 500 or 503 instead or drops the connection without a response. Faults are
-drawn from a seeded generator so a failing test can be replayed. Set `fail_rate = 1.0` for an
-outage. Usage:
+requests, injects a fault: "500"/"503" instead of forwarding, "drop" (close without a response),
+"slow" (forward after `delay_s`), "truncate" (forward, then send half the upstream body under the
+full Content-Length and close: a torn download). Faults are drawn from a seeded generator so a
+failing test can be replayed. Set `fail_rate = 1.0` for an outage. Usage:
 
     with FaultyProxy(upstream_url, fail_rate=0.2, seed=1) as proxy:
         use(proxy.url); proxy.faults  # how many were injected
@@ -14,23 +15,27 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
 FAULTS = ("500", "503", "drop")
+ALL_FAULTS = (*FAULTS, "slow", "truncate")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
 class FaultyProxy:
     def __init__(self, upstream: str, fail_rate: float = 0.0, seed: int = 0,
-                 faults: tuple[str, ...] = FAULTS) -> None:
+                 faults: tuple[str, ...] = FAULTS, delay_s: float = 0.3) -> None:
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.fail_rate = fail_rate
         self.faults = 0
         self.requests = 0
+        self.delay_s = delay_s
+        self.injected: dict[str, int] = {}  # fault kind -> how many times
         self._kinds = faults
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -48,7 +53,9 @@ class FaultyProxy:
             self.requests += 1
             if self._random.random() < self.fail_rate:
                 self.faults += 1
-                return self._random.choice(self._kinds)
+                kind = self._random.choice(self._kinds)
+                self.injected[kind] = self.injected.get(kind, 0) + 1
+                return kind
             return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -76,6 +83,8 @@ class FaultyProxy:
                     self.end_headers()
                     self.wfile.write(message)
                     return
+                if fault == "slow":
+                    time.sleep(proxy.delay_s)
                 upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=30)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -88,8 +97,15 @@ class FaultyProxy:
                             self.send_header(key, value)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
+                    if self.command == "HEAD":
+                        return
+                    if fault == "truncate" and len(data) > 1:
+                        self.wfile.write(data[: len(data) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    self.wfile.write(data)
                 finally:
                     upstream.close()
 

@@ -31,7 +31,7 @@ from backup.predicate import parse
 from backup.repository import open_repository
 from backup.restore_records import RestoreRequest, restore_records
 from backup.runner import run_backup
-from tests.reliability.storage_faults import StorageFaults
+from tests.faulty_proxy import ALL_FAULTS, FaultyProxy
 from tests.restore.scenario import Incident, doses_now, prepare, strike
 
 VAXVAULT = Path(sys.executable).parent / "vaxvault"
@@ -87,7 +87,7 @@ async def test_restore_through_faulty_storage_is_all_or_nothing(
     as_of, incident = await _incident(config)
     request = RestoreRequest(table="doses", as_of=as_of, where=parse(_where(incident)),
                              actor="reliability")
-    with StorageFaults(s3_endpoint_url, fail_rate=0.2, seed=seed) as proxy:
+    with FaultyProxy(s3_endpoint_url, fail_rate=0.2, seed=seed, faults=ALL_FAULTS) as proxy:
         repo = open_repository(config.primary_url or "", proxy.url)
         try:
             report = await restore_records(database_url, repo, None, request)
@@ -113,7 +113,7 @@ async def test_restore_during_a_storage_outage_fails_cleanly(
     request = RestoreRequest(table="doses", as_of=as_of, where=parse(_where(incident)),
                              actor="reliability")
     started = time.monotonic()
-    with StorageFaults(s3_endpoint_url, fail_rate=1.0, seed=0, faults=("503", "drop")) as proxy:
+    with FaultyProxy(s3_endpoint_url, fail_rate=1.0, seed=0, faults=("503", "drop")) as proxy:
         repo = open_repository(config.primary_url or "", proxy.url)
         with pytest.raises(BackupError) as failure:
             await restore_records(database_url, repo, None, request)
