@@ -162,18 +162,7 @@ class EmbeddedPostgres:
 
     def running_port(self) -> int | None:
         """The port of a server already running on this data directory, if any."""
-        pid_file = self.data_dir / "postmaster.pid"
-        if not pid_file.exists():
-            return None
-        lines = pid_file.read_text().splitlines()
-        try:
-            pid, port = int(lines[0]), int(lines[3])
-            os.kill(pid, 0)
-        except (IndexError, ValueError, ProcessLookupError):
-            return None
-        except PermissionError:
-            pass
-        return port
+        return running_port(self.data_dir)
 
     def start(self) -> str:
         """Initialise if needed, start (or adopt a running server) and return the superuser URL."""
@@ -197,6 +186,22 @@ class EmbeddedPostgres:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def running_port(data_dir: Path) -> int | None:
+    """The port of a server running on `data_dir` (from its postmaster.pid), if any."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, IndexError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, and owned by the server's own user
+    except OSError:
+        return None  # a stale file left by a crash
+    return port
 
 
 def _has_c_utf8() -> bool:

@@ -114,6 +114,14 @@ def _run_dev(tmp_path: Path) -> None:
         assert token
         response = httpx.post(f"{url}/graphql", json={"query": "{ districts { name } }"})
         assert len(response.json()["data"]["districts"]) == 64
+        # A second terminal, no settings: commands find the dev database and repository.
+        for argv in (["db", "migrate", "--json"], ["backup", "init", "--json"],
+                     ["backup", "run", "--full", "--json"]):
+            beside = subprocess.run([*command[:3], *argv], env=env, capture_output=True,
+                                    text=True, timeout=120, check=False)
+            assert beside.returncode == 0, (argv, beside.stderr)
+        assert json.loads(beside.stdout)
+        assert any((tmp_path / "state" / "backups").rglob("*manifest*"))
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)

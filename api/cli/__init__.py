@@ -40,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        return int(args.handler(args, load_settings()) or 0)
+        settings = load_settings()
+        # `dev` starts (and later stops) the embedded database itself; every other command
+        # run beside it finds that database and the default repository on its own.
+        if args.handler is not dev.run:
+            settings = dev.beside_dev(settings)
+        return int(args.handler(args, settings) or 0)
     except VaxvaultError as exc:
         print(f"vaxvault: {exc}", file=sys.stderr)
         return 1

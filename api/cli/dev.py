@@ -16,7 +16,7 @@ from api.cli.db import seed_database
 from api.cli.serve import add_server_flags, serve
 from api.db.connect import connect
 from api.db.migrate import migrate
-from api.embedded_postgres import EmbeddedPostgres
+from api.embedded_postgres import SUPERUSER, EmbeddedPostgres, running_port
 from api.principal import Role
 from api.settings import Settings
 
@@ -56,6 +56,26 @@ async def prepare(url: str, recipients: int) -> str:
             f"in {result['seconds']} s")
 
 
+def beside_dev(settings: Settings) -> Settings:
+    """Settings for a command run next to a running `vaxvault dev` (development only): with no
+    VAXVAULT_DATABASE_URL, use its embedded database and, with no VAXVAULT_BACKUP_URL, its
+    file:// repository, so `vaxvault backup run` works in a second terminal as it is."""
+    if settings.production or settings.database_url is not None:
+        return settings
+    port = running_port(settings.state_dir.absolute() / "postgres" / "data")
+    if port is None:
+        return settings
+    return with_dev_repository(settings.with_overrides(
+        database_url=f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE_NAME}"))
+
+
+def with_dev_repository(settings: Settings) -> Settings:
+    if settings.backup_url is not None:
+        return settings
+    backups = (settings.state_dir / "backups").absolute()
+    return settings.with_overrides(backup_url=f"file://{backups}")
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     embedded = None
     if settings.database_url is None:
@@ -64,9 +84,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         server_url = embedded.start()
         asyncio.run(ensure_database(server_url, DATABASE_NAME))
         settings = settings.with_overrides(database_url=embedded.url(DATABASE_NAME))
-    if settings.backup_url is None:
-        backups = (settings.state_dir / "backups").absolute()
-        settings = settings.with_overrides(backup_url=f"file://{backups}")
+    settings = with_dev_repository(settings)
     try:
         print(asyncio.run(prepare(settings.require_database_url(), args.recipients)), flush=True)
         token = mint_token(signing_secret(settings), Role.ADMIN, sub="dev-admin", ttl_s=7 * 86400)
