@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 from api.backup_config import backup_config
-from api.cli.output import add_json_flag, emit, is_terminal
+from api.cli.output import add_json_flag, emit, is_terminal, whole_number
 from api.errors import VaxvaultError
 from api.settings import Settings
 from backup.capture import install
@@ -45,9 +45,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     kind = run.add_mutually_exclusive_group()
     kind.add_argument("--full", action="store_true", help="full snapshot (and the segment up to it)")
     kind.add_argument("--incremental", action="store_true", help="changes since the last run (default)")
-    run.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS,
+    run.add_argument("--workers", type=whole_number(1), default=DEFAULT_WORKERS,
                      help=f"parallel COPY sessions for a full snapshot (default {DEFAULT_WORKERS})")
-    run.add_argument("--chunk-rows", type=_positive, default=DEFAULT_CHUNK_ROWS,
+    run.add_argument("--chunk-rows", type=whole_number(1), default=DEFAULT_CHUNK_ROWS,
                      help=f"rows per snapshot chunk (default {DEFAULT_CHUNK_ROWS})")
     run.set_defaults(handler=run_run)
 
@@ -74,15 +74,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     for parser in (init, run, listing, check, prune, schedule):
         add_json_flag(parser)
 
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from exc
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
 
 
 def _table_list(value: str) -> tuple[str, ...]:

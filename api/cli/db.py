@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import time
 
-from api.cli.output import add_json_flag, emit
+from api.cli.output import add_json_flag, emit, whole_number
 from api.db.connect import connect
 from api.db.migrate import migrate
 from api.db.seed import SeedConflict, seed
@@ -22,22 +22,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_flag(migrate_parser)
     migrate_parser.set_defaults(handler=run_migrate)
     seed_parser = actions.add_parser("seed", help="load a deterministic synthetic registry")
-    seed_parser.add_argument("--recipients", type=_non_negative, required=True)
+    seed_parser.add_argument("--recipients", type=whole_number(0), required=True)
     seed_parser.add_argument("--seed", type=int, default=1)
     seed_parser.add_argument("--replace", action="store_true",
                              help="discard existing recipients, doses and centers first")
     add_json_flag(seed_parser)
     seed_parser.set_defaults(handler=run_seed)
 
-
-def _non_negative(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from exc
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
-    return number
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
