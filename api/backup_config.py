@@ -7,8 +7,8 @@ admin operations both call it.
 from __future__ import annotations
 
 from api.settings import Settings
-from backup.codec import Key
 from backup.config import BackupConfig
+from backup.storage.codec import Key
 
 
 def encryption_key(settings: Settings) -> Key | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backup.codec import Key
+from backup.storage.codec import Key
 
 DEFAULT_CHUNK_ROWS = 100_000
 DEFAULT_WORKERS = 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backup.errors import BackupError
-from backup.manifest import SegmentManifest, SnapshotManifest, load
 from backup.stages import Stage, manifest_key, scan
+from backup.storage.manifest import SegmentManifest, SnapshotManifest, load
 
 STORED = "stored"      # manifest present: every object was verified there
 PENDING = "pending"    # committed in the spool, waiting for upload

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backup.errors import ConfigError
-from backup.keys import parse_id
 from backup.stages import Stage, remove_unit, scan
+from backup.storage.keys import parse_id
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from backup import changelog, keys
-from backup.catalog import describe_tables, schema_ddl
-from backup.codec import encode, sha256
+from backup.capture import changelog
+from backup.capture.catalog import describe_tables, schema_ddl
 from backup.config import BackupConfig
 from backup.errors import ConfigError, DatabaseError, LockHeld, StorageError
-from backup.file_repository import FileRepository
-from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
-from backup.reader import read_segment_manifest
 from backup.snapshot import Progress, copy_tables
 from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans, scan
+from backup.storage import keys
+from backup.storage.codec import encode, sha256
+from backup.storage.file import FileRepository
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
+from backup.storage.reader import read_segment_manifest
 
 # pg advisory lock key: b"vaxvault" as a bigint. Held for the whole run by one session.
 LOCK_KEY = int.from_bytes(b"vaxvault", "big") & 0x7FFF_FFFF_FFFF_FFFF

@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 import zstandard
 
-from backup import codec, keys
-from backup.catalog import TableDef, quote_ident
-from backup.codec import Key
-from backup.file_repository import FileRepository
-from backup.manifest import Chunk, ObjectRef, TableImage
+from backup.capture.catalog import TableDef, quote_ident
+from backup.storage import codec, keys
+from backup.storage.codec import Key
+from backup.storage.file import FileRepository
+from backup.storage.manifest import Chunk, ObjectRef, TableImage
 
 OnObject = Callable[[ObjectRef], None]  # called once a chunk object is stored in the spool
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from backup import codec, keys
 from backup.errors import ChecksumMismatch, FormatError, StorageError
-from backup.file_repository import FileRepository
-from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, load
-from backup.repository import Repository, open_repository
+from backup.storage import codec, keys
+from backup.storage.file import FileRepository
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, load
+from backup.storage.repository import Repository, open_repository
 
 Manifest = SnapshotManifest | SegmentManifest
 # Objects of a unit are uploaded (and read back) in parallel: on a remote store the round trips,

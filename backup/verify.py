@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backup import codec
-from backup.codec import Key
 from backup.errors import BackupError, SnapshotNotFound, StorageError
-from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest
-from backup.segment import decode_changes
 from backup.stages import Manifest, Stage, committed_manifests
+from backup.storage import codec
+from backup.storage.codec import Key
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest
+from backup.storage.segment import decode_changes
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from api.backup_config import backup_config
 from api.cli.output import add_json_flag, emit, is_terminal, whole_number
 from api.errors import VaxvaultError
 from api.settings import Settings
-from backup.capture import install
+from backup.capture.triggers import install
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
-from backup.file_repository import FileRepository
 from backup.inventory import inventory
 from backup.prune import apply_prune, plan_prune, stored_units
 from backup.runner import connect, run_backup
 from backup.schedule import DEFAULT_FULL, DEFAULT_INCREMENTAL, Schedule, run_schedule, summary_line
 from backup.stages import Stage, build_stages
+from backup.storage.file import FileRepository
 from backup.verify import verify
 
 

@@ -16,21 +16,21 @@ from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
-from backup.codec import Key
 from backup.errors import BackupError
-from backup.find_loss import LossWindow, find_loss, snapshot_differences
-from backup.predicate import parse
-from backup.reader import list_segments, list_snapshots
-from backup.repository import Repository, open_repository
-from backup.restore_full import FullRestoreReport, restore_full
-from backup.restore_records import (
+from backup.restore.find_loss import LossWindow, find_loss, snapshot_differences
+from backup.restore.full import FullRestoreReport, restore_full
+from backup.restore.predicate import parse
+from backup.restore.records import (
     ConflictPolicy,
     RestoreReport,
     RestoreRequest,
     plan_restore,
     restore_records,
 )
-from backup.restore_source import shipped_changes
+from backup.restore.source import shipped_changes
+from backup.storage.codec import Key
+from backup.storage.reader import list_segments, list_snapshots
+from backup.storage.repository import Repository, open_repository
 
 
 class RestoreCommandError(VaxvaultError):

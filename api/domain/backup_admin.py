@@ -15,10 +15,10 @@ from api.backup_config import backup_config
 from api.settings import Settings
 from backup.config import BackupConfig
 from backup.errors import BackupError, LockHeld
-from backup.file_repository import FileRepository
 from backup.inventory import UnitState, inventory
 from backup.runner import RunSummary, run_backup
 from backup.stages import build_stages
+from backup.storage.file import FileRepository
 
 NOT_CONFIGURED = ("no backup repository is configured: set VAXVAULT_BACKUP_URL to "
                   "s3://bucket/prefix or file:///path and restart the API")

@@ -16,12 +16,12 @@ from api.backup_config import encryption_key
 from api.domain.backup_admin import NOT_CONFIGURED
 from api.domain.errors import BadUserInput
 from api.settings import Settings
-from backup.codec import Key
 from backup.errors import BackupError
-from backup.repository import Repository, open_repository
-from backup.restore_errors import MissingParents, PredicateError, RestorePlanError
-from backup.restore_records import RestorePlan, RestoreRequest, plan_restore
-from backup.restore_source import load_history
+from backup.restore.errors import MissingParents, PredicateError, RestorePlanError
+from backup.restore.records import RestorePlan, RestoreRequest, plan_restore
+from backup.restore.source import load_history
+from backup.storage.codec import Key
+from backup.storage.repository import Repository, open_repository
 
 T = TypeVar("T")
 # Refusals caused by the request itself (table, columns, filter, T, parents): the caller fixes them.

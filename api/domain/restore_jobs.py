@@ -23,8 +23,8 @@ from api.domain.errors import BadUserInput, NotFound
 from api.domain.restore_admin import Source, explain, in_thread
 from api.errors import VaxvaultError
 from backup.errors import BackupError
-from backup.predicate import render
-from backup.restore_records import RestoreReport, RestoreRequest, restore_records
+from backup.restore.predicate import render
+from backup.restore.records import RestoreReport, RestoreRequest, restore_records
 
 log = logging.getLogger("vaxvault.restore_jobs")
 

@@ -1,7 +1,7 @@
 """A restore as an admin asks for it over GraphQL, checked and compiled to the restore module's request.
 
 The filter is structured (column, operator, values), never SQL text: it is compiled to the
-predicate AST of backup/predicate.py, whose compiler sends every value as a parameter. Columns and
+predicate AST of backup/restore/predicate.py, whose compiler sends every value as a parameter. Columns and
 values are checked here against the live table's catalog, so a bad one is a clear
 BAD_USER_INPUT before any work starts.
 """
@@ -17,8 +17,8 @@ from enum import StrEnum
 from api.db.connect import connect
 from api.domain.errors import BadUserInput
 from backup.errors import BackupError
-from backup.predicate import Expr, conjunction, from_filter
-from backup.restore_records import ConflictPolicy, RestoreRequest
+from backup.restore.predicate import Expr, conjunction, from_filter
+from backup.restore.records import ConflictPolicy, RestoreRequest
 
 # The registry tables a restore may write to (the audit log is append-only, never restored).
 RESTORABLE_TABLES = ("recipients", "doses", "centers", "districts", "vaccines")

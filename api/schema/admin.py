@@ -31,8 +31,8 @@ from api.schema.admin_types import (
     StartBackupResult,
 )
 from api.schema.guard import Info, check_root
-from backup.predicate import render
-from backup.restore_records import RestorePlan as PlanRecord
+from backup.restore.predicate import render
+from backup.restore.records import RestorePlan as PlanRecord
 
 # Column of `recipients` -> the GraphQL field a sample diff reveals (for the read audit).
 _PERSONAL_FIELD = {"national_id": "nationalId", "full_name": "fullName", "phone": "phone",

@@ -14,9 +14,9 @@ from api.domain import backup_admin
 from api.domain.restore_jobs import RestoreJob as JobRecord
 from api.domain.restore_order import Condition, Operator, RestoreOrder
 from backup.inventory import UnitState
-from backup.restore_records import ConflictPolicy
-from backup.restore_records import RestorePlan as PlanRecord
-from backup.restore_records import RowDiff as DiffRecord
+from backup.restore.records import ConflictPolicy
+from backup.restore.records import RestorePlan as PlanRecord
+from backup.restore.records import RowDiff as DiffRecord
 
 
 @strawberry.enum(description="FULL: a consistent snapshot of every table (and the segment up to "

@@ -24,7 +24,7 @@ from api.cli import main
 from api.db.pool import create_pool
 from api.principal import Role
 from api.settings import Settings
-from backup.capture import install
+from backup.capture.triggers import install
 from backup.runner import LOCK_KEY
 from tests.api.client import Result, run
 from tests.api.conftest import Cast

@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from backup.capture import install
+from backup.capture.triggers import install
 from backup.config import BackupConfig
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from backup.capture import SCHEMA, install
+from backup.capture.triggers import SCHEMA, install
 from backup.errors import CaptureError
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from backup import reader
-from backup.capture import SCHEMA
-from backup.change import Change, Op
+from backup.capture.triggers import SCHEMA
 from backup.config import BackupConfig
-from backup.repository import open_repository
 from backup.runner import run_backup
+from backup.storage import reader
+from backup.storage.change import Change, Op
+from backup.storage.repository import open_repository
 from tests.backup.conftest import install_capture
 
 SET_LOT = "UPDATE doses SET lot_number = $2 WHERE id = $1"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from backup import reader
 from backup.config import BackupConfig
-from backup.file_repository import FileRepository
 from backup.runner import run_backup
 from backup.stages import build_stages, scan
+from backup.storage import reader
+from backup.storage.file import FileRepository
 from backup.verify import verify
 from tests.backup.conftest import install_capture
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
-from backup import keys, manifest
 from backup.config import BackupConfig
 from backup.errors import ConfigError, FormatError
 from backup.prune import Unit, plan_prune
 from backup.runner import run_backup
+from backup.storage import keys, manifest
 from tests.backup.conftest import install_capture
 
 

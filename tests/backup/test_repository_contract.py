@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backup.errors import ConfigError, ObjectNotFound, StorageError
-from backup.repository import Repository, open_repository
+from backup.storage.repository import Repository, open_repository
 from tests.faulty_proxy import FaultyProxy
 
 
@@ -72,8 +72,8 @@ def test_s3_outage_is_one_clear_storage_error(s3_endpoint_url: str, s3_bucket: s
 
 def _leave_partial_upload(repo: Repository) -> None:
     """What a killed upload leaves behind, in each backend's own terms."""
-    from backup.file_repository import TEMP_SUFFIX, FileRepository
-    from backup.s3_repository import S3Repository
+    from backup.storage.file import TEMP_SUFFIX, FileRepository
+    from backup.storage.s3 import S3Repository
 
     if isinstance(repo, FileRepository):
         (repo.root / "snapshots").mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ import io
 
 import asyncpg
 
-from backup import reader
 from backup.config import BackupConfig
-from backup.repository import open_repository
 from backup.runner import run_backup
+from backup.storage import reader
+from backup.storage.repository import open_repository
 from tests.backup.conftest import install_capture
 
 KITCHEN_SINK = r"""
@@ -134,7 +134,7 @@ async def test_snapshot_is_one_consistent_state_under_concurrent_writes(file_con
 
 async def test_chunks_stay_small_when_statistics_are_stale(database_url: str) -> None:
     """A bulk load the planner has not seen yet must not become one giant chunk (memory bound)."""
-    from backup.catalog import describe_tables
+    from backup.capture.catalog import describe_tables
     from backup.snapshot import plan_chunks
 
     conn = await asyncpg.connect(database_url)

@@ -10,14 +10,14 @@ import asyncpg
 import boto3
 import pytest
 
-from backup import reader
-from backup.codec import MAGIC, Key
 from backup.config import BackupConfig
 from backup.errors import StorageError
-from backup.file_repository import FileRepository
-from backup.repository import open_repository
 from backup.runner import run_backup
 from backup.stages import scan
+from backup.storage import reader
+from backup.storage.codec import MAGIC, Key
+from backup.storage.file import FileRepository
+from backup.storage.repository import open_repository
 from backup.verify import verify
 from tests.backup.conftest import install_capture
 from tests.faulty_proxy import FaultyProxy

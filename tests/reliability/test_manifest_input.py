@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backup.errors import FormatError
-from backup.manifest import (
+from backup.storage.manifest import (
     Chunk,
     Column,
     ObjectRef,

@@ -24,13 +24,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from backup.capture import install
+from backup.capture.triggers import install
 from backup.config import BackupConfig
 from backup.errors import BackupError
-from backup.predicate import parse
-from backup.repository import open_repository
-from backup.restore_records import RestoreRequest, restore_records
+from backup.restore.predicate import parse
+from backup.restore.records import RestoreRequest, restore_records
 from backup.runner import run_backup
+from backup.storage.repository import open_repository
 from tests.faulty_proxy import ALL_FAULTS, FaultyProxy
 from tests.restore.scenario import Incident, doses_now, prepare, strike
 

@@ -13,7 +13,7 @@ from datetime import date
 import asyncpg
 
 from api.db.seed import seed
-from backup.capture import install
+from backup.capture.triggers import install
 from backup.config import BackupConfig
 from backup.runner import run_backup
 

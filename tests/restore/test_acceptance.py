@@ -8,16 +8,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from backup.capture import SCHEMA
-from backup.codec import Key
+from backup.capture.triggers import SCHEMA
 from backup.config import BackupConfig
-from backup.find_loss import find_loss
-from backup.predicate import parse
-from backup.reader import list_segments
-from backup.repository import open_repository
-from backup.restore_records import RestoreRequest, plan_restore, restore_records
-from backup.restore_source import shipped_changes
+from backup.restore.find_loss import find_loss
+from backup.restore.predicate import parse
+from backup.restore.records import RestoreRequest, plan_restore, restore_records
+from backup.restore.source import shipped_changes
 from backup.runner import run_backup
+from backup.storage.codec import Key
+from backup.storage.reader import list_segments
+from backup.storage.repository import open_repository
 from tests.restore.scenario import doses_now, prepare, strike
 
 pytestmark = pytest.mark.slow

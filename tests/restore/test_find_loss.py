@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backup.change import Change, Op
-from backup.find_loss import LossSettings, _median_without, find_loss, snapshot_differences
-from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest, TableImage
+from backup.restore.find_loss import LossSettings, _median_without, find_loss, snapshot_differences
+from backup.storage.change import Change, Op
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, TableImage
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 

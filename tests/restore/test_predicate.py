@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup import predicate, predicate_sql
-from backup.predicate import (
+from backup.restore import predicate, predicate_sql
+from backup.restore.errors import PredicateError
+from backup.restore.predicate import (
     And,
     Between,
     Call,
@@ -24,7 +25,6 @@ from backup.predicate import (
     Not,
     Or,
 )
-from backup.restore_errors import PredicateError
 
 DOSE_TYPES = {"id": "bigint", "recipient_id": "bigint", "dose_number": "smallint",
               "vaccine_code": "text", "lot_number": "text", "administered_on": "date",

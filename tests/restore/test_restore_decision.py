@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from backup.change import Change, Op
-from backup.restore_asof import LiveTable
-from backup.restore_classify import classify
-from backup.restore_decision import Action, Comparison, decide, history_of
+from backup.restore.asof import LiveTable
+from backup.restore.classify import classify
+from backup.restore.decision import Action, Comparison, decide, history_of
+from backup.storage.change import Change, Op
 
 AT_T = {"id": 1, "lot_number": "L1", "administered_on": "2021-10-13",
         "updated_at": "2021-10-13T08:00:00+00:00"}

@@ -15,11 +15,11 @@ import asyncpg
 import pytest
 
 from backup.config import BackupConfig
-from backup.predicate import parse
-from backup.repository import open_repository
-from backup.restore_full import restore_full
-from backup.restore_records import ConflictPolicy, RestoreRequest, plan_restore, restore_records
+from backup.restore.full import restore_full
+from backup.restore.predicate import parse
+from backup.restore.records import ConflictPolicy, RestoreRequest, plan_restore, restore_records
 from backup.runner import run_backup
+from backup.storage.repository import open_repository
 from tests.restore.scenario import doses_now, prepare, strike
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backup.manifest import ObjectRef, SegmentManifest, SnapshotManifest
-from backup.restore_errors import RestorePlanError
-from backup.restore_source import choose
+from backup.restore.errors import RestorePlanError
+from backup.restore.source import choose
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 REF = ObjectRef("k", "0" * 64, 1)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from backup import codec, keys
-from backup.change import Change
-from backup.codec import Key
 from backup.errors import ChecksumMismatch, FormatError, ObjectNotFound, SnapshotNotFound
-from backup.manifest import Chunk, ObjectRef, SegmentManifest, SnapshotManifest, TableImage, load
-from backup.repository import Repository
-from backup.segment import decode_changes
+from backup.storage import codec, keys
+from backup.storage.change import Change
+from backup.storage.codec import Key
+from backup.storage.manifest import Chunk, ObjectRef, SegmentManifest, SnapshotManifest, TableImage, load
+from backup.storage.repository import Repository
+from backup.storage.segment import decode_changes
 
 CopyRow = dict[str, str | None]
 

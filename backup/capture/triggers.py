@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from backup.catalog import TableDef, describe_tables
+from backup.capture.catalog import TableDef, describe_tables
 from backup.errors import CaptureError
 
 SCHEMA = "vaxvault_backup"

@@ -54,13 +54,13 @@ def open_repository(url: str, s3_endpoint_url: str | None = None) -> Repository:
     """The backend for `url` (file:///path or s3://bucket/prefix[?endpoint=...&region=...])."""
     parts = urlsplit(url)
     if parts.scheme == "file":
-        from backup.file_repository import FileRepository
+        from backup.storage.file import FileRepository
 
         if not parts.path or parts.netloc not in ("", "localhost"):
             raise ConfigError(f"repository URL {url!r} must be file:///absolute/path")
         return FileRepository(Path(parts.path), url=url)
     if parts.scheme == "s3":
-        from backup.s3_repository import S3Repository
+        from backup.storage.s3 import S3Repository
 
         if not parts.netloc:
             raise ConfigError(f"repository URL {url!r} has no bucket; use s3://bucket/prefix")

@@ -18,18 +18,18 @@ from typing import Any
 
 import asyncpg
 
-from backup.change import Row
-from backup.codec import Key
-from backup.predicate import Expr, render
-from backup.predicate_sql import quote_identifier, validate
-from backup.repository import Repository
-from backup.restore_asof import LiveTable, build_as_of, describe_live
-from backup.restore_audit import write_audit
-from backup.restore_classify import classify, load_changes_after, reason
-from backup.restore_decision import Action, Comparison
-from backup.restore_errors import RestoreError, RestorePlanError
-from backup.restore_parents import restore_parents
-from backup.restore_source import History, load_history
+from backup.restore.asof import LiveTable, build_as_of, describe_live
+from backup.restore.audit import write_audit
+from backup.restore.classify import classify, load_changes_after, reason
+from backup.restore.decision import Action, Comparison
+from backup.restore.errors import RestoreError, RestorePlanError
+from backup.restore.parents import restore_parents
+from backup.restore.predicate import Expr, render
+from backup.restore.predicate_sql import quote_identifier, validate
+from backup.restore.source import History, load_history
+from backup.storage.change import Row
+from backup.storage.codec import Key
+from backup.storage.repository import Repository
 
 MAX_CONFLICTS_LISTED = 100
 _TEMP_NAMES = itertools.count()
@@ -42,7 +42,7 @@ class ConflictPolicy(StrEnum):
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    """What to restore. where: a parsed predicate (see backup.predicate) over the rows at T.
+    """What to restore. where: a parsed predicate (see backup.restore.predicate) over the rows at T.
     columns: restrict comparison and write-back to these (None = every column)."""
 
     table: str

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from backup.errors import ObjectNotFound, StorageError
-from backup.repository import ObjectInfo
+from backup.storage.repository import ObjectInfo
 
 TEMP_SUFFIX = ".partial"
 READ_BYTES = 1 << 20

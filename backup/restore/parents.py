@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from backup.codec import Key
-from backup.predicate import Column as ColumnRef
-from backup.predicate import InList, Literal
-from backup.predicate_sql import quote_identifier
-from backup.repository import Repository
-from backup.restore_asof import LiveTable
-from backup.restore_errors import MissingParents
-from backup.restore_source import History
+from backup.restore.asof import LiveTable
+from backup.restore.errors import MissingParents
+from backup.restore.predicate import Column as ColumnRef
+from backup.restore.predicate import InList, Literal
+from backup.restore.predicate_sql import quote_identifier
+from backup.restore.source import History
+from backup.storage.codec import Key
+from backup.storage.repository import Repository
 
 if TYPE_CHECKING:
-    from backup.restore_records import RestoreReport, RestoreRequest
+    from backup.restore.records import RestoreReport, RestoreRequest
 
     Recurse = Callable[[asyncpg.Connection, Repository, Key | None, History, RestoreRequest, bool, int],
                        Awaitable[RestoreReport]]

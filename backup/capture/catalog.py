@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from backup.errors import CaptureError
-from backup.manifest import Column
+from backup.storage.manifest import Column
 
 DATE_TYPES = ("date", "timestamp without time zone", "timestamp with time zone")
 

@@ -1,4 +1,4 @@
-"""The per-row rule of backup/restore_decision.py, applied to every candidate row at once in SQL.
+"""The per-row rule of backup/restore/decision.py, applied to every candidate row at once in SQL.
 
 The table's changes after T (shipped segments, then the live log's unshipped ones) are loaded into
 a TEMP table; PostgreSQL parses the segment's JSON lines itself (COPY), so a restore of hundreds
@@ -14,14 +14,14 @@ from datetime import datetime
 
 import asyncpg
 
-from backup.codec import Key
-from backup.predicate import Expr
-from backup.predicate_sql import quote_identifier, to_sql
-from backup.repository import Repository
-from backup.restore_asof import LiveTable
-from backup.restore_changes import create_change_table, load_live_log, load_segments
-from backup.restore_decision import Action, Comparison
-from backup.restore_source import LIVE_LOG, History
+from backup.restore.asof import LiveTable
+from backup.restore.changes import create_change_table, load_live_log, load_segments
+from backup.restore.decision import Action, Comparison
+from backup.restore.predicate import Expr
+from backup.restore.predicate_sql import quote_identifier, to_sql
+from backup.restore.source import LIVE_LOG, History
+from backup.storage.codec import Key
+from backup.storage.repository import Repository
 
 
 def quoted(name: str) -> str:

@@ -12,14 +12,14 @@ from datetime import datetime
 import asyncpg
 import zstandard
 
-from backup import codec, keys
-from backup.capture import SCHEMA, commit_time_sql
-from backup.change import Change, Op
-from backup.codec import Key
+from backup.capture.triggers import SCHEMA, commit_time_sql
 from backup.errors import CaptureError
-from backup.file_repository import FileRepository
-from backup.manifest import ObjectRef, SegmentManifest, dump
-from backup.segment import encode_changes
+from backup.storage import codec, keys
+from backup.storage.change import Change, Op
+from backup.storage.codec import Key
+from backup.storage.file import FileRepository
+from backup.storage.manifest import ObjectRef, SegmentManifest, dump
+from backup.storage.segment import encode_changes
 
 # Commit time when the server tracks it; else the capture clock, a lower bound (FORMAT.md).
 _SINCE = f"""

@@ -12,14 +12,14 @@ from datetime import datetime
 
 import asyncpg
 
-from backup import codec
-from backup.capture import commit_time_sql
-from backup.codec import Key
-from backup.manifest import SegmentManifest
-from backup.predicate_sql import quote_identifier
-from backup.reader import read_object
-from backup.repository import Repository
-from backup.restore_source import segments_in_window
+from backup.capture.triggers import commit_time_sql
+from backup.restore.predicate_sql import quote_identifier
+from backup.restore.source import segments_in_window
+from backup.storage import codec
+from backup.storage.codec import Key
+from backup.storage.manifest import SegmentManifest
+from backup.storage.reader import read_object
+from backup.storage.repository import Repository
 
 # Bytes that never occur raw in a JSON line (JSON escapes control characters), so COPY's CSV mode
 # with them as delimiter and quote takes each line verbatim.

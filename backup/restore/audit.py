@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 if TYPE_CHECKING:
-    from backup.restore_asof import AsOfImage
-    from backup.restore_records import RestorePlan, RestoreRequest
+    from backup.restore.asof import AsOfImage
+    from backup.restore.records import RestorePlan, RestoreRequest
 
 AUDIT_TABLE = "public.audit_log"
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from backup.change import Change, Op
 from backup.errors import FormatError
+from backup.storage.change import Change, Op
 
 
 def encode_changes(changes: Iterable[Change]) -> bytes:

@@ -11,14 +11,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from backup import codec
-from backup.change import Change
-from backup.codec import Key
-from backup.manifest import SegmentManifest, SnapshotManifest
-from backup.reader import list_segments, list_snapshots, read_object
-from backup.repository import Repository
-from backup.restore_errors import RestorePlanError
-from backup.segment import decode_changes
+from backup.restore.errors import RestorePlanError
+from backup.storage import codec
+from backup.storage.change import Change
+from backup.storage.codec import Key
+from backup.storage.manifest import SegmentManifest, SnapshotManifest
+from backup.storage.reader import list_segments, list_snapshots, read_object
+from backup.storage.repository import Repository
+from backup.storage.segment import decode_changes
 
 LIVE_LOG = "vaxvault_backup.changes"
 

@@ -3,7 +3,7 @@
 `parse` turns text such as ``administered_on = '2021-10-13' AND dose_number = 1`` into a small
 AST and `render` prints it back in the canonical form that `parse` reads; `from_filter` builds
 the same AST from a structured filter (GraphQL). Compiling to SQL and chunk pruning live in
-backup/predicate_sql.py.
+backup/restore/predicate_sql.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from backup.restore_errors import PredicateError
+from backup.restore.errors import PredicateError
 
 COMPARISONS = ("=", "<>", "<", "<=", ">", ">=")
 FUNCTIONS = ("lower", "upper")

@@ -12,7 +12,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from backup.predicate import (
+from backup.restore.errors import PredicateError
+from backup.restore.predicate import (
     And,
     Between,
     Call,
@@ -27,7 +28,6 @@ from backup.predicate import (
     columns_of,
     render,
 )
-from backup.restore_errors import PredicateError
 
 TEXT_TYPES = frozenset({"text", "character varying", "character", "varchar", "citext"})
 

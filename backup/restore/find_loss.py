@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from backup.change import Change, Op, Row
-from backup.manifest import SegmentManifest, SnapshotManifest
+from backup.storage.change import Change, Op, Row
+from backup.storage.manifest import SegmentManifest, SnapshotManifest
 
 RESOLUTION = timedelta(microseconds=1)
 

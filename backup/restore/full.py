@@ -14,14 +14,14 @@ from datetime import datetime
 
 import asyncpg
 
-from backup.codec import Key
-from backup.manifest import TableImage
-from backup.predicate_sql import quote_identifier
-from backup.reader import read_chunk, read_schema
-from backup.repository import Repository
-from backup.restore_asof import LiveTable, replay
-from backup.restore_errors import RestoreError
-from backup.restore_source import History, load_history
+from backup.restore.asof import LiveTable, replay
+from backup.restore.errors import RestoreError
+from backup.restore.predicate_sql import quote_identifier
+from backup.restore.source import History, load_history
+from backup.storage.codec import Key
+from backup.storage.manifest import TableImage
+from backup.storage.reader import read_chunk, read_schema
+from backup.storage.repository import Repository
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from backup.change import Change, Op, Row
+from backup.storage.change import Change, Op, Row
 
 
 class Action(StrEnum):

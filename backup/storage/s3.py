@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backup.errors import ObjectNotFound, StorageError
-from backup.repository import ObjectInfo
+from backup.storage.repository import ObjectInfo
 
 MAX_ATTEMPTS = 6
 MULTIPART_BYTES = 64 * 1024 * 1024

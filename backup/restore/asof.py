@@ -15,15 +15,15 @@ from typing import Any
 
 import asyncpg
 
-from backup.codec import Key
-from backup.manifest import Chunk, TableImage
-from backup.predicate import Expr
-from backup.predicate_sql import may_match, quote_identifier, to_inline_sql
-from backup.reader import read_chunk
-from backup.repository import Repository
-from backup.restore_changes import apply_changes, create_change_table, load_segments
-from backup.restore_errors import RestorePlanError
-from backup.restore_source import History
+from backup.restore.changes import apply_changes, create_change_table, load_segments
+from backup.restore.errors import RestorePlanError
+from backup.restore.predicate import Expr
+from backup.restore.predicate_sql import may_match, quote_identifier, to_inline_sql
+from backup.restore.source import History
+from backup.storage.codec import Key
+from backup.storage.manifest import Chunk, TableImage
+from backup.storage.reader import read_chunk
+from backup.storage.repository import Repository
 
 
 @dataclass(frozen=True)
