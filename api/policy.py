@@ -114,6 +114,9 @@ ROW_SCOPES: dict[Role, Scopes] = {
     PUBLIC: Scopes(RowScope.NONE, RowScope.NONE, RowScope.ALL),
 }
 PUBLIC_COVERAGE_DIMENSIONS = frozenset({"DISTRICT"})
+# Roles that see counts only, never rows: their coverage comes from the protected release
+# (small cells and their complements suppressed), as does everyone's but admin's in a freeze.
+COUNTS_ONLY = frozenset({PUBLIC, OFFICER, AUDITOR})
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,12 @@ def field_access(type_name: str, field: str, role: Role, frozen: bool = False) -
     if frozen and field in PERSONAL_FIELDS and role not in FREEZE_EXEMPT:
         return Access.DENY
     return access
+
+
+def counts_only(role: Role, frozen: bool) -> bool:
+    """Whether `role`'s coverage must be disclosure-controlled (exact only for admin, and for
+    center staff about their own center outside a freeze)."""
+    return role in COUNTS_ONLY or (frozen and role is not ADMIN)
 
 
 def root_allowed(root: str, role: Role) -> bool:

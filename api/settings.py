@@ -36,6 +36,8 @@ class Settings:
     state_dir: Path = DEFAULT_STATE_DIR
     statement_timeout_ms: int = 5000
     pool_max_size: int = 10
+    # Counts-only roles never see a coverage cell of 1..min_cell-1 recipients (README).
+    min_cell: int = 10
 
     @property
     def production(self) -> bool:
@@ -137,6 +139,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "VAXVAULT_STATEMENT_TIMEOUT_MS", env.get("VAXVAULT_STATEMENT_TIMEOUT_MS"), 5000
         ),
         pool_max_size=_positive_int("VAXVAULT_POOL_SIZE", env.get("VAXVAULT_POOL_SIZE"), 10),
+        min_cell=_positive_int("VAXVAULT_MIN_CELL", env.get("VAXVAULT_MIN_CELL"), 10),
     )
     if settings.production:
         if not (settings.jwt_secret or settings.jwt_public_key or settings.jwt_jwks_url):

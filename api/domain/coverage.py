@@ -8,10 +8,13 @@ from datetime import date
 from enum import StrEnum
 
 from api.db.session import Session
+from api.domain import reference, release
+from api.domain.disclosure import Counts
 from api.domain.doses import check_dose_number
 from api.domain.errors import BadUserInput, Forbidden
 from api.domain.records import Center, District, Vaccine
-from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope
+from api.domain.release import Release
+from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope, counts_only
 from api.principal import Role
 from api.ttl_cache import TtlCache
 
@@ -41,8 +44,12 @@ class CoverageRow:
     day: date | None
     dose_number: int | None
     vaccine: Vaccine | None
-    doses: int
-    recipients: int
+    doses: int | None            # None: suppressed (counts-only roles, small or complementary)
+    recipients: int | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.doses is None
 
 
 _SQL = """
@@ -60,27 +67,91 @@ LIMIT $12
 MAX_ROWS = 10_000
 
 
-class CoverageCache(TtlCache[Hashable, list[CoverageRow]]):
+class CoverageCache(TtlCache[Hashable, "list[CoverageRow] | Release"]):
     """Recent coverage answers per (scope, grouping, filter), kept `ttl_s` seconds.
 
     Coverage aggregates every dose in scope (hundreds of ms on a national registry) and
     dashboards ask the same few questions constantly; counts a few seconds old are fine
     there. The key carries the principal's role and scope claims, so no answer crosses scopes.
+    The protected national release (for counts-only roles) is kept under the key ("release", k).
     """
 
 
 async def counts(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
-                 cache: CoverageCache | None = None) -> list[CoverageRow]:
+                 cache: CoverageCache | None = None, min_cell: int = 10) -> list[CoverageRow]:
     """Rows of counts grouped by `group_by`, scoped by role (the SQL function scopes again).
 
+    Counts-only principals (policy.counts_only) get cells of the protected release instead,
+    with cells under `min_cell` recipients and their complements suppressed.
     With a cache, an answer up to `cache.ttl_s` seconds old may be returned.
     """
     principal = session.principal
+    state = await session.state()
+    if counts_only(principal.role, frozen=state.freeze is not None):
+        return await _released(session, group_by, filters, cache, min_cell)
     key = (principal.role, principal.center_id, principal.district_id,
            tuple(sorted(set(group_by))), filters)
     if cache is None:
         return await _counts(session, group_by, filters)
-    return await cache.get_or_compute(key, lambda: _counts(session, group_by, filters))
+    found = await cache.get_or_compute(key, lambda: _counts(session, group_by, filters))
+    assert isinstance(found, list)
+    return found
+
+
+async def _release(session: Session, min_cell: int) -> Release:
+    rows = await session.fetch(release.RELEASE_SQL)
+    cells = {(r["breakdown"], r["district_id"], r["value"]): Counts(r["doses"], r["recipients"])
+             for r in rows}
+    return Release.protected(
+        cells, min_cell, districts={d.id: d for d in await reference.districts(session)},
+        centers={c.id: c for c in await reference.centers(session, None)},
+        vaccines={v.code: v for v in await reference.vaccines(session)})
+
+
+async def _released(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
+                    cache: CoverageCache | None, min_cell: int) -> list[CoverageRow]:
+    principal = session.principal
+    scope = ROW_SCOPES[principal.role].coverage
+    dims = {d.value for d in group_by}
+    district_id, center_id = filters.district_id, filters.center_id
+    if principal.role is Role.PUBLIC and (dims - PUBLIC_COVERAGE_DIMENSIONS or center_id):
+        raise Forbidden("the public sees national and per-district totals only; group by "
+                        f"DISTRICT or nothing (asked: {sorted(dims) or 'centerId'})")
+    if scope is RowScope.DISTRICT:
+        if district_id is not None and district_id != principal.district_id:
+            return []
+        district_id = principal.district_id
+    elif scope is RowScope.CENTER:
+        if center_id is not None and center_id != principal.center_id:
+            return []
+        center_id = principal.center_id
+    elif scope is RowScope.NONE:
+        raise Forbidden(f"role {principal.role.value} sees no coverage counts")
+    dose_number = check_dose_number(filters.dose_number)
+    question = release.question(sorted(dims), district_id, {
+        "CENTER": None if center_id is None else str(center_id),
+        "VACCINE": filters.vaccine,
+        "DOSE_NUMBER": None if dose_number is None else str(dose_number),
+        "MONTH": release.whole_month(filters.administered_from, filters.administered_to)})
+    if cache is None:
+        protected = await _release(session, min_cell)
+    else:
+        found = await cache.get_or_compute(("release", min_cell),
+                                           lambda: _release(session, min_cell))
+        assert isinstance(found, Release)
+        protected = found
+    rows = []
+    for cell in release.answer(protected, question):
+        grouped = cell.breakdown if question.grouped else None
+        center = protected.centers.get(int(cell.value or 0)) if grouped == "CENTER" else None
+        rows.append(CoverageRow(
+            district=protected.districts.get(cell.district_id or 0),
+            center=center, day=None,
+            dose_number=int(cell.value or 0) if grouped == "DOSE_NUMBER" else None,
+            vaccine=protected.vaccines.get(cell.value or "") if grouped == "VACCINE" else None,
+            doses=cell.counts.doses if cell.counts else None,
+            recipients=cell.counts.recipients if cell.counts else None))
+    return rows
 
 
 async def _counts(session: Session, group_by: Sequence[Dimension],

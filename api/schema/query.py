@@ -87,7 +87,8 @@ class Query:
         await check_root(info, "coverage")
         rows = await coverage.counts(info.context.session, group_by or [],
                                      (filter or CoverageFilterInput()).to_domain(),
-                                     info.context.coverage_cache)
+                                     info.context.coverage_cache,
+                                     info.context.settings.min_cell)
         return [CoverageRow(record=r) for r in rows]
 
     @root_field("districts", "The 64 districts.")

@@ -208,13 +208,19 @@ class CoverageRow:
     def vaccine(self) -> Vaccine | None:
         return Vaccine.of(self.record.vaccine) if self.record.vaccine else None
 
-    @strawberry.field(description="Number of doses given.")
-    def doses(self) -> int:
+    @strawberry.field(description="Number of doses given; null when suppressed.")
+    def doses(self) -> int | None:
         return self.record.doses
 
-    @strawberry.field(description="Number of distinct recipients dosed.")
-    def recipients(self) -> int:
+    @strawberry.field(description="Number of distinct recipients dosed; null when suppressed.")
+    def recipients(self) -> int | None:
         return self.record.recipients
+
+    @strawberry.field(description="True when this cell's counts are withheld: it counts fewer "
+                                  "than VAXVAULT_MIN_CELL recipients, or would reveal such a "
+                                  "cell by differencing (counts-only roles; see README).")
+    def suppressed(self) -> bool:
+        return self.record.suppressed
 
 
 @strawberry.type(description="An entry of the append-only audit log.")

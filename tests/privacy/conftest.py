@@ -1,0 +1,3 @@
+from tests.api.conftest import cast, owner, pool
+
+__all__ = ["cast", "owner", "pool"]
