@@ -40,6 +40,25 @@ PERSONAL_FIELDS = frozenset({"nationalId", "fullName", "phone", "birthDate"})
 _PERSON_READERS = {ADMIN: A, STAFF: A, RECIPIENT: A}
 _DOSE_READERS = {ADMIN: A, STAFF: A, RECIPIENT: A}
 
+# Paths that identify a person other than by reading a personal field: each is audited as a
+# read of the named fields of the people it identifies, and shows in their `me.accessLog`.
+# path -> fields it reveals. Resolvers look their path up here; the privacy tests cover each.
+PERSONAL_PATHS: dict[str, frozenset[str]] = {
+    # A lookup by a full value confirms it, even when only `id` is selected.
+    "recipients(filter.nationalId)": frozenset({"nationalId"}),
+    "recipients(filter.phone)": frozenset({"phone"}),
+    # "Cannot be registered" confirms the ID is someone's (center staff are not told where).
+    "registerRecipient->DuplicateNationalId": frozenset({"nationalId"}),
+    # Before/after values of writes and predicates, unredacted (admin).
+    "auditLog.detail": PERSONAL_FIELDS,
+    # Row values of a restore's diffs (admin over GraphQL, operators on the command line).
+    "planRestore.sample": PERSONAL_FIELDS,
+    "restoreJob.conflicts": PERSONAL_FIELDS,
+    "cli:restore records": PERSONAL_FIELDS,
+}
+RECIPIENT_LOOKUPS = {"national_id": "recipients(filter.nationalId)",
+                     "phone": "recipients(filter.phone)"}
+
 # (GraphQL type, field) -> role -> access. A role not listed is denied.
 FIELDS: dict[tuple[str, str], dict[Role, Access]] = {
     ("Recipient", "id"): _PERSON_READERS,

@@ -14,6 +14,7 @@ from typing import Any
 
 from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
+from api.domain.audit import diff_reads, record_operator_read
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
 from backup.errors import BackupError
@@ -130,6 +131,10 @@ def run_records(args: argparse.Namespace, settings: Settings) -> int:
             report = RestoreReport(plan, False, 0, 0, 0, None, 0.0)
         else:
             report = asyncio.run(restore_records(url, repo, key, request))
+        # Printed row values are reads of those people (policy.PERSONAL_PATHS), audited first.
+        asyncio.run(record_operator_read(
+            url, request.actor, "cli:restore records",
+            diff_reads(report.plan.table, (*report.plan.sample, *report.plan.conflicts))))
     emit(args, _records_text(report), _records_json(report))
     return 0
 

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+
+import asyncpg
 
 from api.db.session import Session, Statement
 from api.domain.conditions import Conditions
 from api.domain.errors import BadUserInput
 from api.domain.pagination import Page, decode_cursor, encode_cursor, make_page, page_size
+from api.errors import DatabaseError
 from api.principal import Principal
 
 CURSOR_KIND = "audit"
-# Keys of write details that hold personal data (the columns behind policy.PERSONAL_FIELDS).
-PERSONAL_COLUMNS = frozenset({"national_id", "full_name", "phone", "birth_date"})
+# Keys of write details that hold personal data: column -> the field in policy.PERSONAL_FIELDS.
+PERSONAL_FIELD_OF = {"national_id": "nationalId", "full_name": "fullName", "phone": "phone",
+                     "birth_date": "birthDate"}
+PERSONAL_COLUMNS = frozenset(PERSONAL_FIELD_OF)
+# Restore predicates are stored as SQL text (national_id = '...'): their literals are values.
+_PREDICATE_KEYS = frozenset({"predicate", "where"})
+_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 
 _INSERT = """
 INSERT INTO audit_log (actor_sub, actor_role, actor_center_id, actor_district_id, action,
@@ -98,16 +108,74 @@ class AuditFilter:
 
 
 def redact(detail: dict[str, Any]) -> dict[str, Any]:
-    """The detail with personal values replaced, at any depth (the auditor's view)."""
+    """The detail with personal values replaced, at any depth (the auditor's view).
+
+    Predicate texts keep their shape but every literal becomes '***': which column a filter
+    named is the auditor's business, the national ID it named is not.
+    """
     out: dict[str, Any] = {}
     for key, value in detail.items():
         if key in PERSONAL_COLUMNS and value is not None:
             out[key] = "***"
+        elif key in _PREDICATE_KEYS and isinstance(value, str):
+            out[key] = _LITERAL.sub("'***'", value)
         elif isinstance(value, dict):
             out[key] = redact(value)
         else:
             out[key] = value
     return out
+
+
+def personal_fields(detail: Any) -> set[str]:
+    """Fields (policy names) whose values `detail` shows, at any depth, predicates included."""
+    found: set[str] = set()
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key in PERSONAL_COLUMNS and value is not None:
+                found.add(PERSONAL_FIELD_OF[key])
+            elif key in _PREDICATE_KEYS and isinstance(value, str):
+                found.update(f for c, f in PERSONAL_FIELD_OF.items() if c in value)
+            found |= personal_fields(value)
+    elif isinstance(detail, list):
+        for item in detail:
+            found |= personal_fields(item)
+    return found
+
+
+def diff_reads(table: str, diffs: Iterable[Any]) -> dict[int, set[str]]:
+    """Recipient id -> personal fields a restore's row diffs show (recipients rows only)."""
+    reads: dict[int, set[str]] = {}
+    if table != "recipients":
+        return reads
+    for diff in diffs:
+        key, columns = (diff["key"], diff["columns"]) if isinstance(diff, dict) \
+            else (diff.key, diff.columns)
+        shown = {PERSONAL_FIELD_OF[c] for c in columns if c in PERSONAL_FIELD_OF}
+        if shown and isinstance(key.get("id"), int):
+            reads.setdefault(key["id"], set()).update(shown)
+    return reads
+
+
+async def record_operator_read(database_url: str, actor: str, operation: str,
+                               reads: dict[int, set[str]]) -> None:
+    """Audit row values a command prints, before it prints them (a failure stops the output).
+
+    Operators connect as the database owner, outside the API's principal settings.
+    """
+    if not reads:
+        return
+    try:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "INSERT INTO audit_log (actor_sub, actor_role, action, operation, recipient_ids, "
+                "fields, detail) VALUES ($1, 'admin', 'read', $2, $3, $4, '{}'::jsonb)",
+                actor, operation, sorted(reads), sorted(set().union(*reads.values())))
+        finally:
+            await conn.close()
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise DatabaseError(f"could not audit the {len(reads)} people whose values would be "
+                            f"shown ({type(exc).__name__}: {exc}); nothing was printed") from exc
 
 
 async def access_log(session: Session, recipient_ids: list[int]) -> list[list[AccessEntry]]:

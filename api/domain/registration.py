@@ -85,6 +85,16 @@ async def register(session: Session, audit: AuditTrail,
                                      {"mutation": "registerRecipient", "changed": list(after),
                                       "before": None, "after": after})
     except asyncpg.UniqueViolationError:
+        # The answer confirms the holder exists: audited as a read of their national ID, in
+        # the request's closing audit entry (outside the rolled-back savepoint).
+        holder = await session.fetchval("SELECT vaxvault_national_id_holder($1)",
+                                        reg.national_id)
+        if holder is not None:
+            audit.note_read(holder, "nationalId")
+        if principal.role is Role.CENTER_STAFF:
+            return Duplicate("nationalId", reg.national_id,
+                             f"national ID {reg.national_id} cannot be registered; ask an "
+                             "administrator")
         return Duplicate("nationalId", reg.national_id,
                          f"national ID {reg.national_id} is registered already; search for it "
                          "with recipients(filter: {nationalId})")

@@ -6,14 +6,14 @@ and failures included), and thin: check, call one domain function, present.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import strawberry
 
 from api.domain import backup_admin, restore_admin, restore_jobs, restore_order
-from api.domain.audit import PERSONAL_COLUMNS
+from api.domain.audit import diff_reads
 from api.domain.errors import Refusal
 from api.schema.admin_types import (
     BackupBusy,
@@ -32,11 +32,6 @@ from api.schema.admin_types import (
 )
 from api.schema.guard import Info, check_root
 from backup.restore.predicate import render
-from backup.restore.records import RestorePlan as PlanRecord
-
-# Column of `recipients` -> the GraphQL field a sample diff reveals (for the read audit).
-_PERSONAL_FIELD = {"national_id": "nationalId", "full_name": "fullName", "phone": "phone",
-                   "birth_date": "birthDate"}
 
 
 @asynccontextmanager
@@ -89,14 +84,12 @@ async def start_backup(info: Info, kind: BackupKind) -> StartBackupResult | None
     return OperationFailed(message=outcome.message)
 
 
-def _note_personal_reads(info: Info, plan: PlanRecord) -> None:
-    """A recipients plan shows personal values in its diffs: note them as reads of those people."""
-    if plan.table != "recipients":
-        return
-    for diff in (*plan.sample, *plan.conflicts):
-        for column in diff.columns:
-            if column in PERSONAL_COLUMNS and isinstance(diff.key.get("id"), int):
-                info.context.audit.note_read(diff.key["id"], _PERSONAL_FIELD[column])
+def _note_personal_reads(info: Info, table: str, diffs: Iterable[Any]) -> None:
+    """Restore diffs of recipients show personal values: note them as reads of those people
+    (policy.PERSONAL_PATHS: planRestore.sample, restoreJob.conflicts)."""
+    for recipient_id, fields in diff_reads(table, diffs).items():
+        for field_name in fields:
+            info.context.audit.note_read(recipient_id, field_name)
 
 
 async def plan_restore(info: Info, input: RestoreInput) -> PlanRestoreResult | None:
@@ -118,7 +111,7 @@ async def plan_restore(info: Info, input: RestoreInput) -> PlanRestoreResult | N
         if isinstance(outcome, restore_admin.RestoreNotConfigured):
             return RestoreNotConfigured(message=outcome.message)
         entry.update(outcome="planned", counts=outcome.counts, snapshot=outcome.snapshot_id)
-        _note_personal_reads(info, outcome)
+        _note_personal_reads(info, outcome.table, (*outcome.sample, *outcome.conflicts))
         return RestorePlan.of(outcome)
 
 
@@ -148,4 +141,5 @@ async def restore_job(info: Info, id: strawberry.ID) -> RestoreJob | None:
     async with _audited(info, "restore", "restoreJob", job_id=str(id)) as entry:
         job = await restore_jobs.get(info.context.session, restore_jobs.parse_job_id(str(id)))
         entry["status"] = job.status
+        _note_personal_reads(info, job.table, (job.result or {}).get("conflicts") or [])
         return RestoreJob.of(job)

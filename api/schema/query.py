@@ -10,6 +10,7 @@ import strawberry
 from api.domain import audit, coverage, doses, recipients, reference
 from api.domain.coverage import Dimension
 from api.domain.recipients import parse_id
+from api.policy import PERSONAL_PATHS, RECIPIENT_LOOKUPS
 from api.schema import admin
 from api.schema.guard import Info, check_root, root_field
 from api.schema.inputs import (
@@ -54,8 +55,13 @@ class Query:
                          first: FirstArg = None,
                          after: str | None = None) -> Connection[Recipient] | None:
         await check_root(info, "recipients")
-        page = await recipients.search(info.context.session,
-                                       (filter or RecipientsFilter()).to_domain(), first, after)
+        wanted = (filter or RecipientsFilter()).to_domain()
+        page = await recipients.search(info.context.session, wanted, first, after)
+        for column, path in RECIPIENT_LOOKUPS.items():
+            if getattr(wanted, column) is not None:
+                for found in page.items:
+                    for field_name in PERSONAL_PATHS[path]:
+                        info.context.audit.note_read(found.id, field_name)
         role = info.context.principal.role
         return connection(page, lambda r: Recipient.of(r, role))
 

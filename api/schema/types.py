@@ -274,6 +274,11 @@ class AuditEntry:
     @policy_field("AuditEntry", "detail")
     def detail(self, info: Info) -> JSON | None:
         detail = reveal(info, "AuditEntry", "detail", self.record.detail, mask=audit.redact)
+        if detail is self.record.detail:
+            # Unredacted before/after values and predicates are reads of those people's data.
+            for field_name in audit.personal_fields(detail):
+                for recipient_id in self.record.recipient_ids:
+                    info.context.audit.note_read(recipient_id, field_name)
         return cast(JSON, detail)
 
 
