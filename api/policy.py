@@ -152,6 +152,12 @@ class Freeze:
                 "only counts are available")
 
 
+def resident_frozen(role: Role, residence: int | None, frozen_districts: frozenset[int]) -> bool:
+    """A district freeze binds its residents' data wherever it is read (admin and the
+    recipient themselves excepted), as well as the people who work there."""
+    return role not in FREEZE_EXEMPT and residence in frozen_districts
+
+
 def field_access(type_name: str, field: str, role: Role, frozen: bool = False) -> Access:
     """What `role` gets for `type_name.field`; a freeze withholds personal fields."""
     access = FIELDS.get((type_name, field), {}).get(role, Access.DENY)
@@ -173,6 +179,15 @@ def root_allowed(root: str, role: Role) -> bool:
 def freeze_blocks(root: str, role: Role) -> bool:
     """True when an active freeze closes `root` to `role`."""
     return role not in FREEZE_EXEMPT and root not in FREEZE_OPEN_ROOTS
+
+
+# The district a principal works in, as SQL over the request's parameters ($1 role, $3 center
+# claim, $4 district claim): a center's district comes from the database, so an extra
+# `district_id` claim on a center_staff token changes nothing; an officer's is their scope.
+HOME_DISTRICT_SQL = """CASE $1
+    WHEN 'center_staff' THEN (SELECT district_id FROM centers WHERE id = nullif($3, '')::int)
+    WHEN 'district_officer' THEN nullif($4, '')::int
+END"""
 
 
 def freeze_applies(principal: Principal, freeze_district: int | None,

@@ -17,7 +17,7 @@ import asyncpg
 
 from api.db.pool import ACQUIRE_TIMEOUT_S
 from api.errors import DatabaseError, DatabaseUnavailable
-from api.policy import Freeze, freeze_applies
+from api.policy import HOME_DISTRICT_SQL, Freeze, freeze_applies
 from api.principal import Principal
 
 # Failures that mean "the database is not there right now", as opposed to a bad statement:
@@ -26,14 +26,17 @@ _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError,
                 asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError)
 _UNAVAILABLE_MESSAGE = "the registry database is unavailable or busy; try again shortly"
 
-# Sets the principal (SET LOCAL semantics) and reads the freeze that covers it, in one round trip.
-_BEGIN_SQL = """
+# Sets the principal (SET LOCAL semantics) and reads the freezes that bind it, in one round
+# trip: the one covering its home district (policy.HOME_DISTRICT_SQL, from the database, never
+# from an extra claim), and every district frozen now (their residents' data is withheld).
+_BEGIN_SQL = f"""
 SELECT set_config('vaxvault.role', $1, true), set_config('vaxvault.sub', $2, true),
        set_config('vaxvault.center_id', $3, true), set_config('vaxvault.district_id', $4, true),
-       home.district_id AS home_district, f.district_id AS freeze_district, f.until, f.reason
-FROM (SELECT coalesce(nullif($4, '')::int,
-                      (SELECT district_id FROM centers WHERE id = nullif($3, '')::int))
-             AS district_id) home
+       home.district_id AS home_district, f.district_id AS freeze_district, f.until, f.reason,
+       (SELECT coalesce(array_agg(DISTINCT district_id), '{{}}') FROM privacy_freezes
+        WHERE lifted_at IS NULL AND until > now() AND district_id IS NOT NULL)
+           AS frozen_districts
+FROM (SELECT {HOME_DISTRICT_SQL} AS district_id) home
 LEFT JOIN LATERAL (
     SELECT district_id, until, reason FROM privacy_freezes
     WHERE lifted_at IS NULL AND until > now()
@@ -54,6 +57,7 @@ class RequestState:
 
     home_district_id: int | None
     freeze: Freeze | None
+    frozen_districts: frozenset[int] = frozenset()
 
 
 def _text(value: int | str | None) -> str:
@@ -82,7 +86,8 @@ class Session:
                                                        row["home_district"]):
             freeze = Freeze(district_id=row["freeze_district"], until=row["until"],
                             reason=row["reason"])
-        return RequestState(home_district_id=row["home_district"], freeze=freeze)
+        return RequestState(home_district_id=row["home_district"], freeze=freeze,
+                            frozen_districts=frozenset(row["frozen_districts"]))
 
     async def _connection(self) -> Any:
         if self._conn is None:

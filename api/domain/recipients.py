@@ -11,7 +11,7 @@ from api.domain.conditions import Conditions
 from api.domain.errors import BadUserInput, NotFound
 from api.domain.pagination import Page, decode_cursor, encode_cursor, make_page, page_size
 from api.domain.records import RECIPIENT_COLUMNS, RECIPIENT_FROM, Recipient
-from api.domain.scope import recipients_in_scope
+from api.domain.scope import recipients_in_scope, residents_not_frozen
 
 CURSOR_KIND = "recipient"
 
@@ -77,6 +77,8 @@ async def search(session: Session, filters: RecipientFilter, first: int | None,
           .add_if(filters.registered_to, "r.registered_at < {p}::date + 1"))
     if filters.name_prefix is not None:
         where.add("lower(r.full_name) LIKE {p}", _like_prefix(filters.name_prefix.strip()))
+    if any(v is not None for v in (filters.national_id, filters.phone, filters.name_prefix)):
+        residents_not_frozen(where, session.principal)
     if key is not None:
         if not isinstance(key[0], int):
             raise BadUserInput(f"after: {after!r} is not a recipient cursor")

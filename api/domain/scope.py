@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.domain.conditions import Conditions
-from api.policy import ROW_SCOPES, RowScope
+from api.policy import FREEZE_EXEMPT, ROW_SCOPES, RowScope
 from api.principal import Principal
 
 
@@ -36,3 +36,12 @@ def doses_in_scope(where: Conditions, principal: Principal, alias: str = "d") ->
         where.add(f"{alias}.recipient_id = {{p}}", principal.recipient_id)
     else:
         where.add("false")
+
+
+def residents_not_frozen(where: Conditions, principal: Principal, alias: str = "r") -> None:
+    """Leave out residents of frozen districts: for lookups by a personal value, whose match
+    alone would confirm the person (their fields are withheld anyway; policy.resident_frozen)."""
+    if principal.role in FREEZE_EXEMPT:
+        return
+    where.add(f"NOT EXISTS (SELECT 1 FROM privacy_freezes rf WHERE rf.lifted_at IS NULL "
+              f"AND rf.until > now() AND rf.district_id = {alias}.district_id)")

@@ -20,6 +20,7 @@ from api.policy import (
     describe_root,
     field_access,
     freeze_blocks,
+    resident_frozen,
     root_allowed,
 )
 from api.principal import Role
@@ -75,17 +76,25 @@ async def check_root(info: Info, root: str) -> None:
 
 
 def reveal(info: Info, type_name: str, field: str, value: T, recipient_id: int | None = None,
-           mask: Callable[[T], T] | None = None) -> T:
+           mask: Callable[[T], T] | None = None, residence: int | None = None) -> T:
     """`value` if the policy allows it (masked if it says so); Forbidden otherwise.
 
-    A personal field revealed about `recipient_id` is noted for this request's audit entry.
+    A personal field revealed about `recipient_id` is noted for this request's audit entry;
+    one about a resident of a frozen district (`residence`) is withheld.
     """
     ctx = info.context
     freeze = ctx.freeze
-    access = field_access(type_name, field, ctx.principal.role, frozen=freeze is not None)
+    state = ctx.session.known_state
+    resident = state is not None and resident_frozen(ctx.principal.role, residence,
+                                                     state.frozen_districts)
+    access = field_access(type_name, field, ctx.principal.role,
+                          frozen=freeze is not None or resident)
     if access is Access.DENY:
         if freeze is not None and field in PERSONAL_FIELDS:
             raise Forbidden(f"{type_name}.{field} is withheld: {freeze.describe()}")
+        if resident and field in PERSONAL_FIELDS:
+            raise Forbidden(f"{type_name}.{field} is withheld: a privacy freeze holds for "
+                            f"district {residence}, where this person lives")
         raise Forbidden(f"role {ctx.principal.role.value} may not see {type_name}.{field}")
     if recipient_id is not None and field in PERSONAL_FIELDS and value is not None:
         ctx.audit.note_read(recipient_id, field)

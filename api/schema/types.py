@@ -109,19 +109,22 @@ class Recipient:
     @policy_field("Recipient", "nationalId")
     def national_id(self, info: Info) -> str | None:
         return reveal(info, "Recipient", "nationalId", self.record.national_id, self.record.id,
-                      mask=mask_national_id)
+                      mask=mask_national_id, residence=self.record.district.id)
 
     @policy_field("Recipient", "fullName")
     def full_name(self, info: Info) -> str | None:
-        return reveal(info, "Recipient", "fullName", self.record.full_name, self.record.id)
+        return reveal(info, "Recipient", "fullName", self.record.full_name, self.record.id,
+                      residence=self.record.district.id)
 
     @policy_field("Recipient", "birthDate")
     def birth_date(self, info: Info) -> date | None:
-        return reveal(info, "Recipient", "birthDate", self.record.birth_date, self.record.id)
+        return reveal(info, "Recipient", "birthDate", self.record.birth_date, self.record.id,
+                      residence=self.record.district.id)
 
     @policy_field("Recipient", "phone")
     def phone(self, info: Info) -> str | None:
-        return reveal(info, "Recipient", "phone", self.record.phone, self.record.id)
+        return reveal(info, "Recipient", "phone", self.record.phone, self.record.id,
+                      residence=self.record.district.id)
 
     @policy_field("Recipient", "doses")
     async def doses(self, info: Info) -> list[Dose] | None:
