@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 
 from api.errors import AuthError, SettingsError
+from api.fields import is_id
 from api.principal import PUBLIC, Principal, Role
 from api.settings import Settings
 
@@ -68,12 +69,11 @@ def _int_claim(claims: dict[str, Any], name: str) -> int | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise AuthError(f"token claim {name} must be an integer id")
-    try:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**18:
+        return value
+    if isinstance(value, str) and is_id(value):
         return int(value)
-    except (TypeError, ValueError) as exc:
-        raise AuthError(f"token claim {name} must be an integer id") from exc
+    raise AuthError(f"token claim {name} must be an integer id (ASCII digits), not {value!r}")
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

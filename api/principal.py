@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from api.fields import is_id
+
 
 class Role(StrEnum):
     ADMIN = "admin"
@@ -25,7 +27,7 @@ class Principal:
     @property
     def recipient_id(self) -> int | None:
         """For role recipient, `sub` is the recipient's database id."""
-        if self.role is Role.RECIPIENT and self.sub is not None and self.sub.isdigit():
+        if self.role is Role.RECIPIENT and self.sub is not None and is_id(self.sub):
             return int(self.sub)
         return None
 

@@ -12,6 +12,7 @@ from api.domain.errors import BadUserInput, NotFound
 from api.domain.pagination import Page, decode_cursor, encode_cursor, make_page, page_size
 from api.domain.records import RECIPIENT_COLUMNS, RECIPIENT_FROM, Recipient
 from api.domain.scope import recipients_in_scope, residents_not_frozen
+from api.fields import is_id
 
 CURSOR_KIND = "recipient"
 
@@ -29,7 +30,7 @@ class RecipientFilter:
 
 def parse_id(value: str, what: str = "id") -> int:
     """A database id given as a GraphQL ID; BadUserInput when it is not one."""
-    if not value.isdigit() or len(value) > 18:
+    if not is_id(value):
         raise BadUserInput(f"{what}: {value!r} is not an id; ids are whole numbers like \"42\"")
     return int(value)
 

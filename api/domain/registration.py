@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import date
 
@@ -13,10 +12,9 @@ from api.domain import recipients
 from api.domain.audit import AuditTrail
 from api.domain.outcome import Duplicate, Invalid
 from api.domain.records import Recipient
+from api.fields import valid
 from api.principal import Role
 
-NATIONAL_ID = re.compile(r"^([0-9]{10}|[0-9]{13}|[0-9]{17})$")
-PHONE = re.compile(r"^\+8801[3-9][0-9]{8}$")
 SEXES = ("female", "male", "other")
 
 
@@ -32,7 +30,7 @@ class Registration:
 
 
 def _check(reg: Registration, today: date) -> Invalid | None:
-    if not NATIONAL_ID.match(reg.national_id):
+    if not valid("recipients", "national_id", reg.national_id):
         return Invalid("nationalId", f"{reg.national_id!r} is not a national ID; give 10, 13 or "
                                      "17 digits")
     if not 1 <= len(reg.full_name.strip()) <= 200:
@@ -42,7 +40,7 @@ def _check(reg: Registration, today: date) -> Invalid | None:
                                     f"(1900-01-01 to {today})")
     if reg.sex not in SEXES:
         return Invalid("sex", f"{reg.sex!r} is not one of {', '.join(SEXES)}")
-    if reg.phone is not None and not PHONE.match(reg.phone):
+    if reg.phone is not None and not valid("recipients", "phone", reg.phone):
         return Invalid("phone", f"{reg.phone!r} is not a Bangladeshi mobile number like "
                                 "+8801712345678")
     return None

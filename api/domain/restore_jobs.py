@@ -22,6 +22,7 @@ from api.db.session import Session
 from api.domain.errors import BadUserInput, NotFound
 from api.domain.restore_admin import Source, explain, in_thread
 from api.errors import VaxvaultError
+from api.fields import is_id
 from backup.errors import BackupError
 from backup.restore.predicate import render
 from backup.restore.records import RestoreReport, RestoreRequest, restore_records
@@ -85,7 +86,7 @@ def _record(row: asyncpg.Record) -> RestoreJob:
 
 
 def parse_job_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not is_id(value):
         raise BadUserInput(f"id: {value!r} is not a restore job id (a whole number)")
     return int(value)
 
