@@ -14,7 +14,14 @@ import asyncpg
 from api.db.session import Session, Statement
 from api.domain.conditions import Conditions
 from api.domain.errors import BadUserInput
-from api.domain.pagination import Page, decode_cursor, encode_cursor, make_page, page_size
+from api.domain.pagination import (
+    MAX_FIRST,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    make_page,
+    page_size,
+)
 from api.errors import DatabaseError
 from api.principal import Principal
 
@@ -79,6 +86,7 @@ class AccessEntry:
     center_id: int | None
     district_id: int | None
     fields: list[str]
+    cursor: str = ""             # pass as `after` for the entries older than this one
 
 
 @dataclass(frozen=True)
@@ -178,21 +186,47 @@ async def record_operator_read(database_url: str, actor: str, operation: str,
                             f"shown ({type(exc).__name__}: {exc}); nothing was printed") from exc
 
 
-async def access_log(session: Session, recipient_ids: list[int]) -> list[list[AccessEntry]]:
-    """Per recipient, who touched their data, newest first: the DataLoader batch."""
-    rows = await session.fetch(
-        "SELECT at, action, actor_role, actor_center_id, actor_district_id, fields, "
-        "recipient_ids FROM audit_log WHERE recipient_ids && $1::bigint[] "
-        "ORDER BY id DESC LIMIT 1000", list(set(recipient_ids)))
-    wanted = set(recipient_ids)
-    grouped: dict[int, list[AccessEntry]] = {}
-    for row in rows:
-        entry = AccessEntry(at=row["at"], action=row["action"], role=row["actor_role"],
-                            center_id=row["actor_center_id"],
-                            district_id=row["actor_district_id"], fields=list(row["fields"]))
-        for rid in wanted.intersection(row["recipient_ids"]):
-            grouped.setdefault(rid, []).append(entry)
-    return [grouped.get(rid, []) for rid in recipient_ids]
+ACCESS_CURSOR_KIND = "access"
+
+
+@dataclass(frozen=True)
+class AccessPage:
+    """Which page of one recipient's access log: `first` entries older than cursor `after`."""
+
+    recipient_id: int
+    first: int | None = None
+    after: str | None = None
+
+
+async def access_log(session: Session, pages: list[AccessPage]) -> list[list[AccessEntry]]:
+    """Per recipient, who touched their data, newest first, one page each: the DataLoader
+    batch. Each recipient gets their own LIMIT, so a busy neighbour in the batch cannot push
+    anyone's entries out, and `after` reaches every entry however many there are."""
+    results: dict[AccessPage, list[AccessEntry]] = {}
+    by_window: dict[tuple[int, int | None], list[AccessPage]] = {}
+    for page in set(pages):
+        size = page_size(page.first if page.first is not None else MAX_FIRST)
+        key = decode_cursor(ACCESS_CURSOR_KIND, page.after, 1)
+        if key is not None and not isinstance(key[0], int):
+            raise BadUserInput(f"after: {page.after!r} is not an access-log cursor")
+        by_window.setdefault((size, key[0] if key else None), []).append(page)
+    for (size, before), group in by_window.items():
+        rows = await session.fetch(
+            "SELECT x.rid, a.id, a.at, a.action, a.actor_role, a.actor_center_id, "
+            "a.actor_district_id, a.fields FROM unnest($1::bigint[]) AS x(rid) "
+            "CROSS JOIN LATERAL (SELECT * FROM audit_log WHERE recipient_ids @> ARRAY[x.rid] "
+            "AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3) a "
+            "ORDER BY x.rid, a.id DESC", [p.recipient_id for p in group], before, size)
+        grouped: dict[int, list[AccessEntry]] = {}
+        for row in rows:
+            grouped.setdefault(row["rid"], []).append(AccessEntry(
+                at=row["at"], action=row["action"], role=row["actor_role"],
+                center_id=row["actor_center_id"], district_id=row["actor_district_id"],
+                fields=list(row["fields"]),
+                cursor=encode_cursor(ACCESS_CURSOR_KIND, [row["id"]])))
+        for page in group:
+            results[page] = grouped.get(page.recipient_id, [])
+    return [results[page] for page in pages]
 
 
 async def search(session: Session, filters: AuditFilter, first: int | None,

@@ -10,7 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from api.db.session import Session
 from api.domain import audit, doses, recipients
-from api.domain.audit import AccessEntry, AuditTrail
+from api.domain.audit import AccessEntry, AccessPage, AuditTrail
 from api.domain.coverage import CoverageCache
 from api.domain.records import Dose, Recipient
 from api.policy import Freeze
@@ -27,7 +27,7 @@ class Loaders:
 
     recipient: DataLoader[int, Recipient | None]
     doses: DataLoader[int, list[Dose]]
-    access_log: DataLoader[int, list[AccessEntry]]
+    access_log: DataLoader[AccessPage, list[AccessEntry]]
 
     @classmethod
     def for_session(cls, session: Session) -> Loaders:
@@ -37,8 +37,8 @@ class Loaders:
         async def load_doses(ids: list[int]) -> list[list[Dose]]:
             return await doses.of_recipients(session, ids)
 
-        async def load_access_log(ids: list[int]) -> list[list[AccessEntry]]:
-            return await audit.access_log(session, ids)
+        async def load_access_log(pages: list[AccessPage]) -> list[list[AccessEntry]]:
+            return await audit.access_log(session, pages)
 
         return cls(recipient=DataLoader(load_fn=load_recipients),
                    doses=DataLoader(load_fn=load_doses),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Generic, TypeVar, cast
+from typing import Annotated, Generic, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -91,6 +91,16 @@ class AccessEntry:
     def fields(self) -> list[str]:
         return self.record.fields
 
+    @strawberry.field(description="Pass as `after` to list the entries older than this one.")
+    def cursor(self) -> str:
+        return self.record.cursor
+
+
+AccessFirst = Annotated[int | None, strawberry.argument(
+    description="How many entries, newest first (default and at most 100).")]
+AccessAfter = Annotated[str | None, strawberry.argument(
+    description="An entry's cursor: list the entries older than it.")]
+
 
 @strawberry.type
 class Recipient:
@@ -134,9 +144,11 @@ class Recipient:
         return [Dose.of(d, role) for d in found]
 
     @policy_field("Recipient", "accessLog")
-    async def access_log(self, info: Info) -> list[AccessEntry] | None:
+    async def access_log(self, info: Info, first: AccessFirst = None,
+                         after: AccessAfter = None) -> list[AccessEntry] | None:
         reveal(info, "Recipient", "accessLog", None)
-        entries = await info.context.loaders.access_log.load(self.record.id)
+        entries = await info.context.loaders.access_log.load(
+            audit.AccessPage(self.record.id, first, after))
         return [AccessEntry(record=e) for e in entries]
 
 
@@ -343,11 +355,13 @@ class Me:
         return Recipient.of(found, info.context.principal.role) if found is not None else None
 
     @policy_field("Me", "accessLog")
-    async def access_log(self, info: Info) -> list[AccessEntry] | None:
+    async def access_log(self, info: Info, first: AccessFirst = None,
+                         after: AccessAfter = None) -> list[AccessEntry] | None:
         reveal(info, "Me", "accessLog", None)
         recipient_id = info.context.principal.recipient_id
         assert recipient_id is not None
-        entries = await info.context.loaders.access_log.load(recipient_id)
+        entries = await info.context.loaders.access_log.load(
+            audit.AccessPage(recipient_id, first, after))
         return [AccessEntry(record=e) for e in entries]
 
 
