@@ -30,6 +30,7 @@ from api.schema.context import Context
 from api.schema.count_cache import CountCache
 from api.schema.lifecycle import OPERATION_KEY
 from api.settings import Settings
+from api.trusted_documents import Manifest, TrustedDocuments
 
 PRINCIPAL_KEY = "vaxvault.principal"
 REQUEST_ID_KEY = "vaxvault.request_id"
@@ -221,8 +222,9 @@ def create_app(settings: Settings) -> ASGIApp:
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    graphql = _LimitBody(_Authenticate(_GraphQL(settings, state), TokenVerifier(settings)),
-                         MAX_BODY_BYTES)
+    trusted = TrustedDocuments(_GraphQL(settings, state), Manifest.from_settings(settings),
+                               settings.production, lambda scope: scope[PRINCIPAL_KEY].role)
+    graphql = _LimitBody(_Authenticate(trusted, TokenVerifier(settings)), MAX_BODY_BYTES)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),

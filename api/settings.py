@@ -38,6 +38,8 @@ class Settings:
     pool_max_size: int = 10
     # Counts-only roles never see a coverage cell of 1..min_cell-1 recipients (README).
     min_cell: int = 10
+    # Manifest of sha256 -> document: when set, only these run for every role but admin.
+    trusted_documents: Path | None = None
 
     @property
     def production(self) -> bool:
@@ -140,6 +142,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         pool_max_size=_positive_int("VAXVAULT_POOL_SIZE", env.get("VAXVAULT_POOL_SIZE"), 10),
         min_cell=_positive_int("VAXVAULT_MIN_CELL", env.get("VAXVAULT_MIN_CELL"), 10),
+        trusted_documents=Path(env["VAXVAULT_TRUSTED_DOCUMENTS"])
+        if env.get("VAXVAULT_TRUSTED_DOCUMENTS") else None,
     )
     if settings.production:
         if not (settings.jwt_secret or settings.jwt_public_key or settings.jwt_jwks_url):
