@@ -87,7 +87,10 @@ class Query:
     @root_field("coverage", "Counts of doses and distinct recipients, grouped; scoped by role "
                             "(district officers: their district; center staff: their center; "
                             "the public: national and per-district totals). Counts may be up "
-                            "to 5 seconds old.")
+                            "to 5 seconds old. Counts-only roles (public, district officers, "
+                            "auditors, anyone under a freeze) may ask DISTRICT plus one of "
+                            "CENTER, VACCINE, DOSE_NUMBER or one calendar month, and small "
+                            "cells come back suppressed (see README, disclosure control).")
     async def coverage(self, info: Info, group_by: list[Dimension] | None = None,
                        filter: CoverageFilterInput | None = None) -> list[CoverageRow] | None:
         await check_root(info, "coverage")
