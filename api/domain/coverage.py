@@ -13,7 +13,7 @@ from api.domain.disclosure import Counts
 from api.domain.doses import check_dose_number
 from api.domain.errors import BadUserInput, Forbidden
 from api.domain.records import Center, District, Vaccine
-from api.domain.release import Release
+from api.domain.release import Release, ReleaseKeeper
 from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope, counts_only
 from api.principal import Role
 from api.ttl_cache import TtlCache
@@ -67,14 +67,18 @@ LIMIT $12
 MAX_ROWS = 10_000
 
 
-class CoverageCache(TtlCache[Hashable, "list[CoverageRow] | Release"]):
+class CoverageCache(TtlCache[Hashable, list["CoverageRow"]]):
     """Recent coverage answers per (scope, grouping, filter), kept `ttl_s` seconds.
 
     Coverage aggregates every dose in scope (hundreds of ms on a national registry) and
     dashboards ask the same few questions constantly; counts a few seconds old are fine
     there. The key carries the principal's role and scope claims, so no answer crosses scopes.
-    The protected national release (for counts-only roles) is kept under the key ("release", k).
+    The protected national release (for counts-only roles) is kept by `release`.
     """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024) -> None:
+        super().__init__(ttl_s, max_entries)
+        self.release = ReleaseKeeper()
 
 
 async def counts(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
@@ -93,13 +97,15 @@ async def counts(session: Session, group_by: Sequence[Dimension], filters: Cover
            tuple(sorted(set(group_by))), filters)
     if cache is None:
         return await _counts(session, group_by, filters)
-    found = await cache.get_or_compute(key, lambda: _counts(session, group_by, filters))
-    assert isinstance(found, list)
-    return found
+    return await cache.get_or_compute(key, lambda: _counts(session, group_by, filters))
 
 
 async def _release(session: Session, min_cell: int) -> Release:
+    limit = await session.fetchval("SELECT current_setting('statement_timeout')")
+    await session.execute("SELECT set_config('statement_timeout', $1, true)",
+                          str(release.RELEASE_TIMEOUT_MS))
     rows = await session.fetch(release.RELEASE_SQL)
+    await session.execute("SELECT set_config('statement_timeout', $1, true)", limit)
     cells = {(r["breakdown"], r["district_id"], r["value"]): Counts(r["doses"], r["recipients"])
              for r in rows}
     return Release.protected(
@@ -136,10 +142,7 @@ async def _released(session: Session, group_by: Sequence[Dimension], filters: Co
     if cache is None:
         protected = await _release(session, min_cell)
     else:
-        found = await cache.get_or_compute(("release", min_cell),
-                                           lambda: _release(session, min_cell))
-        assert isinstance(found, Release)
-        protected = found
+        protected = await cache.release.get(lambda: _release(session, min_cell), min_cell)
     rows = []
     for cell in release.answer(protected, question):
         grouped = cell.breakdown if question.grouped else None

@@ -62,7 +62,7 @@ def relations(cells: Iterable[CellKey]) -> list[Relation]:
             rows.setdefault((breakdown, district), []).append(key)
             if breakdown not in NESTED:
                 columns.setdefault((breakdown, value), []).append(key)
-    out = [Relation(tuple(districts), GRAND_TOTAL)]
+    out = [Relation(tuple(districts), GRAND_TOTAL)] if districts else []
     out += [Relation(tuple(parts), (None, district, None))
             for (_, district), parts in rows.items()]
     out += [Relation(tuple(parts), (breakdown, None, value))

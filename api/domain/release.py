@@ -9,8 +9,10 @@ isolate a suppressed cell.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -20,6 +22,9 @@ from api.domain.errors import Forbidden
 from api.domain.records import Center, District, Vaccine
 
 RELEASE_SQL = "SELECT breakdown, district_id, value, doses, recipients FROM vaxvault_coverage_release()"
+# The national pass is one scan with nine groupings (about 6x coverage by district); it may
+# take longer than the per-statement limit that guards request statements.
+RELEASE_TIMEOUT_MS = 120_000
 
 
 @dataclass(frozen=True)
@@ -101,3 +106,42 @@ def answer(release: Release, q: Question) -> list[Cell]:
     return [Cell(district_id=key[1] if q.by_district else None, breakdown=key[0], value=key[2],
                  counts=None if key in release.suppressed else release.cells[key])
             for key in sorted(wanted, key=lambda k: (k[1] or 0, k[2] or ""))]
+
+
+class ReleaseKeeper:
+    """The process's current release, refreshed every `ttl_s` seconds without making readers
+    wait: while one request recomputes it, others get the previous release (a counts-only
+    dashboard is fine a minute behind; the national pass takes seconds). Only the very first
+    computation is waited for, by everyone, once (single flight)."""
+
+    def __init__(self, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._value: Release | None = None
+        self._at = 0.0
+        self._pending: asyncio.Future[Release] | None = None
+
+    async def get(self, compute: Callable[[], Awaitable[Release]], min_cell: int) -> Release:
+        value = self._value if self._value is not None and self._value.min_cell == min_cell \
+            else None
+        if value is not None and self.clock() - self._at < self.ttl_s:
+            return value
+        if self._pending is not None:
+            if value is not None:
+                return value
+            return await asyncio.shield(self._pending)
+        self._pending = asyncio.get_running_loop().create_future()
+        try:
+            fresh = await compute()
+        except BaseException as exc:
+            pending, self._pending = self._pending, None
+            if isinstance(exc, Exception):
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: waiters re-raise it
+            else:
+                pending.cancel()
+            raise
+        self._value, self._at = fresh, self.clock()
+        pending, self._pending = self._pending, None
+        pending.set_result(fresh)
+        return fresh
