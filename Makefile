@@ -27,6 +27,7 @@ schema: $(STAMP)
 	$(BIN)/vaxvault schema export --output schema.graphql
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -7,11 +7,12 @@ the unit was read back from that stage and matched its SHA-256.
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from backup.errors import ChecksumMismatch, FormatError, StorageError
-from backup.storage import codec, keys
+from backup.storage import keys
 from backup.storage.file import FileRepository
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, load
 from backup.storage.repository import Repository, open_repository
@@ -91,11 +92,20 @@ def remove_orphans(repo: Repository) -> int:
     return removed
 
 
+def _stored_sha256(target: Repository, key: str) -> str:
+    """SHA-256 of the object as the target returns it, read in pieces: memory stays flat
+    however large the object (the digest it is compared with was taken once, at the cut)."""
+    digest = hashlib.sha256()
+    for piece in target.stream(key):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
 def _verified_copy(source: FileRepository, target: Repository, key: str, sha256: str) -> int:
     for _attempt in range(2):
         if target.head(key) is None:
             target.put_file(key, source.root / key)
-        if codec.sha256(target.get(key)) == sha256:
+        if _stored_sha256(target, key) == sha256:
             return 1
         target.delete(key)
     raise ChecksumMismatch(f"{target.url}/{key} does not match its SHA-256 after upload twice; "

@@ -84,6 +84,18 @@ def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
     }
 
 
+def _growth_picture(results: dict[str, Any], results_path: Path) -> str | None:
+    """Draw the cost-growth PNG beside the results file; its path relative to the repository,
+    or None when matplotlib (the `bench` extra) is missing or one size shows no growth."""
+    try:
+        from bench.charts import draw_growth
+    except ImportError:
+        say("no growth picture: install the bench extra (pip install -e '.[bench]')")
+        return None
+    drawn = draw_growth(results, results_path.with_suffix(".growth.png"))
+    return str(drawn.relative_to(report.ROOT)) if drawn else None
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.render:
@@ -93,7 +105,8 @@ def main(argv: list[str]) -> int:
         except (OSError, ValueError) as exc:
             print(f"bench: cannot read results {args.render!r}: {exc}", file=sys.stderr)
             return 1
-        report.BENCHMARKS.write_text(report.render(results, str(path.relative_to(report.ROOT))))
+        report.BENCHMARKS.write_text(report.render(results, str(path.relative_to(report.ROOT)),
+                                                   _growth_picture(results, path)))
         say(f"wrote {report.BENCHMARKS} from {path}")
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
@@ -119,7 +132,7 @@ def main(argv: list[str]) -> int:
     name = f"{started[:10]}-{machine.short_name()}{'-quick' if args.quick else ''}"
     # Quick runs are for development: their results stay in the git-ignored cache.
     path = report.write_results(results, name, CACHE / "results" if args.quick else report.RESULTS)
-    markdown = report.render(results, str(path.relative_to(report.ROOT)))
+    markdown = report.render(results, str(path.relative_to(report.ROOT)), _growth_picture(results, path))
     if args.quick:
         print(markdown)
     else:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
-from api.app import create_app
 from api.settings import Settings
 
 
@@ -24,6 +21,12 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    # Imported here, not at the top: every other command (backup run, restore...) would pay
+    # for loading the GraphQL app and uvicorn on each start (seconds on a busy machine).
+    import uvicorn
+
+    from api.app import create_app
+
     settings.require_database_url()
     common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
               "proxy_headers": True}

@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate
 
 import asyncpg
 
@@ -92,9 +93,13 @@ class _Generator:
     def rows(self, total: int) -> Iterator[tuple[tuple, list[tuple]]]:
         """Yield (recipient row, its dose rows) for recipients 1..total."""
         rng = self.rng
+        # Cumulative weights once, not per call: choices() draws exactly as with `weights`
+        # (same random() calls, same bisect), so the rows stay byte for byte the same.
+        district_cum = list(accumulate(self.district_weights))
+        vaccine_cum = list(accumulate(self.vaccine_weights))
         dose_id = 0
         for index in range(1, total + 1):
-            district_id = rng.choices(self.district_ids, self.district_weights)[0]
+            district_id = rng.choices(self.district_ids, cum_weights=district_cum)[0]
             center_id = rng.choice(self.centers_by_district[district_id])
             female = rng.random() < 0.49
             given = rng.choice(FEMALE_GIVEN if female else MALE_GIVEN)
@@ -113,7 +118,7 @@ class _Generator:
                          "female" if female else "male", phone, district_id, center_id,
                          registered, registered)
             doses = []
-            code = rng.choices(self.vaccine_codes, self.vaccine_weights)[0]
+            code = rng.choices(self.vaccine_codes, cum_weights=vaccine_cum)[0]
             vaccine = self.vaccines[code]
             series = vaccine["doses_required"]
             day: date | None = first_day

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from backup.capture.catalog import TableDef, describe_tables
+from backup.capture.catalog import TableDef, describe_tables, quote_ident
 from backup.errors import CaptureError
 
 SCHEMA = "vaxvault_backup"
@@ -61,42 +61,9 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
 );
 INSERT INTO {SCHEMA}.state (watermark) VALUES (pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
 
--- SECURITY DEFINER: writers (the API role) may not touch the change log directly.
--- Statement-level with transition tables: a bulk write (a restore, a migration, an incident)
--- is captured by one INSERT ... SELECT instead of one trigger call per row. TG_ARGV holds the
--- primary-key columns.
-CREATE OR REPLACE FUNCTION {SCHEMA}.capture_rows() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    key_args text;
-    on_keys text;
-    first_key text := quote_ident(TG_ARGV[0]);
-    target text := '{SCHEMA}.changes (table_name, op, key, old, new)';
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT string_agg(format('%L, n.%I', c, c), ', ') INTO key_args FROM unnest(TG_ARGV) c;
-        EXECUTE format('INSERT INTO %s SELECT %L, ''I'', jsonb_build_object(%s), NULL, to_jsonb(n) '
-                       'FROM new_rows n', target, TG_TABLE_NAME, key_args);
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT string_agg(format('%L, o.%I', c, c), ', ') INTO key_args FROM unnest(TG_ARGV) c;
-        EXECUTE format('INSERT INTO %s SELECT %L, ''D'', jsonb_build_object(%s), to_jsonb(o), NULL '
-                       'FROM old_rows o', target, TG_TABLE_NAME, key_args);
-    ELSE
-        -- Rows are paired by key; an UPDATE that changes a key reads as a delete and an insert.
-        SELECT string_agg(format('%L, coalesce(n.%I, o.%I)', c, c, c), ', '),
-               string_agg(format('o.%I = n.%I', c, c), ' AND ')
-          INTO key_args, on_keys FROM unnest(TG_ARGV) c;
-        EXECUTE format(
-            'INSERT INTO %1$s SELECT %2$L, '
-            'CASE WHEN o.%3$s IS NULL THEN ''I'' WHEN n.%3$s IS NULL THEN ''D'' ELSE ''U'' END, '
-            'jsonb_build_object(%4$s), '
-            'CASE WHEN o.%3$s IS NULL THEN NULL ELSE to_jsonb(o) END, '
-            'CASE WHEN n.%3$s IS NULL THEN NULL ELSE to_jsonb(n) END '
-            'FROM old_rows o FULL JOIN new_rows n ON %5$s',
-            target, TG_TABLE_NAME, first_key, key_args, on_keys);
-    END IF;
-    RETURN NULL;
-END $$;
+-- The generic function of earlier versions (dynamic SQL planned on every call); the per-table
+-- functions below replace it.
+DROP FUNCTION IF EXISTS {SCHEMA}.capture_rows() CASCADE;
 DROP FUNCTION IF EXISTS {SCHEMA}.capture_row() CASCADE;
 
 CREATE OR REPLACE FUNCTION {SCHEMA}.capture_truncate() RETURNS trigger
@@ -106,6 +73,57 @@ BEGIN
     RETURN NULL;
 END $$;
 REVOKE ALL ON ALL TABLES IN SCHEMA {SCHEMA} FROM PUBLIC;
+"""
+
+
+def capture_function(table: TableDef) -> str:
+    """The name of `table`'s capture function in SCHEMA (quoted)."""
+    return quote_ident(f"capture__{table.name}")
+
+
+def capture_function_sql(table: TableDef) -> str:
+    """CREATE OR REPLACE of `table`'s capture function: static statements for its own columns.
+
+    Static SQL is planned once per session and reused; the generic function of earlier versions
+    built its statement with format() and EXECUTE on every call, which cost more than the
+    captured INSERT itself (bench/writes.py). Statement-level with transition tables: a bulk
+    write (a restore, a migration, an incident) is captured by one INSERT ... SELECT instead of
+    one trigger call per row. SECURITY DEFINER: writers (the API role) may not touch the change
+    log directly; the pinned search_path keeps a caller's schemas out of the definer's queries.
+    """
+    name = _literal(table.name)
+    pk = table.primary_key
+
+    def key(alias: str) -> str:
+        return "jsonb_build_object(" + ", ".join(
+            f"{_literal(c)}, {alias}.{quote_ident(c)}" for c in pk) + ")"
+
+    first = quote_ident(pk[0])
+    update_key = "jsonb_build_object(" + ", ".join(
+        f"{_literal(c)}, coalesce(n.{quote_ident(c)}, o.{quote_ident(c)})" for c in pk) + ")"
+    on_keys = " AND ".join(f"o.{quote_ident(c)} = n.{quote_ident(c)}" for c in pk)
+    target = f"{SCHEMA}.changes (table_name, op, key, old, new)"
+    return f"""
+CREATE OR REPLACE FUNCTION {SCHEMA}.{capture_function(table)}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {target}
+        SELECT {name}, 'I', {key("n")}, NULL, to_jsonb(n) FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO {target}
+        SELECT {name}, 'D', {key("o")}, to_jsonb(o), NULL FROM old_rows o;
+    ELSE
+        -- Rows are paired by key; an UPDATE that changes a key reads as a delete and an insert.
+        INSERT INTO {target}
+        SELECT {name}, CASE WHEN o.{first} IS NULL THEN 'I' WHEN n.{first} IS NULL THEN 'D' ELSE 'U' END,
+               {update_key},
+               CASE WHEN o.{first} IS NULL THEN NULL ELSE to_jsonb(o) END,
+               CASE WHEN n.{first} IS NULL THEN NULL ELSE to_jsonb(n) END
+        FROM old_rows o FULL JOIN new_rows n ON {on_keys};
+    END IF;
+    RETURN NULL;
+END $$;
 """
 
 
@@ -130,12 +148,12 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
         async with conn.transaction():
             await conn.execute(_SETUP)
             for table in chosen:
-                args = ", ".join(_literal(c) for c in table.primary_key)
+                await conn.execute(capture_function_sql(table))
                 for event, transition in _TRIGGER_EVENTS:
                     await conn.execute(
                         f"CREATE OR REPLACE TRIGGER {TRIGGER}_{event.lower()} AFTER {event} "
                         f"ON {table.qualified} REFERENCING {transition} FOR EACH STATEMENT "
-                        f"EXECUTE FUNCTION {SCHEMA}.capture_rows({args})")
+                        f"EXECUTE FUNCTION {SCHEMA}.{capture_function(table)}()")
                 await conn.execute(
                     f"CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE "
                     f"ON {table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.capture_truncate()")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from backup.errors import FormatError
@@ -20,18 +21,22 @@ def encode_changes(changes: Iterable[Change]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def decode_changes(data: bytes, what: str) -> list[Change]:
-    """Parse a segment payload; raise FormatError naming the first bad line."""
-    changes = []
-    for number, line in enumerate(data.splitlines(), start=1):
+def iter_changes(data: bytes, what: str) -> Iterator[Change]:
+    """Parse a segment payload one line at a time (memory: one change, not the segment);
+    raise FormatError naming the first bad line."""
+    for number, line in enumerate(io.BytesIO(data), start=1):
         if not line.strip():
             continue
         try:
             raw = json.loads(line)
-            changes.append(Change(
+            yield Change(
                 position=int(raw["position"]), txid=int(raw["txid"]),
                 committed_at=datetime.fromisoformat(raw["committed_at"]), table=raw["table"],
-                op=Op(raw["op"]), key=raw["key"], old=raw["old"], new=raw["new"]))
+                op=Op(raw["op"]), key=raw["key"], old=raw["old"], new=raw["new"])
         except (ValueError, KeyError, TypeError) as exc:
             raise FormatError(f"{what} line {number} is not a change record: {exc}") from exc
-    return changes
+
+
+def decode_changes(data: bytes, what: str) -> list[Change]:
+    """Parse a segment payload; raise FormatError naming the first bad line."""
+    return list(iter_changes(data, what))

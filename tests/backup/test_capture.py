@@ -102,3 +102,30 @@ async def test_bulk_statements_and_key_changes_are_recorded_row_by_row(
             (b"D", '{"id": 1}'), (b"I", f'{{"id": {top + 1}}}')]
     finally:
         await conn.close()
+
+
+async def test_a_composite_key_and_names_that_need_quoting_are_captured(database_url: str) -> None:
+    """The per-table capture functions are generated SQL: odd names must be quoted everywhere,
+    and every key column must pair old and new rows of an UPDATE."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute('CREATE TABLE "Odd ""Lots""" ("site id" int, "lot" text, "qty" int, '
+                           'PRIMARY KEY ("site id", "lot"))')
+        await install(conn, ('Odd "Lots"',))
+        await install(conn, ('Odd "Lots"',))  # refreshing replaces the function in place
+        await conn.execute('INSERT INTO "Odd ""Lots""" VALUES (1, \'a\', 5), (1, \'b\', 6)')
+        await conn.execute('UPDATE "Odd ""Lots""" SET "qty" = 7 WHERE "lot" = \'a\'')
+        await conn.execute('UPDATE "Odd ""Lots""" SET "lot" = \'c\' WHERE "lot" = \'b\'')
+        await conn.execute('DELETE FROM "Odd ""Lots""" WHERE "lot" = \'a\'')
+        rows = await conn.fetch(f"SELECT table_name, op, key::text, new ->> 'qty' AS qty "
+                                f"FROM {SCHEMA}.changes ORDER BY position")
+        seen = [(r["table_name"], r["op"], r["key"], r["qty"]) for r in rows]
+        assert sorted(seen[:2]) == [('Odd "Lots"', b"I", '{"lot": "a", "site id": 1}', "5"),
+                                    ('Odd "Lots"', b"I", '{"lot": "b", "site id": 1}', "6")]
+        assert seen[2] == ('Odd "Lots"', b"U", '{"lot": "a", "site id": 1}', "7")
+        # One statement moved a key: a delete and an insert, in whatever order the join gave.
+        assert sorted(seen[3:5]) == [('Odd "Lots"', b"D", '{"lot": "b", "site id": 1}', None),
+                                     ('Odd "Lots"', b"I", '{"lot": "c", "site id": 1}', "6")]
+        assert seen[5:] == [('Odd "Lots"', b"D", '{"lot": "a", "site id": 1}', None)]
+    finally:
+        await conn.close()

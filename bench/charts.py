@@ -1,0 +1,61 @@
+"""Pictures of how cost grows with the registry: seconds against recipients, log-log, each of
+our figures next to its peer. Drawn from the results JSON alone, like the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# A file backend: the bench runs headless, on servers without a display.
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+# (section of the results, tool name as recorded, label in the picture); peers dashed.
+SERIES = {
+    "snapshot": [("vaxvault backup run --full", "vaxvault full snapshot", False),
+                 ("pg_dump | zstd -3", "pg_dump | zstd -3", True),
+                 ("pg_dump -Fc", "pg_dump -Fc", True)],
+    "restore": [("backup run --incremental (ships the damage)", "incremental run (the damage)", False),
+                ("vaxvault restore records --dry-run", "restore records --dry-run", False),
+                ("vaxvault restore records", "restore records", False),
+                ("pg_restore (full dump, scratch DB)", "pg_restore of a full dump", True)],
+}
+TITLES = {"snapshot": "Full snapshot", "restore": "Lost-record restore"}
+
+
+def _points(results: dict[str, Any], section: str, tool: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for size in results["sizes"]:
+        for row in size.get(section, []):
+            if row.get("tool") == tool and row.get("seconds"):
+                xs.append(size["recipients"])
+                ys.append(row["seconds"])
+    return xs, ys
+
+
+def draw_growth(results: dict[str, Any], path: Path) -> Path | None:
+    """Write one PNG with a panel per section; None when fewer than two sizes were measured
+    (a single point shows no growth)."""
+    if len({size["recipients"] for size in results["sizes"]}) < 2:
+        return None
+    figure, axes = plt.subplots(1, len(SERIES), figsize=(11, 4.2))
+    for ax, (section, series) in zip(axes, SERIES.items(), strict=True):
+        for tool, label, peer in series:
+            xs, ys = _points(results, section, tool)
+            if xs:
+                ax.plot(xs, ys, marker="o", linestyle="--" if peer else "-", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("recipients")
+        ax.set_ylabel("seconds (wall)")
+        ax.set_title(TITLES[section])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle("How cost grows (dashed: peers; shared 2-core machine)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
