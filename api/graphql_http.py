@@ -65,7 +65,8 @@ def is_request_error(body: Any) -> bool:
     if not isinstance(body, dict) or body.get("data") is not None:
         return False
     errors = body.get("errors")
-    return isinstance(errors, list) and bool(errors) and all(isinstance(e, dict) and "path" not in e for e in errors)
+    return isinstance(errors, list) and bool(errors) and \
+        all(isinstance(e, dict) and "path" not in e for e in errors)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
