@@ -67,15 +67,15 @@ PACKAGES = (
 )
 
 
-def vendor_path(package: Package, file: VendorFile, root: Path = VENDOR_DIR) -> Path:
-    return root / package.name / file.name
+def vendor_path(package: Package, file: VendorFile, root: Path | None = None) -> Path:
+    return (root or VENDOR_DIR) / package.name / file.name
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def missing(root: Path = VENDOR_DIR, check_hashes: bool = False) -> list[str]:
+def missing(root: Path | None = None, check_hashes: bool = False) -> list[str]:
     """The pinned files that are absent (or, with `check_hashes`, differ), as `package/file`."""
     gone = []
     for package in PACKAGES:
@@ -132,9 +132,10 @@ def _install(package: Package, tarball: Path, root: Path) -> None:
             partial.replace(target / file.name)
 
 
-def fetch(root: Path = VENDOR_DIR, npm: str = "npm") -> list[str]:
+def fetch(root: Path | None = None, npm: str = "npm") -> list[str]:
     """Fetch what is missing or wrong under `root`; returns the package specs fetched (none when
     every file is present and matches). Raises AssetsError naming the package and what to do."""
+    root = root or VENDOR_DIR
     fetched = []
     wrong = set(missing(root, check_hashes=True))
     needed = [p for p in PACKAGES if any(f"{p.name}/{f.name}" in wrong for f in p.files)]
