@@ -10,15 +10,19 @@ import pytest
 from api.settings import Settings
 from tests.browser import tools
 from tests.browser.conftest import Tab
+from tests.live_server import live_server
 
 pytestmark = pytest.mark.slow
 
 
-async def test_graphiql_loads_offline_and_runs_a_query(settings: Settings, serve: Any,
-                                                      tab: Tab) -> None:
+async def test_graphiql_loads_offline_and_runs_a_query(settings: Settings, tab: Tab) -> None:
     tools.graphiql_assets()
-    api = serve(settings)
-    origin = api.url.removeprefix("http://")
+    with live_server(settings) as base:
+        await _run_a_query(tab, base)
+
+
+async def _run_a_query(tab: Tab, base: str) -> None:
+    origin = base.removeprefix("http://")
     outside: list[str] = []
 
     async def only_this_server(route: Any) -> None:
@@ -30,7 +34,7 @@ async def test_graphiql_loads_offline_and_runs_a_query(settings: Settings, serve
             await route.continue_()
 
     await tab.page.route("**/*", only_this_server)
-    await tab.page.goto(f"{api.url}/graphql")
+    await tab.page.goto(f"{base}/graphql")
     await tab.page.locator(".graphiql-container").wait_for()
     await tab.page.locator(".graphiql-query-editor .CodeMirror").wait_for()
     await tab.shot("loaded")
