@@ -79,8 +79,15 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
 
     await burst.first.click()
     await page.locator("#restore:not([hidden])").wait_for()
-    as_of = datetime.fromisoformat(await page.input_value("#plan-as-of"))
+    proposed = await page.input_value("#plan-as-of")
+    as_of = datetime.fromisoformat(proposed)
     assert good_until < as_of < datetime.now(UTC)
+    await page.fill("#plan-as-of", "2020-01-01T00:00:00+06:00")  # before any backup: a sentence
+    await page.click("#plan-button")
+    await expect(page.locator("#error")).to_contain_text("2020-01-01")
+    assert "snapshot" in (await page.inner_text("#error")).lower()
+    await tab.shot("no-snapshot-before-t")
+    await page.fill("#plan-as-of", proposed)
     await page.click("#add-condition")
     await page.fill("#conditions .condition .column", "administered_on")
     await page.fill("#conditions .condition .values", day.isoformat())
