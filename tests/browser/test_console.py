@@ -32,7 +32,7 @@ async def _sign_in(tab: Tab, base: str, token: str) -> None:
 
 
 async def test_console_walks_the_incident_from_loss_to_restored_rows(
-        seeded_settings: Settings, tmp_path: Path, tab: Tab) -> None:
+        tab: Tab, seeded_settings: Settings, tmp_path: Path) -> None:
     settings = seeded_settings.with_overrides(backup_url=(tmp_path / "primary").as_uri(),
                                               backup_spool_dir=tmp_path / "spool")
     owner = await asyncpg.connect(settings.require_database_url())
@@ -125,7 +125,7 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
     assert tab.problems == []
 
 
-async def test_console_refuses_a_token_that_is_not_admin(settings: Settings, tab: Tab) -> None:
+async def test_console_refuses_a_token_that_is_not_admin(tab: Tab, settings: Settings) -> None:
     with live_server(settings) as base:
         await _refuse(tab, base)
 

@@ -15,7 +15,7 @@ from tests.live_server import live_server
 pytestmark = pytest.mark.slow
 
 
-async def test_graphiql_loads_offline_and_runs_a_query(settings: Settings, tab: Tab) -> None:
+async def test_graphiql_loads_offline_and_runs_a_query(tab: Tab, settings: Settings) -> None:
     tools.graphiql_assets()
     with live_server(settings) as base:
         await _run_a_query(tab, base)

@@ -39,7 +39,7 @@ def chromium() -> str:
     """The system Chromium's path (VAXVAULT_TEST_CHROMIUM overrides it)."""
     path = os.environ.get("VAXVAULT_TEST_CHROMIUM") or shutil.which("chromium") or \
         shutil.which("chromium-browser")
-    if not path:
+    if not path or not os.access(path, os.X_OK):
         _missing("Chromium", "apt-get install chromium (Debian/Ubuntu), then run the tests again")
     assert path is not None
     return path
