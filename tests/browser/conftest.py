@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import expect
 
 from tests.browser import tools
 from tests.reliability.served import ServedApi, served
@@ -56,7 +57,9 @@ class Tab:
 async def tab(chromium_browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[Tab]:
     context = await chromium_browser.new_context(viewport={"width": 1280, "height": 860})
     page = await context.new_page()
-    page.set_default_timeout(15_000)
+    # Generous: the machines that run the suite are shared; a step that works finishes far sooner.
+    page.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
     opened = Tab(page, name)
     page.on("console", lambda m: opened.problems.append(f"console {m.type}: {m.text}")

@@ -48,9 +48,9 @@ async function start(kind, button) {
   await attempt(button, async () => {
     byId('backup-result').textContent = `Running a ${kind.toLowerCase()} backup…`;
     const { startBackup } = await graphql(START, { kind });
-    byId('backup-result').textContent = '';
-    byId('backup-result').textContent = describe(expect(startBackup, 'BackupCompleted'));
-    await load();
+    const done = describe(expect(startBackup, 'BackupCompleted'));
+    await load(); // the list first, so the sentence below describes what is on screen
+    byId('backup-result').textContent = done;
   });
 }
 

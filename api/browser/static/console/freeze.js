@@ -16,9 +16,9 @@ async function change(variables) {
     throw new ConsoleError(`${result.field}: ${result.message}.`);
   }
   const where = result.districtId ? `district ${result.districtId}` : 'the whole country';
+  await load(); // the list first, so the sentence below describes what is on screen
   byId('freeze-result').textContent = result.active
     ? `Frozen for ${where} until ${when(result.until)}.` : `Lifted for ${where}.`;
-  await load();
 }
 
 function reason() {
