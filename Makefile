@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint bench schema clean
+.PHONY: dev test lint bench schema clean assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# GraphiQL's pinned files from the npm registry, checked by hash (api/browser/assets.py). Without
+# npm, `make dev` still serves GraphQL and the console; /graphql then says how to get GraphiQL.
+assets: $(STAMP)
+	$(BIN)/vaxvault assets fetch
+
 dev: $(STAMP)
+	-$(BIN)/vaxvault assets fetch
 	$(BIN)/vaxvault dev
 
 test: $(STAMP)

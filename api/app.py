@@ -1,4 +1,4 @@
-"""The ASGI application: /graphql, /healthz, /readyz, /metrics."""
+"""The ASGI application: /graphql, /healthz, /readyz, /metrics, and the pages of api.browser."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier
+from api.browser import pages
 from api.db.migrate import is_current
 from api.db.pool import create_pool
 from api.domain import restore_jobs
 from api.domain.coverage import CoverageCache
 from api.errors import AuthError
+from api.graphql_http import ResponseMediaType
 from api.observability import Metrics, configure_logging, log_event
 from api.principal import Principal
 from api.schema import build_schema
@@ -50,6 +52,9 @@ class _GraphQL(GraphQL[Context, None]):
         self.state = state
         self.coverage_cache = CoverageCache(ttl_s=COVERAGE_TTL_S)
         self.count_cache = CountCache(ttl_s=COVERAGE_TTL_S)
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        return pages.graphiql(request)  # served from local files, not strawberry's CDN template
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(pool=self.state["pool"], settings=self.settings,
@@ -224,13 +229,15 @@ def create_app(settings: Settings) -> ASGIApp:
 
     trusted = TrustedDocuments(_GraphQL(settings, state), Manifest.from_settings(settings),
                                settings.production, lambda scope: scope[PRINCIPAL_KEY].role)
-    graphql = _LimitBody(_Authenticate(trusted, TokenVerifier(settings)), MAX_BODY_BYTES)
+    graphql = ResponseMediaType(_LimitBody(
+        _Authenticate(trusted, TokenVerifier(settings)), MAX_BODY_BYTES))
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *pages.routes(),
         ],
         lifespan=lifespan,
     )

@@ -105,6 +105,8 @@ ROOTS: dict[str, frozenset[Role]] = {
     "backups": frozenset({ADMIN}),
     "startBackup": frozenset({ADMIN}),
     "planRestore": frozenset({ADMIN}),
+    "findLoss": frozenset({ADMIN}),
+    "privacyFreezes": frozenset({ADMIN}),
     "restoreRecords": frozenset({ADMIN}),
     "restoreJob": frozenset({ADMIN}),
 }

@@ -9,11 +9,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from api.cli import backup_commands, db, dev, restore_commands, schema, serve, token
+from api.cli import assets, backup_commands, db, dev, restore_commands, schema, serve, token
 from api.errors import VaxvaultError
 from api.settings import load_settings
 
-COMMAND_GROUPS = (dev, serve, db, token, schema, backup_commands, restore_commands)
+COMMAND_GROUPS = (dev, serve, db, token, schema, backup_commands, restore_commands, assets)
 
 
 class _Parser(argparse.ArgumentParser):

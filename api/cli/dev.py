@@ -92,6 +92,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         query = '{"query": "{ districts { id name division } }"}'
         print(f"""
 vaxvault is serving GraphQL at {endpoint} (GraphiQL in a browser)
+admin console: http://{args.host}:{args.port}/console (sign in with the admin token below)
 database: {settings.database_url}
 admin token (7 days): {token}
 

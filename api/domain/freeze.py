@@ -58,3 +58,11 @@ async def set_freeze(session: Session, audit: AuditTrail, order: FreezeOrder) ->
             "reason": order.reason.strip()})
     return FreezeStatus(district_id=order.district_id, active=not lifting,
                         until=None if lifting else order.until, reason=order.reason.strip())
+
+
+async def active_freezes(session: Session) -> list[FreezeStatus]:
+    """Every freeze in force now, the national one first, then by district."""
+    rows = await session.fetch(
+        "SELECT district_id, until, reason FROM privacy_freezes "
+        "WHERE lifted_at IS NULL AND until > now() ORDER BY district_id NULLS FIRST, until")
+    return [FreezeStatus(r["district_id"], True, r["until"], r["reason"]) for r in rows]

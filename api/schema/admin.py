@@ -1,4 +1,5 @@
-"""Resolvers of the admin operations: backups, startBackup, planRestore, restoreRecords, restoreJob.
+"""Resolvers of the admin operations: backups, startBackup, findLoss, planRestore, restoreRecords,
+restoreJob, privacyFreezes.
 
 Each is guarded by the policy table (admin only), audited (action 'backup' or 'restore', refusals
 and failures included), and thin: check, call one domain function, present.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import strawberry
 
-from api.domain import backup_admin, restore_admin, restore_jobs, restore_order
+from api.domain import backup_admin, freeze, loss_admin, restore_admin, restore_jobs, restore_order
 from api.domain.audit import diff_reads
 from api.domain.errors import Refusal
 from api.schema.admin_types import (
@@ -21,6 +23,8 @@ from api.schema.admin_types import (
     BackupKind,
     BackupNotConfigured,
     Backups,
+    FindLossResult,
+    LossReport,
     OperationFailed,
     PlanRestoreResult,
     RestoreInput,
@@ -28,9 +32,11 @@ from api.schema.admin_types import (
     RestoreNotConfigured,
     RestorePlan,
     RestoreRecordsResult,
+    RestoreTable,
     StartBackupResult,
 )
 from api.schema.guard import Info, check_root
+from api.schema.types import PrivacyFreeze
 from backup.restore.predicate import render
 
 
@@ -143,3 +149,24 @@ async def restore_job(info: Info, id: strawberry.ID) -> RestoreJob | None:
         entry["status"] = job.status
         _note_personal_reads(info, job.table, (job.result or {}).get("conflicts") or [])
         return RestoreJob.of(job)
+
+
+async def find_loss(info: Info, table: RestoreTable, since: datetime | None = None,
+                    until: datetime | None = None, bin_seconds: float = 60.0) -> FindLossResult | None:
+    await check_root(info, "findLoss")
+    async with _audited(info, "restore", "findLoss", table=table.value) as entry:
+        found = await loss_admin.report(info.context.settings, table.value, since, until,
+                                        timedelta(seconds=bin_seconds))
+        if isinstance(found, restore_admin.RestoreNotConfigured):
+            entry["outcome"] = "not configured"
+            return RestoreNotConfigured(message=found.message)
+        if isinstance(found, restore_admin.RestoreFailed):
+            entry["outcome"], entry["message"] = "failed", found.message
+            return OperationFailed(message=found.message)
+        entry.update(outcome="found", windows=len(found.windows))
+        return LossReport.of(found)
+
+
+async def privacy_freezes(info: Info) -> list[PrivacyFreeze] | None:
+    await check_root(info, "privacyFreezes")
+    return [PrivacyFreeze(record=f) for f in await freeze.active_freezes(info.context.session)]

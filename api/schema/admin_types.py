@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 import strawberry
 
-from api.domain import backup_admin
+from api.domain import backup_admin, loss_admin
 from api.domain.restore_jobs import RestoreJob as JobRecord
 from api.domain.restore_order import Condition, Operator, RestoreOrder
 from backup.inventory import UnitState
+from backup.restore.find_loss import LossWindow as LossRecord
 from backup.restore.records import ConflictPolicy
 from backup.restore.records import RestorePlan as PlanRecord
 from backup.restore.records import RowDiff as DiffRecord
@@ -333,3 +334,57 @@ PlanRestoreResult = Annotated[RestorePlan | RestoreNotConfigured | OperationFail
                               strawberry.union("PlanRestoreResult")]
 RestoreRecordsResult = Annotated[RestoreJob | RestoreNotConfigured | OperationFailed,
                                  strawberry.union("RestoreRecordsResult")]
+
+
+# --- find loss ---------------------------------------------------------------------------------
+
+@strawberry.type(description="Changes of one signal (delete, truncate, update COLUMN) in one time "
+                             "bin: a bar of the loss chart.")
+class LossBucket:
+    start: datetime
+    signal: str
+    count: int
+    set_to_null: int = strawberry.field(description="Of an update signal: how many set it to NULL.")
+
+
+@strawberry.type(description="A burst of unusual deletes, truncates or updates of one column, "
+                             "with the T to restore as of: just before its largest transaction.")
+class LossWindow:
+    signal: str
+    start: datetime
+    end: datetime
+    count: int
+    set_to_null: int
+    transactions: int
+    usual_per_bin: float = strawberry.field(description="The signal's median changes per minute.")
+    example_keys: list[list[ColumnValue]]
+    proposed_as_of: datetime
+
+    @classmethod
+    def of(cls, window: LossRecord) -> LossWindow:
+        return cls(signal=window.signal, start=window.start, end=window.end, count=window.count,
+                   set_to_null=window.set_to_null, transactions=window.transactions,
+                   usual_per_bin=window.usual_per_bin,
+                   example_keys=[[ColumnValue(column=k, value=_text(v)) for k, v in key.items()]
+                                 for key in window.example_keys],
+                   proposed_as_of=window.proposed_as_of)
+
+
+@strawberry.type(description="The shipped changes of one table over time, and its bursts of loss "
+                             "(what `vaxvault restore find-loss` reports), largest first.")
+class LossReport:
+    table: str
+    bin_seconds: float
+    buckets: list[LossBucket]
+    windows: list[LossWindow]
+
+    @classmethod
+    def of(cls, found: loss_admin.LossReport) -> LossReport:
+        return cls(table=found.table, bin_seconds=found.bin.total_seconds(),
+                   buckets=[LossBucket(start=b.start, signal=b.signal, count=b.count,
+                                       set_to_null=b.set_to_null) for b in found.buckets],
+                   windows=[LossWindow.of(w) for w in found.windows])
+
+
+FindLossResult = Annotated[LossReport | RestoreNotConfigured | OperationFailed,
+                           strawberry.union("FindLossResult")]

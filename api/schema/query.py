@@ -132,6 +132,12 @@ class Query:
         "restoreJob", "A restore job started by restoreRecords: status, progress, counts, error "
                       "(any API process answers). Null with NOT_FOUND for an unknown id. Audited.",
         resolver=admin.restore_job)
+    find_loss = root_field(
+        "findLoss", "The shipped changes of one table per time bin (deletes, truncates, updates of "
+                    "each column) and its bursts of loss with a proposed asOf, as `vaxvault "
+                    "restore find-loss` finds them. Audited.", resolver=admin.find_loss)
+    privacy_freezes = root_field("privacyFreezes", "Every privacy freeze in force now.",
+                                 resolver=admin.privacy_freezes)
     plan_restore = root_field(
         "planRestore", "Dry run of restoreRecords: counts per action and a sample diff, column by "
                        "column. Nothing is written. Audited.",

@@ -45,6 +45,8 @@ ROOT_CALLS: dict[str, str] = {
     "restoreRecords": "restoreRecords(input: {asOf: \"2021-01-01T00:00:00Z\", table: DOSES}) "
                       "{ __typename }",
     "restoreJob": "restoreJob(id: \"1\") { id }",
+    "findLoss": "findLoss(table: DOSES) { __typename }",
+    "privacyFreezes": "privacyFreezes { active }",
 }
 MUTATIONS = {"registerRecipient", "recordDose", "correctDose", "setPrivacyFreeze", "startBackup",
              "restoreRecords"}

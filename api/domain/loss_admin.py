@@ -1,0 +1,96 @@
+"""Finding loss as an admin operation: the console's chart over time, and the windows that
+`vaxvault restore find-loss` reports, from the shipped segments of one table.
+
+Reading segments is blocking storage I/O, so it runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from api.domain.errors import BadUserInput
+from api.domain.restore_admin import RestoreFailed, RestoreNotConfigured, Source, explain, source
+from api.settings import Settings
+from backup.errors import BackupError
+from backup.restore.find_loss import LossSettings, LossWindow, find_loss, signals_of
+from backup.restore.source import shipped_changes
+from backup.storage.change import Change
+from backup.storage.reader import list_segments
+
+# A chart with more bars than this is unreadable; ask for a wider bin instead.
+MAX_BUCKETS = 2000
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """How many changes of one signal (delete, truncate, update COLUMN) fell in [start, start+bin)."""
+
+    start: datetime
+    signal: str
+    count: int
+    set_to_null: int
+
+
+@dataclass(frozen=True)
+class LossReport:
+    table: str
+    bin: timedelta
+    buckets: tuple[Bucket, ...]
+    windows: tuple[LossWindow, ...]
+
+
+def buckets(changes: list[Change], bin: timedelta,
+            ignore_columns: frozenset[str] = LossSettings().ignore_columns) -> list[Bucket]:
+    """Changes counted per time bin and signal (bins aligned to whole multiples of `bin` since the
+    epoch, so two calls agree), in time order; bins with no change are left out."""
+    epoch = datetime(1970, 1, 1, tzinfo=changes[0].committed_at.tzinfo) if changes else None
+    counts: Counter[tuple[datetime, str]] = Counter()
+    nulls: Counter[tuple[datetime, str]] = Counter()
+    for change in changes:
+        assert epoch is not None
+        start = epoch + (change.committed_at - epoch) // bin * bin
+        for signal, to_null in signals_of(change):
+            if signal.column in ignore_columns:
+                continue
+            counts[start, signal.label] += 1
+            nulls[start, signal.label] += to_null
+    return [Bucket(start, signal, count, nulls[start, signal])
+            for (start, signal), count in sorted(counts.items())]
+
+
+def _read(found: Source, table: str, since: datetime | None,
+          until: datetime | None) -> list[Change]:
+    segments = list_segments(found.repo)
+    return [c for c in shipped_changes(found.repo, segments, table, found.key, after=None,
+                                       until=until)
+            if since is None or c.committed_at >= since]
+
+
+async def report(settings: Settings, table: str, since: datetime | None, until: datetime | None,
+                 bin: timedelta) -> LossReport | RestoreNotConfigured | RestoreFailed:
+    """The chart and the windows of unusual loss for `table` in [since, until].
+
+    Raises BadUserInput for a bin that is not positive or would make too many bars.
+    """
+    if bin <= timedelta(0):
+        raise BadUserInput(f"binSeconds: {bin.total_seconds():g} is not positive; give e.g. 60")
+    if since is not None and until is not None and since > until:
+        raise BadUserInput(f"since {since.isoformat()} is after until {until.isoformat()}")
+    found = source(settings)
+    if found is None:
+        return RestoreNotConfigured()
+    try:
+        changes = await asyncio.to_thread(_read, found, table, since, until)
+    except BackupError as exc:
+        return RestoreFailed(explain(exc))
+    times = [c.committed_at for c in changes]
+    first, last = since or min(times, default=None), until or max(times, default=None)
+    if first is not None and last is not None and (last - first) / bin > MAX_BUCKETS:
+        raise BadUserInput(f"binSeconds: {bin.total_seconds():g} makes more than {MAX_BUCKETS} "
+                           "bars over this window; choose a wider bin or a shorter window")
+    chart = buckets(changes, bin)
+    return LossReport(table=table, bin=bin, buckets=tuple(chart),
+                      windows=tuple(find_loss(changes, table=table)))
