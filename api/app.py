@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier
+from api.compiled.asgi import CompiledReads
+from api.compiled.compiler import Compiler
 from api.db.migrate import is_current
 from api.db.pool import create_pool
 from api.domain import restore_jobs
@@ -221,8 +223,11 @@ def create_app(settings: Settings) -> ASGIApp:
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    graphql = _LimitBody(_Authenticate(_GraphQL(settings, state), TokenVerifier(settings)),
-                         MAX_BODY_BYTES)
+    strawberry_app = _GraphQL(settings, state)
+    # Compiled reads are answered below strawberry; the rest goes on to it (api/compiled).
+    reads = CompiledReads(strawberry_app, Compiler(strawberry_app.schema, settings.production),
+                          state, PRINCIPAL_KEY, REQUEST_ID_KEY)
+    graphql = _LimitBody(_Authenticate(reads, TokenVerifier(settings)), MAX_BODY_BYTES)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
