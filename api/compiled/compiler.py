@@ -156,7 +156,7 @@ class Compiler:
         except Uncompilable:
             return None
         label = plan.label or "anonymous"
-        if rendered.sql is None:
+        if rendered.sql is None and not rendered.freeze_sensitive:
             return Answer(_body(rendered, None), label)
         session = Session(pool, principal)
         try:

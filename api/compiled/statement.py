@@ -62,10 +62,12 @@ class Rendered:
     errors: list[GraphQLError] = field(default_factory=list)
     sql: str | None = None
     args: list[Any] = field(default_factory=list)
+    # A root a freeze would close was asked for: the freeze must be read, even with no SQL.
+    freeze_sensitive: bool = False
 
 
-def refusal(error: Refusal, node: Any, path: list[str | int]) -> GraphQLError:
-    return GraphQLError(str(error), nodes=[node], path=path, extensions=error.extensions)
+def refusal(error: Refusal, nodes: Any, path: list[str | int]) -> GraphQLError:
+    return GraphQLError(str(error), nodes=list(nodes), path=path, extensions=error.extensions)
 
 
 class Statement:
@@ -81,6 +83,7 @@ class Statement:
         self.request_id = request_id
         self.params = Conditions()
         self.count = 0
+        self.rendered = Rendered(roots=[])
         self.objects = Objects(principal, freeze is not None, self.params, self.alias)
 
     def alias(self, prefix: str) -> str:
@@ -91,7 +94,7 @@ class Statement:
         return f"{self.params.param(value)}::{cast}"
 
     def render(self, roots: tuple[Selected, ...]) -> Rendered:
-        out = Rendered(roots=[])
+        out = self.rendered = Rendered(roots=[])
         laterals: list[tuple[str, str]] = []
         parts: list[Part] = []
         for selected in roots:
@@ -105,7 +108,7 @@ class Statement:
             try:
                 part = self._root(selected, root, out.errors)
             except Refusal as refused:
-                out.errors.append(refusal(refused, selected.node, [selected.key]))
+                out.errors.append(refusal(refused, selected.nodes, [selected.key]))
                 root.constant = b"null"
                 continue
             if part is None:
@@ -141,8 +144,10 @@ class Statement:
         role = self.principal.role
         if not root_allowed(name, role):
             raise Forbidden(f"role {role.value} may not use {name}")
-        if self.freeze is not None and freeze_blocks(name, role):
-            raise Forbidden(self.freeze.describe())
+        if freeze_blocks(name, role):
+            self.rendered.freeze_sensitive = True
+            if self.freeze is not None:
+                raise Forbidden(self.freeze.describe())
 
     def _arguments(self, selected: Selected) -> dict[str, Any]:
         assert self.schema.query_type is not None
@@ -155,7 +160,7 @@ class Statement:
         if selected.name == "recipient":
             recipient_id = parse_id(str(args["id"]))
             root.not_found = refusal(NotFound(
-                f"no recipient {recipient_id} in your scope"), selected.node, [selected.key])
+                f"no recipient {recipient_id} in your scope"), selected.nodes, [selected.key])
             return self._one_recipient(selected.children, recipient_id)
         if selected.name == "recipients":
             return self._recipients(selected, args)
@@ -279,7 +284,7 @@ class Statement:
         if not wanted or access is Access.DENY:
             for s in wanted:
                 errors.append(refusal(Forbidden(f"role {p.role.value} may not see Me.recipient"),
-                                      s.node, [selected.key, s.key]))
+                                      s.nodes, [selected.key, s.key]))
             root.constant = json.dumps({s.key: None if s.name == "recipient" else
                                         constants[s.name] for s in selected.children},
                                        separators=(",", ":")).encode()

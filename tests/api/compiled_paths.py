@@ -46,7 +46,7 @@ async def strawberry(pool: asyncpg.Pool, settings: Settings, owner: asyncpg.Conn
     if operation is not None:
         result = await schema.execute(query, variable_values=variables, operation_name=operation,
                                       context_value=_context(pool, settings, principal, request_id))
-        data, errors = result.data, [e.formatted for e in result.errors or []]
+        data, errors = result.data, [dict(e.formatted) for e in result.errors or []]
     else:
         got = await run(pool, settings, principal, query, variables, request_id=request_id)
         data, errors = got.data, got.errors
