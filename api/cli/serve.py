@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
 from api.app import create_app
+from api.cli.output import whole_number
 from api.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("serve", help="serve the GraphQL API")
     add_server_flags(parser)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (each with its own pool)")
+    parser.add_argument("--workers", type=whole_number(1), default=None,
+                        help="worker processes, each with its own pool (default: one per core "
+                             "in production, 1 in development)")
     parser.set_defaults(handler=run)
 
 
@@ -34,6 +37,13 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
 
 
+def default_workers(settings: Settings) -> int:
+    """One per core the process may run on in production: a worker is one Python thread."""
+    if not settings.production:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    serve(settings, args.host, args.port, args.workers)
+    serve(settings, args.host, args.port, args.workers or default_workers(settings))
     return 0
