@@ -47,7 +47,7 @@ def ensure_postgraphile() -> str:
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # several workers on a busy machine start slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerFailed(f"{url} exited {proc.returncode}; see {log}")
@@ -58,7 +58,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise ServerFailed(f"{url} did not answer within 60 s; see {log}")
+    raise ServerFailed(f"{url} did not answer within 180 s; see {log}")
 
 
 @contextmanager

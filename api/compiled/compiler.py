@@ -26,6 +26,7 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.schema.base import BaseSchema
 
+from api.compiled.connection import Reader
 from api.compiled.selection import (
     Selected,
     Uncompilable,
@@ -34,7 +35,6 @@ from api.compiled.selection import (
     operation_of,
 )
 from api.compiled.statement import Rendered, Statement
-from api.db.session import Session
 from api.principal import Principal
 from api.schema import MAX_TOKENS, _limit_rules
 from api.schema.lifecycle import _NAME
@@ -158,19 +158,15 @@ class Compiler:
         label = plan.label or "anonymous"
         if rendered.sql is None and not rendered.freeze_sensitive:
             return Answer(_body(rendered, None), label)
-        session = Session(pool, principal)
-        try:
-            state = await session.state()
+        async with Reader(pool, principal) as reader:
+            state = await reader.state()
             if state.freeze is not None:
-                rendered = render(state.freeze)
-            row = await session.fetchrow(rendered.sql, *rendered.args) \
+                try:
+                    rendered = render(state.freeze)
+                except Uncompilable:
+                    return None
+            row = await reader.read(rendered.sql, rendered.args) \
                 if rendered.sql is not None else None
-            await session.finish([])
-        except Uncompilable:
-            await session.close()
-            return None
-        finally:
-            await session.close()
         return Answer(_body(rendered, row), label)
 
 

@@ -44,7 +44,7 @@ async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.
     await pool.close()
 
 
-async def test_a_compiled_read_is_five_round_trips_whatever_its_size(
+async def test_a_compiled_read_is_three_round_trips_whatever_its_size(
         counted_pool: tuple[asyncpg.Pool, list[str]], seeded_settings: Any, cast: Cast,
         owner: asyncpg.Connection) -> None:
     pool, statements = counted_pool
@@ -57,14 +57,18 @@ async def test_a_compiled_read_is_five_round_trips_whatever_its_size(
             answer = await COMPILER.answer(pool, principal, request_id, query, None, variables)
             assert answer is not None
             assert "errors" not in json.loads(answer.body)
-            # BEGIN, principal + freeze, the one statement (read + audit INSERT), COMMIT, and
-            # the pool's reset when the connection goes back (RESET ALL clears the principal).
+            # principal + freeze (session-level settings), the one statement (read + audit
+            # INSERT, committed by itself), and the pool's reset (RESET ALL) on release.
             assert [s.split()[0].upper().rstrip(";") for s in statements] == \
-                ["BEGIN", "SELECT", "WITH", "COMMIT", "SELECT"], statements
-            assert "RESET ALL" in statements[4]
-            assert "INSERT INTO audit_log" in statements[2]
+                ["SELECT", "WITH", "SELECT"], statements
+            assert "set_config('vaxvault.role', $1, false)" in statements[0]
+            assert "RESET ALL" in statements[2]
+            assert "INSERT INTO audit_log" in statements[1]
             assert await owner.fetchval(
                 "SELECT count(*) FROM audit_log WHERE request_id = $1", request_id) == 1
+            # The principal set for the session does not outlive the request.
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT current_setting('vaxvault.role', true)") == ""
             statements.clear()
             await run(pool, seeded_settings, principal, query, variables)
             strawberry_round_trips = len(statements)
