@@ -1,5 +1,6 @@
 """The ceiling: the statements the compiled path sends for a portal query, run by pgbench at
-the same concurrency (BEGIN, principal + freeze, the one read-and-audit statement, COMMIT)."""
+the same concurrency (principal + freeze as session settings, then the one read-and-audit
+statement, committed by itself)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from datetime import date
 from typing import Any
 
 from api.compiled.compiler import Compiler
+from api.compiled.connection import SESSION_BEGIN_SQL
 from api.compiled.statement import Statement
 from api.db.pool import API_ROLE
-from api.db.session import _BEGIN_SQL
 from api.principal import Principal, Role
 from api.schema import build_schema
 from bench.portal import OURS
@@ -54,12 +55,15 @@ def script(name: str, recipients: int, centers: int) -> str:
     rendered = Statement(compiler.schema, principal, None, variables, plan.label,
                          "pgbench").render(plan.roots or ())
     assert rendered.sql is not None
-    begin = _inline(_BEGIN_SQL, [principal.role.value, principal.sub or "",
+    begin = _inline(SESSION_BEGIN_SQL, [principal.role.value, principal.sub or "",
                                  "" if principal.center_id is None else str(principal.center_id),
                                  ""])
-    body = f"BEGIN;\n{begin.strip()};\n{_inline(rendered.sql, rendered.args)};\nCOMMIT;\n"
-    body = body.replace(f"'{_CENTER}'", "(:c)::text").replace(str(_CENTER), ":c")
+    body = f"{begin.strip()};\n{_inline(rendered.sql, rendered.args)};\n"
+    # The id first: it contains the center's digits.
     body = body.replace(f"'{_ID}'", "(:id)::text").replace(str(_ID), ":id")
+    body = body.replace(f"'{_CENTER}'", "(:c)::text").replace(str(_CENTER), ":c")
+    # pgbench reads `:MI` as a variable; a quoted colon formats the same.
+    body = body.replace("HH24:MI:SS", 'HH24":"MI":"SS')
     return f"\\set id random(1, {recipients})\n\\set c random(1, {centers})\n{body}"
 
 
