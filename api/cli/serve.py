@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 
 import uvicorn
@@ -10,6 +11,9 @@ import uvicorn
 from api.app import create_app
 from api.cli.output import whole_number
 from api.settings import Settings
+
+# How long a worker may take to start serving before uvicorn gives up on it.
+WORKER_STARTUP_S = 120
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +35,11 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
               "proxy_headers": True}
     if workers > 1:
-        # Each worker process builds its own app from the environment.
+        # Each worker process builds its own app from the environment. Newer uvicorn restarts a
+        # worker that is not serving within 5 s: on a busy machine importing the app takes
+        # longer, and the workers would be restarted for ever.
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+            common["timeout_worker_healthcheck"] = WORKER_STARTUP_S
         uvicorn.run("api.asgi:app", workers=workers, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
