@@ -247,7 +247,9 @@ def _load(row: dict[str, Any] | None) -> tuple[str, str, float | None]:
     if row is None or not row["available"]:
         return "n/a", "", None
     load = row["load"]
-    return (f"{load['requests_per_s']:,.0f}", f"{load['p50_ms']:.1f} / {load['p99_ms']:.1f}",
+    if not load["requests_per_s"]:
+        return "0", "every request over wrk's window", None
+    return (f"{load['requests_per_s']:,.0f}", f"{load['p50_ms']:.0f} / {load['p99_ms']:.0f}",
             load["requests_per_s"])
 
 
