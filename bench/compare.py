@@ -87,12 +87,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", type=_sizes, default=(100_000,))
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--render", metavar="RESULTS_JSON",
-                        help="only rewrite the portal section of BENCHMARKS.md from a file")
+    parser.add_argument("--render", metavar="RESULTS_JSON", nargs="+",
+                        help="only rewrite the portal section of BENCHMARKS.md from results "
+                             "files (their sizes shown together, in the order given)")
     args = parser.parse_args(argv)
     if args.render:
-        results = json.loads(Path(args.render).read_text())
-        path = Path(args.render).resolve()
+        runs = [json.loads(Path(name).read_text()) for name in args.render]
+        results = {**runs[0], "sizes": [size for run in runs for size in run["sizes"]]}
+        path = Path(args.render[0]).resolve()
     else:
         ensure_wrk()
         peer_version = ensure_postgraphile()
@@ -105,7 +107,9 @@ def main(argv: list[str]) -> int:
                    "sizes": [_one_size(cluster, n, args.seconds, args.connections)
                              for n in args.sizes]}
         results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        path = report.write_results(results, f"{started[:10]}-{machine.short_name()}-portal")
+        sizes = "-".join(f"{n // 1000}k" for n in args.sizes)
+        path = report.write_results(results,
+                                    f"{started[:10]}-{machine.short_name()}-portal-{sizes}")
     report.write_portal_section(results, str(path.relative_to(report.ROOT)))
     say(f"wrote {path} and the portal section of {report.BENCHMARKS}")
     return 0
