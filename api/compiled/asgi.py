@@ -12,8 +12,16 @@ from api.compiled.compiler import Compiler
 from api.observability import log_event
 from api.schema.lifecycle import OPERATION_KEY
 
-# Clients that ask for another media type (GraphQL over HTTP) get strawberry's negotiation.
-_PLAIN_ACCEPT = (b"", b"*/*", b"application/json")
+# The compiled path answers application/json; a client that may take that gets it. One that
+# asks for the GraphQL-over-HTTP media type (or only for others) gets strawberry's negotiation.
+_JSON_RANGES = frozenset({b"application/json", b"application/*", b"*/*"})
+
+
+def _takes_plain_json(accept: bytes) -> bool:
+    ranges = {part.split(b";")[0].strip().lower() for part in accept.split(b",")} - {b""}
+    if any(b"graphql-response" in r for r in ranges):
+        return False
+    return not ranges or bool(ranges & _JSON_RANGES)
 
 
 class CompiledReads:
@@ -29,7 +37,7 @@ class CompiledReads:
         headers = dict(scope.get("headers") or [])
         if scope["type"] != "http" or scope["method"] != "POST" or \
                 b"json" not in headers.get(b"content-type", b"") or \
-                headers.get(b"accept", b"").strip() not in _PLAIN_ACCEPT:
+                not _takes_plain_json(headers.get(b"accept", b"")):
             await self.app(scope, receive, send)
             return
         body, receive = await _buffered(receive)

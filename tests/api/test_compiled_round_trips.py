@@ -104,6 +104,10 @@ def test_over_http_compiled_reads_are_the_bytes_postgresql_built(served: str) ->
     # json_build_object writes `"key" : value`; strawberry's json.dumps writes `"key":value`.
     assert b'"id" : "1"' in compiled.content
     assert b'"id" : ' not in negotiated.content
+    # What browsers and common clients send is still answered by the compiled path.
+    browser = httpx.post(f"{served}/graphql", json=body, timeout=10, headers={
+        **headers, "Accept": "application/json, text/plain, */*"})
+    assert b'"id" : "1"' in browser.content and browser.json() == compiled.json()
     # A mutation goes through the same endpoint to strawberry.
     mutation = httpx.post(f"{served}/graphql", headers=headers, timeout=10, json={
         "query": 'mutation { setPrivacyFreeze(scope: NATIONAL, until: null, reason: "t") '
