@@ -93,7 +93,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.render:
         runs = [json.loads(Path(name).read_text()) for name in args.render]
-        results = {**runs[0], "sizes": [size for run in runs for size in run["sizes"]]}
+        results = {**runs[0], "sizes": [size for run in runs for size in run["sizes"]],
+                   "command": "; ".join(run["command"] for run in runs),
+                   "finished_at": runs[-1].get("finished_at")}
         path = Path(args.render[0]).resolve()
     else:
         ensure_wrk()
@@ -110,7 +112,9 @@ def main(argv: list[str]) -> int:
         sizes = "-".join(f"{n // 1000}k" for n in args.sizes)
         path = report.write_results(results,
                                     f"{started[:10]}-{machine.short_name()}-portal-{sizes}")
-    report.write_portal_section(results, str(path.relative_to(report.ROOT)))
+    paths = [Path(name).resolve() for name in args.render] if args.render else [path]
+    report.write_portal_section(results, ", ".join(f"`{p.relative_to(report.ROOT)}`"
+                                                   for p in paths))
     say(f"wrote {path} and the portal section of {report.BENCHMARKS}")
     return 0
 
