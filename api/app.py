@@ -19,6 +19,8 @@ from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier
 from api.browser import pages
+from api.compiled.asgi import CompiledReads
+from api.compiled.compiler import Compiler
 from api.db.migrate import is_current
 from api.db.pool import create_pool
 from api.domain import restore_jobs
@@ -227,7 +229,13 @@ def create_app(settings: Settings) -> ASGIApp:
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    trusted = TrustedDocuments(_GraphQL(settings, state), Manifest.from_settings(settings),
+    strawberry_app = _GraphQL(settings, state)
+    # Compiled reads are answered below strawberry; the rest goes on to it (api/compiled).
+    reads = CompiledReads(strawberry_app, Compiler(strawberry_app.schema, settings.production),
+                          state, PRINCIPAL_KEY, REQUEST_ID_KEY)
+    # Trusted documents come first: a refused document reaches neither path, and a persisted
+    # hash is replaced by its document before either sees it.
+    trusted = TrustedDocuments(reads, Manifest.from_settings(settings),
                                settings.production, lambda scope: scope[PRINCIPAL_KEY].role)
     graphql = ResponseMediaType(_LimitBody(
         _Authenticate(trusted, TokenVerifier(settings)), MAX_BODY_BYTES))

@@ -47,7 +47,7 @@ def ensure_postgraphile() -> str:
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # several workers on a busy machine start slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerFailed(f"{url} exited {proc.returncode}; see {log}")
@@ -58,7 +58,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise ServerFailed(f"{url} did not answer within 60 s; see {log}")
+    raise ServerFailed(f"{url} did not answer within 180 s; see {log}")
 
 
 @contextmanager
@@ -81,12 +81,14 @@ def _serve(name: str, command: list[str], env: dict[str, str], port: int) -> Ite
 
 
 @contextmanager
-def ours(database_url: str, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """`vaxvault serve` on a free port; yields the /graphql URL."""
+def ours(database_url: str, extra_env: dict[str, str] | None = None,
+         workers: int = 1) -> Iterator[str]:
+    """`vaxvault serve --workers N` on a free port; yields the /graphql URL."""
     port = free_port()
     env = {"VAXVAULT_DATABASE_URL": database_url, "VAXVAULT_JWT_SECRET": BENCH_JWT_SECRET,
            "VAXVAULT_ENV": "production", **(extra_env or {})}
-    with _serve("vaxvault", [str(VAXVAULT), "serve", "--port", str(port)], env, port) as url:
+    command = [str(VAXVAULT), "serve", "--port", str(port), "--workers", str(workers)]
+    with _serve("vaxvault", command, env, port) as url:
         yield url
 
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 
+from api.cli.output import whole_number
 from api.settings import Settings
+
+# How long a worker may take to start serving before uvicorn gives up on it.
+WORKER_STARTUP_S = 120
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("serve", help="serve the GraphQL API")
     add_server_flags(parser)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (each with its own pool)")
+    parser.add_argument("--workers", type=whole_number(1), default=None,
+                        help="worker processes, each with its own pool (default: one per core "
+                             "in production, 1 in development)")
     parser.set_defaults(handler=run)
 
 
@@ -31,12 +38,23 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
               "proxy_headers": True}
     if workers > 1:
-        # Each worker process builds its own app from the environment.
+        # Each worker process builds its own app from the environment. Newer uvicorn restarts a
+        # worker that is not serving within 5 s: on a busy machine importing the app takes
+        # longer, and the workers would be restarted for ever.
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+            common["timeout_worker_healthcheck"] = WORKER_STARTUP_S
         uvicorn.run("api.asgi:app", workers=workers, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
 
 
+def default_workers(settings: Settings) -> int:
+    """One per core the process may run on in production: a worker is one Python thread."""
+    if not settings.production:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    serve(settings, args.host, args.port, args.workers)
+    serve(settings, args.host, args.port, args.workers or default_workers(settings))
     return 0

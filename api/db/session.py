@@ -64,6 +64,22 @@ def _text(value: int | str | None) -> str:
     return "" if value is None else str(value)
 
 
+def principal_args(p: Principal) -> tuple[str, str, str, str]:
+    """The parameters of _BEGIN_SQL for `p`."""
+    return p.role.value, _text(p.sub), _text(p.center_id), _text(p.district_id)
+
+
+def request_state(p: Principal, row: asyncpg.Record) -> RequestState:
+    """What a _BEGIN_SQL row says about `p`: its home district and the freeze covering it."""
+    freeze = None
+    if row["until"] is not None and freeze_applies(p, row["freeze_district"],
+                                                   row["home_district"]):
+        freeze = Freeze(district_id=row["freeze_district"], until=row["until"],
+                        reason=row["reason"])
+    return RequestState(home_district_id=row["home_district"], freeze=freeze,
+                        frozen_districts=frozenset(row["frozen_districts"]))
+
+
 class Session:
     def __init__(self, pool: asyncpg.Pool, principal: Principal) -> None:
         self.pool = pool
@@ -78,16 +94,8 @@ class Session:
     async def _begin(self, conn: Any) -> RequestState:
         self._transaction = conn.transaction()
         await self._transaction.start()
-        p = self.principal
-        row = await conn.fetchrow(_BEGIN_SQL, p.role.value, _text(p.sub), _text(p.center_id),
-                                  _text(p.district_id))
-        freeze = None
-        if row["until"] is not None and freeze_applies(p, row["freeze_district"],
-                                                       row["home_district"]):
-            freeze = Freeze(district_id=row["freeze_district"], until=row["until"],
-                            reason=row["reason"])
-        return RequestState(home_district_id=row["home_district"], freeze=freeze,
-                            frozen_districts=frozenset(row["frozen_districts"]))
+        row = await conn.fetchrow(_BEGIN_SQL, *principal_args(self.principal))
+        return request_state(self.principal, row)
 
     async def _connection(self) -> Any:
         if self._conn is None:

@@ -12,6 +12,7 @@ from api.domain.errors import BadUserInput
 from api.domain.pagination import Page, decode_cursor, encode_cursor, make_page, page_size
 from api.domain.records import DOSE_COLUMNS, DOSE_FROM, Dose
 from api.domain.scope import doses_in_scope
+from api.principal import Principal
 
 CURSOR_KIND = "dose"
 MAX_DUE_WINDOW_DAYS = 62
@@ -69,12 +70,11 @@ def _after(where: Conditions, cursor: str | None) -> None:
     where.add(f"(d.administered_on, d.id) < ({where.param(on)}, {{p}})", dose_id)
 
 
-async def search(session: Session, filters: DoseFilter, first: int | None,
-                 after: str | None) -> Page[Dose]:
-    """One page of in-scope doses matching `filters`, latest first."""
-    size = page_size(first)
-    where = Conditions()
-    doses_in_scope(where, session.principal)
+def search_conditions(where: Conditions, principal: Principal, filters: DoseFilter,
+                      after: str | None) -> Conditions:
+    """The WHERE of a page of doses (`d`): scope, filters, keyset. Shared with api/compiled,
+    so both read paths select the same rows; BadUserInput for a bad dose number or cursor."""
+    doses_in_scope(where, principal)
     (where.add_if(filters.center_id, "d.center_id = {p}")
           .add_if(filters.recipient_id, "d.recipient_id = {p}")
           .add_if(filters.administered_from, "d.administered_on >= {p}")
@@ -82,6 +82,14 @@ async def search(session: Session, filters: DoseFilter, first: int | None,
           .add_if(check_dose_number(filters.dose_number), "d.dose_number = {p}")
           .add_if(filters.vaccine, "d.vaccine_code = {p}"))
     _after(where, after)
+    return where
+
+
+async def search(session: Session, filters: DoseFilter, first: int | None,
+                 after: str | None) -> Page[Dose]:
+    """One page of in-scope doses matching `filters`, latest first."""
+    size = page_size(first)
+    where = search_conditions(Conditions(), session.principal, filters, after)
     limit = where.param(size + 1)
     rows = await session.fetch(
         f"SELECT {DOSE_COLUMNS} FROM {DOSE_FROM} {where.where()} "

@@ -40,8 +40,9 @@ def served(settings: Settings, log: Path) -> Iterator[ServedApi]:
            "VAXVAULT_STATE_DIR": str(settings.state_dir), "VAXVAULT_ENV": settings.env,
            "VAXVAULT_POOL_SIZE": str(settings.pool_max_size)}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(VAXVAULT), "serve", "--port", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+        # One worker: its memory is the process's (production would default to one per core).
+        proc = subprocess.Popen([str(VAXVAULT), "serve", "--port", str(port), "--workers", "1"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30

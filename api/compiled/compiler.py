@@ -1,0 +1,193 @@
+"""Documents parsed and validated once, plans cached, and one request answered end to end.
+
+A plan is the operation's field tree with fragments, aliases and @include/@skip resolved; it is
+cached per (document, operation name, values of the variables @include/@skip read). The role,
+the freeze and the arguments enter when the statement is rendered for a request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.execution.values import VariableValues, get_variable_values
+from strawberry.schema.base import BaseSchema
+
+from api.compiled.connection import Reader
+from api.compiled.selection import (
+    Selected,
+    Uncompilable,
+    collect,
+    directive_variables,
+    operation_of,
+)
+from api.compiled.statement import Rendered, Statement
+from api.principal import Principal
+from api.schema import MAX_TOKENS, _limit_rules
+from api.schema.lifecycle import _NAME
+
+K = TypeVar("K")
+V = TypeVar("V")
+CACHE_SIZE = 512
+
+
+class _Lru(Generic[K, V]):
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> V:
+        self.items[key] = value
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed, valid document, or the reason strawberry must answer it (`refused`)."""
+
+    node: DocumentNode | None
+    fragments: dict[str, FragmentDefinitionNode]
+    directive_variables: tuple[str, ...]
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    operation: Any
+    label: str | None
+    roots: tuple[Selected, ...] | None   # None: not compiled, strawberry answers
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    operation: str
+
+
+class Compiler:
+    def __init__(self, schema: BaseSchema, production: bool) -> None:
+        # The graphql-core schema strawberry built: the same types, rules and names.
+        self.schema: GraphQLSchema = schema._schema  # type: ignore[attr-defined]
+        self.rules = (*specified_rules, *_limit_rules(production))
+        self.documents: _Lru[str, Document] = _Lru(CACHE_SIZE)
+        self.plans: _Lru[tuple[Any, ...], Plan] = _Lru(CACHE_SIZE)
+
+    def document(self, query: str) -> Document:
+        known = self.documents.get(query)
+        if known is not None:
+            return known
+        try:
+            node = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError as exc:
+            return self.documents.put(query, Document(None, {}, (), f"syntax: {exc.message}"))
+        if validate(self.schema, node, self.rules):
+            return self.documents.put(query, Document(None, {}, (), "invalid"))
+        fragments = {d.name.value: d for d in node.definitions
+                     if isinstance(d, FragmentDefinitionNode)}
+        return self.documents.put(query, Document(node, fragments,
+                                                  directive_variables(list(node.definitions))))
+
+    def plan(self, query: str, operation_name: str | None,
+             raw_variables: dict[str, Any]) -> tuple[Plan, VariableValues] | None:
+        """The plan and the coerced variables; None when strawberry must answer."""
+        document = self.document(query)
+        if document.node is None:
+            return None
+        try:
+            operation = operation_of(list(document.node.definitions), operation_name)
+        except Uncompilable:
+            return None
+        if operation.operation is not OperationType.QUERY:
+            return None
+        variables = get_variable_values(self.schema, operation.variable_definitions or (),
+                                        raw_variables)
+        if not isinstance(variables, VariableValues):
+            return None  # strawberry reports the bad variables
+        shape = tuple(variables.coerced.get(n) for n in document.directive_variables)
+        key = (query, operation_name, shape)
+        plan = self.plans.get(key)
+        if plan is None:
+            try:
+                roots: tuple[Selected, ...] | None = collect(
+                    operation.selection_set, document.fragments, variables.coerced)
+            except Uncompilable:
+                roots = None
+            name = operation.name.value if operation.name else None
+            plan = self.plans.put(key, Plan(operation, name if name and _NAME.match(name) else None, roots))
+        return (plan, variables) if plan.roots is not None else None
+
+    async def answer(self, pool: asyncpg.Pool, principal: Principal, request_id: str,
+                     query: str, operation_name: str | None,
+                     raw_variables: dict[str, Any]) -> Answer | None:
+        """The response body for a compiled read; None when strawberry must answer."""
+        planned = self.plan(query, operation_name, raw_variables)
+        if planned is None:
+            return None
+        plan, variables = planned
+        assert plan.roots is not None
+
+        def render(session_freeze: Any) -> Rendered:
+            return Statement(self.schema, principal, session_freeze, variables, plan.label,
+                             request_id).render(plan.roots or ())
+
+        try:
+            rendered = render(None)
+        except Uncompilable:
+            return None
+        label = plan.label or "anonymous"
+        if rendered.sql is None and not rendered.freeze_sensitive:
+            return Answer(_body(rendered, None), label)
+        async with Reader(pool, principal) as reader:
+            state = await reader.state()
+            if state.freeze is not None:
+                try:
+                    rendered = render(state.freeze)
+                except Uncompilable:
+                    return None
+            row = await reader.read(rendered.sql, rendered.args) \
+                if rendered.sql is not None else None
+        return Answer(_body(rendered, row), label)
+
+
+def _body(rendered: Rendered, row: Any) -> bytes:
+    """The response: root values as PostgreSQL built them, errors as strawberry formats them."""
+    errors = list(rendered.errors)
+    pieces = []
+    for root in rendered.roots:
+        if root.column is not None:
+            value = row[root.column] if row is not None else None
+            if value is None:
+                if root.not_found is not None:
+                    errors.append(root.not_found)
+                piece = b"null"
+            else:
+                piece = value.encode()
+        else:
+            piece = root.constant or b"null"
+        pieces.append(json.dumps(root.key).encode() + b":" + piece)
+    body = b'{"data":{' + b",".join(pieces) + b"}"
+    if errors:
+        body += b',"errors":' + json.dumps([e.formatted for e in errors],
+                                            separators=(",", ":")).encode()
+    return body + b"}"

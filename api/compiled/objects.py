@@ -1,0 +1,240 @@
+"""SQL expressions that build one response object (Recipient, Dose, ...) as json from row aliases.
+
+Each object comes back as a `Part`: the json expression, the LATERAL joins its nested lists need,
+and two array expressions naming what it revealed (recipient ids, personal fields) for the audit.
+Field access is decided by the policy table (`field_access`), masking included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from api.compiled.selection import Selected, Uncompilable
+from api.domain.conditions import Conditions
+from api.domain.scope import doses_in_scope
+from api.policy import PERSONAL_FIELDS, Access, field_access
+from api.principal import Principal
+
+# json_build_object takes at most 100 arguments: 50 keys.
+MAX_KEYS = 50
+
+
+def iso_date(column: str) -> str:
+    return f"to_char({column}, 'YYYY-MM-DD')"
+
+
+def iso_datetime(column: str) -> str:
+    """Python's datetime.isoformat() of a timestamptz in UTC (what strawberry sends)."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN to_char({utc}, 'US') = "
+            f"'000000' THEN '' ELSE '.' || to_char({utc}, 'US') END || '+00:00')")
+
+
+def masked(column: str) -> str:
+    """policy.mask_national_id in SQL: all but the last four characters replaced by `*`."""
+    return f"(repeat('*', greatest(length({column}) - 4, 0)) || right({column}, 4))"
+
+
+def cursor(parts: str) -> str:
+    """pagination.encode_cursor in SQL: unpadded urlsafe base64 of the compact JSON key."""
+    return (f"rtrim(translate(encode(convert_to({parts}, 'UTF8'), 'base64'), E'+/\\n', '-_'), "
+            "'=')")
+
+
+def typename(name: str) -> str:
+    return f"'{name}'::text"
+
+
+def json_object(pairs: list[tuple[str, str]]) -> str:
+    if len(pairs) > MAX_KEYS:
+        raise Uncompilable("too many keys in one object")
+    return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in pairs) + ")"
+
+
+def concat(parts: list[str | None], empty: str) -> str | None:
+    present = [p for p in parts if p is not None]
+    return f"coalesce({' || '.join(present)}, {empty})" if present else None
+
+
+@dataclass
+class Part:
+    json: str
+    ids: str | None = None          # bigint[] of recipients whose personal data this revealed
+    fields: str | None = None       # text[] of the personal fields revealed
+    # LATERAL subqueries (sql, alias) its nested lists need in the FROM that holds its row.
+    laterals: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    r: str
+    dt: str
+
+
+@dataclass(frozen=True)
+class DoseRow:
+    d: str
+    v: str
+    c: str
+    r: str
+    dt: str
+
+    @property
+    def recipient(self) -> RecipientRow:
+        return RecipientRow(self.r, self.dt)
+
+
+_PERSONAL_COLUMNS = {"nationalId": "national_id", "fullName": "full_name", "phone": "phone",
+                     "birthDate": "birth_date"}
+
+
+class Objects:
+    """Builds object parts for one statement; `params` numbers every value it adds."""
+
+    def __init__(self, principal: Principal, frozen: bool, params: Conditions,
+                 alias: Callable[[str], str]) -> None:
+        self.principal = principal
+        self.frozen = frozen
+        self.params = params
+        self.alias = alias
+
+    def scoped(self, build: Callable[[Conditions, Principal, str], None], alias: str) -> list[str]:
+        """The clauses a scope builder of api/domain/scope.py adds for `alias`, numbered on."""
+        where = Conditions(self.params.args)
+        build(where, self.principal, alias)
+        self.params.args = where.args
+        return where.clauses
+
+    def _access(self, type_name: str, name: str) -> Access:
+        access = field_access(type_name, name, self.principal.role, frozen=self.frozen)
+        if access is Access.DENY:
+            raise Uncompilable(f"{type_name}.{name} denied inside an object")
+        return access
+
+    def district(self, selected: Selected, dt: str) -> str:
+        columns = {"id": f"{dt}.id::text", "name": f"{dt}.name", "division": f"{dt}.division",
+                   "__typename": typename("District")}
+        return json_object([(s.key, columns[s.name]) for s in selected.children])
+
+    def center(self, selected: Selected, c: str) -> str:
+        columns = {"id": f"{c}.id::text", "name": f"{c}.name",
+                   "districtId": f"{c}.district_id::text", "__typename": typename("Center")}
+        return json_object([(s.key, columns[s.name]) for s in selected.children])
+
+    def vaccine(self, selected: Selected, v: str) -> str:
+        columns = {"code": f"{v}.code", "name": f"{v}.name",
+                   "dosesRequired": f"{v}.doses_required",
+                   "doseIntervalDays": f"{v}.dose_interval_days",
+                   "__typename": typename("Vaccine")}
+        return json_object([(s.key, columns[s.name]) for s in selected.children])
+
+    def recipient(self, children: tuple[Selected, ...], row: RecipientRow) -> Part:
+        r = row.r
+        plain = {"id": f"{r}.id::text", "sex": f"{r}.sex",
+                 "registeredAt": iso_datetime(f"{r}.registered_at"),
+                 "fullName": f"{r}.full_name", "phone": f"{r}.phone",
+                 "nationalId": f"{r}.national_id", "birthDate": iso_date(f"{r}.birth_date")}
+        pairs: list[tuple[str, str]] = []
+        laterals: list[tuple[str, str]] = []
+        ids: list[str | None] = []
+        fields: list[str | None] = []
+        revealed: dict[str, str] = {}
+        for s in children:
+            if s.name == "__typename":
+                pairs.append((s.key, typename("Recipient")))
+                continue
+            access = self._access("Recipient", s.name)
+            if s.name == "district":
+                pairs.append((s.key, self.district(s, row.dt)))
+            elif s.name == "doses":
+                part = self.doses_of(s.children, r)
+                laterals += part.laterals
+                pairs.append((s.key, part.json))
+                ids.append(part.ids)
+                fields.append(part.fields)
+            elif s.name in plain:
+                expr = plain[s.name]
+                if access is Access.MASK:
+                    if s.name != "nationalId":
+                        raise Uncompilable(f"Recipient.{s.name} has no masked form")
+                    expr = masked(expr)
+                pairs.append((s.key, expr))
+                if s.name in PERSONAL_FIELDS:
+                    revealed[s.name] = f"{r}.{_PERSONAL_COLUMNS[s.name]}"
+            else:
+                raise Uncompilable(f"Recipient.{s.name}")
+        if revealed:
+            any_value = " OR ".join(f"{c} IS NOT NULL" for c in revealed.values())
+            ids.insert(0, f"CASE WHEN {any_value} THEN ARRAY[{r}.id] ELSE '{{}}'::bigint[] END")
+            names = ", ".join(f"CASE WHEN {c} IS NOT NULL THEN '{n}' END"
+                              for n, c in sorted(revealed.items()))
+            fields.insert(0, f"array_remove(ARRAY[{names}]::text[], NULL)")
+        return Part(json_object(pairs), concat(ids, "'{}'::bigint[]"),
+                    concat(fields, "'{}'::text[]"), laterals)
+
+    def dose(self, children: tuple[Selected, ...], row: DoseRow) -> Part:
+        d = row.d
+        plain = {"id": f"{d}.id::text", "doseNumber": f"{d}.dose_number",
+                 "lotNumber": f"{d}.lot_number",
+                 "administeredOn": iso_date(f"{d}.administered_on"),
+                 "nextDueOn": iso_date(f"{d}.next_due_on")}
+        pairs: list[tuple[str, str]] = []
+        part = Part("")
+        ids: list[str | None] = []
+        fields: list[str | None] = []
+        for s in children:
+            if s.name == "__typename":
+                pairs.append((s.key, typename("Dose")))
+                continue
+            self._access("Dose", s.name)
+            if s.name in plain:
+                pairs.append((s.key, plain[s.name]))
+            elif s.name == "vaccine":
+                pairs.append((s.key, self.vaccine(s, row.v)))
+            elif s.name == "center":
+                pairs.append((s.key, self.center(s, row.c)))
+            elif s.name == "recipient":
+                inner = self.recipient(s.children, row.recipient)
+                pairs.append((s.key, inner.json))
+                part.laterals += inner.laterals
+                ids.append(inner.ids)
+                fields.append(inner.fields)
+            else:
+                raise Uncompilable(f"Dose.{s.name}")
+        part.json = json_object(pairs)
+        part.ids = concat(ids, "'{}'::bigint[]")
+        part.fields = concat(fields, "'{}'::text[]")
+        return part
+
+    def dose_row(self) -> DoseRow:
+        return DoseRow(self.alias("d"), self.alias("v"), self.alias("c"), self.alias("r"),
+                       self.alias("dt"))
+
+    def dose_joins(self, row: DoseRow) -> str:
+        """The joins of records.DOSE_FROM under fresh aliases (RLS filters `r` as it does there)."""
+        return (f"JOIN vaccines {row.v} ON {row.v}.code = {row.d}.vaccine_code "
+                f"JOIN centers {row.c} ON {row.c}.id = {row.d}.center_id "
+                f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id "
+                f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
+
+    def doses_of(self, children: tuple[Selected, ...], recipient: str) -> Part:
+        """Recipient.doses: the recipient's in-scope doses by dose number (doses.of_recipients)."""
+        row = self.dose_row()
+        inner = self.dose(children, row)
+        where = [f"{row.d}.recipient_id = {recipient}.id",
+                 *self.scoped(doses_in_scope, row.d)]
+        lateral = self.alias("l")
+        ids = inner.ids or "NULL::bigint[]"
+        fields = inner.fields or "NULL::text[]"
+        sql = (f"SELECT coalesce(json_agg(x.j ORDER BY x.o), '[]'::json) AS j, "
+               f"array_cat_agg(x.ids) AS ids, array_cat_agg(x.f) AS f FROM ("
+               f"SELECT {inner.json} AS j, {ids} AS ids, {fields} AS f, {row.d}.dose_number AS o "
+               f"FROM doses {row.d} {self.dose_joins(row)} {lateral_joins(inner.laterals)} "
+               f"WHERE {' AND '.join(where)}) x")
+        return Part(f"{lateral}.j", f"{lateral}.ids" if inner.ids else None,
+                    f"{lateral}.f" if inner.fields else None, [(sql, lateral)])
+
+
+def lateral_joins(laterals: list[tuple[str, str]]) -> str:
+    return " ".join(f"LEFT JOIN LATERAL ({sql}) AS {name} ON true" for sql, name in laterals)

@@ -1,0 +1,85 @@
+"""The ceiling: the statements the compiled path sends for a portal query, run by pgbench at
+the same concurrency (principal + freeze as session settings, then the one read-and-audit
+statement, committed by itself)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from datetime import date
+from typing import Any
+
+from api.compiled.compiler import Compiler
+from api.compiled.connection import SESSION_BEGIN_SQL
+from api.compiled.statement import Statement
+from api.db.pool import API_ROLE
+from api.principal import Principal, Role
+from api.schema import build_schema
+from bench.portal import OURS
+
+# Stand-ins rendered into the SQL, then swapped for pgbench's random variables.
+_ID, _CENTER = 987654321, 87654321
+CEILING_QUERIES = ("recipient_with_doses", "center_latest_doses")
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, date):
+        value = value.isoformat()
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _inline(sql: str, args: list[Any]) -> str:
+    return re.sub(r"\$(\d+)", lambda m: _literal(args[int(m.group(1)) - 1]), sql)
+
+
+def script(name: str, recipients: int, centers: int) -> str:
+    """A pgbench script for `name` with the statements our compiled path sends."""
+    compiler = Compiler(build_schema(production=True), production=True)
+    if name == "recipient_with_doses":
+        principal = Principal(Role.ADMIN, sub="bench-admin")
+        raw: dict[str, Any] = {"id": str(_ID)}
+    else:
+        principal = Principal(Role.CENTER_STAFF, sub="bench-staff", center_id=_CENTER)
+        raw = {"centerId": str(_CENTER)}
+    planned = compiler.plan(OURS[name], None, raw)
+    assert planned is not None, name
+    plan, variables = planned
+    rendered = Statement(compiler.schema, principal, None, variables, plan.label,
+                         "pgbench").render(plan.roots or ())
+    assert rendered.sql is not None
+    begin = _inline(SESSION_BEGIN_SQL, [principal.role.value, principal.sub or "",
+                                 "" if principal.center_id is None else str(principal.center_id),
+                                 ""])
+    body = f"{begin.strip()};\n{_inline(rendered.sql, rendered.args)};\n"
+    # The id first: it contains the center's digits.
+    body = body.replace(f"'{_ID}'", "(:id)::text").replace(str(_ID), ":id")
+    body = body.replace(f"'{_CENTER}'", "(:c)::text").replace(str(_CENTER), ":c")
+    # pgbench reads `:MI` as a variable; a quoted colon formats the same.
+    body = body.replace("HH24:MI:SS", 'HH24":"MI":"SS')
+    return f"\\set id random(1, {recipients})\n\\set c random(1, {centers})\n{body}"
+
+
+def pgbench(bindir: str, url: str, text: str, seconds: int, clients: int) -> float:
+    """Transactions per second of `text` over `clients` connections as the API role."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(text)
+    try:
+        done = subprocess.run(
+            [os.path.join(bindir, "pgbench"), "-n", "-M", "prepared", "-c", str(clients),
+             "-j", "2", "-T", str(seconds), "-f", handle.name, url],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PGOPTIONS": f"-c role={API_ROLE}"})
+    finally:
+        os.unlink(handle.name)
+    match = re.search(r"tps = ([\d.]+)", done.stdout)
+    if match is None:
+        raise RuntimeError(f"pgbench printed no tps: {done.stdout[-300:]} {done.stderr[-300:]}")
+    return float(match.group(1))
