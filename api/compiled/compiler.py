@@ -35,6 +35,7 @@ from api.compiled.selection import (
     operation_of,
 )
 from api.compiled.statement import Rendered, Statement
+from api.policy import FREEZE_EXEMPT
 from api.principal import Principal
 from api.schema import MAX_TOKENS, _limit_rules
 from api.schema.lifecycle import _NAME
@@ -160,6 +161,11 @@ class Compiler:
             return Answer(_body(rendered, None), label)
         async with Reader(pool, principal) as reader:
             state = await reader.state()
+            if state.frozen_districts and principal.role not in FREEZE_EXEMPT:
+                # A district freeze withholds its residents' personal fields from readers
+                # elsewhere, a rule per row the compiled statement does not carry (yet):
+                # strawberry answers while any district is frozen.
+                return None
             if state.freeze is not None:
                 try:
                     rendered = render(state.freeze)
