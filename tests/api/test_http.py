@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from api.auth import mint_token
 from api.principal import Role
 from api.settings import Settings
+from tests.browser import tools as browser_tools
 from tests.conftest import JWT_SECRET
 from tests.live_server import live_server
 
@@ -95,6 +96,7 @@ def test_a_forged_cursor_is_a_clear_input_error(api_url: str) -> None:
 
 
 def test_development_serves_graphiql_and_introspection(api_url: str) -> None:
+    browser_tools.graphiql_assets()  # GraphiQL's pinned files, fetched once (skips without npm)
     page = httpx.get(f"{api_url}/graphql", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "graphiql" in page.text.lower()
     body = _post(api_url, "{ __schema { queryType { name } } }").json()
