@@ -209,7 +209,8 @@ async def test_kill_9_of_a_restore_leaves_nothing_or_everything(
             if point == "reinserting":
                 image = incident.before[min(incident.deleted)]
                 await holder.execute(
-                    "INSERT INTO doses OVERRIDING SYSTEM VALUE SELECT * FROM jsonb_populate_record(NULL::doses, $1::jsonb)",
+                    "INSERT INTO doses OVERRIDING SYSTEM VALUE "
+                    "SELECT * FROM jsonb_populate_record(NULL::doses, $1::jsonb)",
                     json.dumps(image))
             else:
                 await holder.execute("LOCK TABLE audit_log IN SHARE MODE")
