@@ -27,3 +27,16 @@ def refusing_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+@contextmanager
+def reserved_port() -> Iterator[int]:
+    """A port the OS chose, held for the block by a bound (not listening) SO_REUSEADDR socket.
+
+    For a server that only takes a port number (prometheus_client binds with SO_REUSEADDR): it
+    can bind the port while this socket holds it, and no other process can take it meanwhile.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", 0))
+        yield int(sock.getsockname()[1])
