@@ -238,7 +238,8 @@ def test_generated_recipient_filters(served_registry: tuple[str, httpx.Client],
     # enough to reach the comparison with the database; any text and page size for the rest.
     real = st.tuples(st.sampled_from(people), st.integers(1, 6), st.booleans(), st.booleans()).map(
         lambda t: ((t[0][0][:t[1]].upper() if t[2] else t[0][0][:t[1]]), t[0][1] if t[3] else None))
-    text = st.text(st.characters(blacklist_characters="\x00"), max_size=30)  # NUL: see below
+    # Any text a JSON client can send (no lone surrogates), but NUL: see the xfail below.
+    text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
     compared = 0
 
     @GENERATED
@@ -261,9 +262,10 @@ def test_generated_recipient_filters(served_registry: tuple[str, httpx.Client],
             assert edge["node"]["fullName"].lower().startswith(prefix.strip().lower())
             if national_id is not None:
                 assert edge["node"]["nationalId"] == national_id
+        # Case folded as a client means it (Python's lower(), e.g. the Kelvin sign is a k).
         matching = _count(url, "SELECT count(*) FROM recipients WHERE starts_with("
-                               "lower(full_name), lower($1)) AND ($2::text IS NULL OR "
-                               "national_id = $2)", prefix.strip(), national_id)
+                               "lower(full_name), $1) AND ($2::text IS NULL OR "
+                               "national_id = $2)", prefix.strip().lower(), national_id)
         assert len(edges) == min(matching, first or 20), (prefix, national_id, first)
         compared += bool(edges)
 
