@@ -62,7 +62,7 @@ async def test_sustained_load_holds(seeded_settings: Settings, postgres_url: str
     print(f"load: {len(outcomes)} requests, statuses {dict(statuses)}, "
           f"RSS {rss_after_warm_up} -> {rss_at_end} KiB, api connections {during}")
     assert len(outcomes) == RELIABILITY_REQUESTS, statuses
-    assert set(statuses) == {200}, statuses
+    assert set(statuses) == {200}, (statuses, [o.body[:200] for o in outcomes if o.status != 200][:3])
     assert all('"errors"' not in o.body for o in outcomes)
     # The pool never grows past its size, and nothing is left open once the API has stopped.
     assert 1 <= during <= 5
