@@ -19,25 +19,28 @@ class TtlCache(Generic[K, V]):
     dashboards after expiry costs the database one query, not one per request.
     """
 
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024) -> None:
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        # Injected so tests step time instead of sleeping past the ttl.
+        self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
         self._pending: dict[K, asyncio.Future[V]] = {}
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] < self._clock():
             return None
         return entry[1]
 
     def put(self, key: K, value: V) -> None:
         if len(self._entries) >= self.max_entries:
-            now = time.monotonic()
+            now = self._clock()
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
             if len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (time.monotonic() + self.ttl_s, value)
+        self._entries[key] = (self._clock() + self.ttl_s, value)
 
     async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         """The cached answer, the one being computed, or a new one (which is then cached).

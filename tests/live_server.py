@@ -4,33 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 
 from api.app import create_app
-from api.embedded_postgres import free_port
 from api.settings import Settings
+from tests.sockets import listening_socket
 
 
 @contextmanager
 def live_server(settings: Settings) -> Iterator[str]:
-    """Serve the app; yield its base URL; shut down (closing the pool) on exit."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="error", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    """Serve the app; yield its base URL once it has started; shut down (closing the pool) on exit."""
+    with listening_socket() as sock:
+        config = uvicorn.Config(create_app(settings), log_level="error", access_log=False,
+                                lifespan="on")
+        server = uvicorn.Server(config)
+        started = threading.Event()
+
+        async def serve() -> None:
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.01)
+            started.set()
+            await task
+
+        thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+        thread.start()
+        try:
+            if not started.wait(timeout=60) or not server.started:
+                raise RuntimeError("the API server did not start")
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)

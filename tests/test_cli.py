@@ -8,15 +8,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from api.cli import main
-from api.embedded_postgres import free_port
 from tests.conftest import JWT_SECRET
+from tests.sockets import listening_socket, refusing_port
 
 
 @pytest.fixture
@@ -60,8 +59,9 @@ def test_failures_exit_1_with_one_line(env: pytest.MonkeyPatch,
     assert capsys.readouterr().err == (
         "vaxvault: VAXVAULT_DATABASE_URL is not set; set it to a postgresql:// URL or use "
         "'vaxvault dev' for the embedded database\n")
-    env.setenv("VAXVAULT_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/x")
-    assert main(["db", "migrate"]) == 1
+    with refusing_port() as port:
+        env.setenv("VAXVAULT_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{port}/x")
+        assert main(["db", "migrate"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vaxvault: cannot connect to PostgreSQL at 127.0.0.1:")
     assert err.count("\n") == 1
@@ -91,25 +91,18 @@ def test_dev_serves_and_stops_cleanly() -> None:
 
 
 def _run_dev(tmp_path: Path) -> None:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAXVAULT_")}
     env["VAXVAULT_STATE_DIR"] = str(tmp_path / "state")
-    command = [sys.executable, "-c", "from api.cli import run; run()", "dev",
-               "--port", str(port), "--recipients", "300"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    with listening_socket() as sock:
+        command = [sys.executable, "-c", "from api.cli import run; run()", "dev",
+                   "--fd", str(sock.fileno()), "--recipients", "300"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, pass_fds=(sock.fileno(),))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "vaxvault dev did not become ready"
-            time.sleep(0.2)
+        # The socket listens from the start: the request waits in its backlog while dev starts
+        # PostgreSQL and seeds, and is answered once it serves (the timeout bounds a hang).
+        assert httpx.get(f"{url}/readyz", timeout=120).status_code == 200
         token = (tmp_path / "state" / "jwt-secret").read_text()
         assert token
         response = httpx.post(f"{url}/graphql", json={"query": "{ districts { name } }"})

@@ -13,7 +13,7 @@ import shlex
 
 from api.auth import mint_token, signing_secret
 from api.cli.db import seed_database
-from api.cli.serve import add_server_flags, serve
+from api.cli.serve import add_server_flags, endpoint, serve
 from api.db.connect import connect
 from api.db.migrate import migrate
 from api.embedded_postgres import SUPERUSER, EmbeddedPostgres, running_port
@@ -88,21 +88,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         print(asyncio.run(prepare(settings.require_database_url(), args.recipients)), flush=True)
         token = mint_token(signing_secret(settings), Role.ADMIN, sub="dev-admin", ttl_s=7 * 86400)
-        endpoint = f"http://{args.host}:{args.port}/graphql"
+        graphql = f"{endpoint(args.host, args.port, args.fd)}/graphql"
         query = '{"query": "{ districts { id name division } }"}'
         print(f"""
-vaxvault is serving GraphQL at {endpoint} (GraphiQL in a browser)
-admin console: http://{args.host}:{args.port}/console (sign in with the admin token below)
+vaxvault is serving GraphQL at {graphql} (GraphiQL in a browser)
+admin console: {graphql.removesuffix('/graphql')}/console (sign in with the admin token below)
 database: {settings.database_url}
 admin token (7 days): {token}
 
 try:
-  curl -s {endpoint} -H 'Content-Type: application/json' \\
+  curl -s {graphql} -H 'Content-Type: application/json' \\
     -H 'Authorization: Bearer {token}' -d {shlex.quote(query)}
 
 Ctrl-C stops the server{' and the database' if embedded else ''}.
 """, flush=True)
-        serve(settings, args.host, args.port)
+        serve(settings, args.host, args.port, fd=args.fd)
     finally:
         if embedded is not None:
             embedded.stop()

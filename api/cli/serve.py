@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import socket
 
 from api.cli.output import whole_number
 from api.settings import Settings
@@ -25,9 +26,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    # A supervisor (systemd socket activation, a test harness) binds the port and hands the
+    # listening socket over open, so no other process can take the port in between.
+    parser.add_argument("--fd", type=int, metavar="FD",
+                        help="serve on this inherited, already listening socket instead of "
+                             "--host/--port")
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def endpoint(host: str, port: int, fd: int | None) -> str:
+    """The http:// address served: --host/--port, or the address the --fd socket is bound to."""
+    if fd is not None:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1, fd: int | None = None) -> None:
     # Imported here, not at the top: every other command (backup run, restore...) would pay
     # for loading the GraphQL app and uvicorn on each start (seconds on a busy machine).
     import uvicorn
@@ -35,8 +49,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     from api.app import create_app
 
     settings.require_database_url()
-    common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
-              "proxy_headers": True}
+    where: dict[str, object] = {"fd": fd} if fd is not None else {"host": host, "port": port}
+    common = {**where, "log_level": "warning", "access_log": False, "proxy_headers": True}
     if workers > 1:
         # Each worker process builds its own app from the environment. Newer uvicorn restarts a
         # worker that is not serving within 5 s: on a busy machine importing the app takes
@@ -56,5 +70,5 @@ def default_workers(settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    serve(settings, args.host, args.port, args.workers or default_workers(settings))
+    serve(settings, args.host, args.port, args.workers or default_workers(settings), args.fd)
     return 0

@@ -10,7 +10,8 @@ variables less than `ttl_s` seconds ago.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from graphql import ExecutionResult, FieldNode, OperationDefinitionNode, OperationType
@@ -25,8 +26,9 @@ COUNT_ROOTS = frozenset({"coverage", "districts", "centers", "vaccines", "__type
 class CountCache(TtlCache[tuple[Any, ...], dict[str, Any]]):
     """Whole answers of count-only queries, by role, scope claims, text and variables."""
 
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 512) -> None:
-        super().__init__(ttl_s, max_entries)
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 512,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(ttl_s, max_entries, clock)
 
 
 def _counts_only(document: Any, operation_name: str | None) -> bool:

@@ -7,9 +7,9 @@ modules run for real. GraphQL runs without HTTP (tests/api/client.py), exactly a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from api.auth import mint_token
-from api.cli import main
 from api.db.pool import create_pool
 from api.principal import Role
 from api.settings import Settings
@@ -105,26 +104,20 @@ def _input(as_of: datetime, **extra: Any) -> dict[str, Any]:
             "filter": [{"column": "dose_number", "operator": "IN", "values": ["1", "2"]}], **extra}
 
 
-def _cli_dry_run(settings: Settings, as_of: datetime) -> dict[str, Any]:
-    env = {"VAXVAULT_DATABASE_URL": settings.database_url or "",
-           "VAXVAULT_BACKUP_URL": settings.backup_url or "",
-           "VAXVAULT_STATE_DIR": str(settings.state_dir)}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        out_path = settings.state_dir / "dry-run.json"
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        with out_path.open("w") as out, contextlib.redirect_stdout(out):
-            code = main(["restore", "records", "--as-of", as_of.isoformat(), "--table", "doses",
-                         "--where", "dose_number IN (1, 2)", "--dry-run", "--json"])
-        assert code == 0
-        return dict(json.loads(out_path.read_text())["plan"]["counts"])
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+async def _cli_dry_run(settings: Settings, as_of: datetime) -> dict[str, Any]:
+    """The CLI's dry run, as its own process: its settings go in its environment, not ours."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("VAXVAULT_") or name.startswith("VAXVAULT_TEST_")}
+    env.update(VAXVAULT_DATABASE_URL=settings.database_url or "",
+               VAXVAULT_BACKUP_URL=settings.backup_url or "",
+               VAXVAULT_STATE_DIR=str(settings.state_dir))
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "vaxvault"), "restore", "records", "--as-of",
+        as_of.isoformat(), "--table", "doses", "--where", "dose_number IN (1, 2)", "--dry-run",
+        "--json", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return dict(json.loads(out)["plan"]["counts"])
 
 
 @pytest.fixture
@@ -165,7 +158,7 @@ async def test_backup_plan_restore_and_restore_again(
     assert plan["predicate"] == "(dose_number IN ('1', '2'))"
     written_back = next(d for d in plan["sample"] if d["action"] == "write_back")
     assert {c["column"]: c["now"] for c in written_back["columns"]}["administered_on"] is None
-    cli = await asyncio.to_thread(_cli_dry_run, admin_settings, as_of)
+    cli = await _cli_dry_run(admin_settings, as_of)
     assert cli == {"reinsert": counts["reinsert"], "write_back": counts["writeBack"],
                    "conflict": counts["conflict"], "untouched": counts["untouched"]}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -12,6 +11,7 @@ from api.principal import Role
 from api.schema.count_cache import CountCache
 from tests.api.client import principal, run
 from tests.api.conftest import Cast
+from tests.clock import SteppedClock
 
 QUERY = "{ coverage { doses } }"
 
@@ -41,11 +41,14 @@ async def test_cached_answers_never_cross_scopes(pool: asyncpg.Pool, seeded_sett
 
 async def test_cached_answers_expire(pool: asyncpg.Pool, seeded_settings: Any, cast: Cast,
                                      owner: asyncpg.Connection) -> None:
-    cache = CoverageCache(ttl_s=0.3)
+    clock = SteppedClock()
+    cache = CoverageCache(ttl_s=5, clock=clock)
     before = await _doses(pool, seeded_settings, cast.admin, cache)
+    assert before == await owner.fetchval("SELECT count(*) FROM doses")
     await owner.execute("DELETE FROM doses WHERE id = (SELECT max(id) FROM doses)")
+    clock.now += 5
     assert await _doses(pool, seeded_settings, cast.admin, cache) == before
-    await asyncio.sleep(0.35)
+    clock.now += 0.001
     assert await _doses(pool, seeded_settings, cast.admin, cache) == before - 1
 
 

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from api.ttl_cache import TtlCache
+from tests.clock import SteppedClock
 
 
 async def test_concurrent_misses_share_one_computation() -> None:
@@ -63,9 +64,22 @@ async def test_waiters_compute_themselves_when_the_computing_request_is_cancelle
     assert await waiter == 2
 
 
-async def test_entries_expire() -> None:
-    cache: TtlCache[str, int] = TtlCache(ttl_s=0.01)
+def test_entries_expire_after_their_ttl_and_not_before() -> None:
+    clock = SteppedClock()
+    cache: TtlCache[str, int] = TtlCache(ttl_s=5, clock=clock)
     cache.put("k", 1)
-    assert cache.get("k") == 1
-    await asyncio.sleep(0.02)
+    clock.now += 5
+    assert cache.get("k") == 1, "an entry lives its whole ttl"
+    clock.now += 0.001
     assert cache.get("k") is None
+
+
+def test_a_full_cache_drops_expired_entries_before_live_ones() -> None:
+    clock = SteppedClock()
+    cache: TtlCache[str, int] = TtlCache(ttl_s=5, max_entries=2, clock=clock)
+    cache.put("old", 1)
+    clock.now += 3
+    cache.put("live", 2)
+    clock.now += 3  # "old" has expired, "live" has not
+    cache.put("new", 3)
+    assert (cache.get("old"), cache.get("live"), cache.get("new")) == (None, 2, 3)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -46,18 +47,42 @@ async def test_a_run_is_exclusive_across_sessions(file_config: BackupConfig,
         await holder.close()
 
 
+class CronClock:
+    """Each reading is one minute after the last, for `steps` readings; then time stands still.
+
+    run_schedule reads the clock twice per run (what is due, how long until then), so with an
+    every-minute schedule each of the first steps // 2 runs is due at once; after that the next
+    run is a minute of real waiting away, and the test stops the scheduler in that wait.
+    """
+
+    def __init__(self, steps: int) -> None:
+        self.readings = [datetime(2026, 11, 22, 1, 0, 30, tzinfo=UTC) + timedelta(minutes=i)
+                         for i in range(steps)]
+        self.calls = 0
+
+    def __call__(self) -> datetime:
+        reading = self.readings[min(self.calls, len(self.readings) - 1)]
+        self.calls += 1
+        return reading
+
+
 async def test_scheduler_runs_logs_one_line_per_run_and_updates_metrics(
         file_config: BackupConfig, caplog: pytest.LogCaptureFixture) -> None:
     await install_capture(file_config.database_url)
     stop = asyncio.Event()
-    every_second = Schedule(full="0 0 1 1 *", incremental="* * * * * *")
+    every_minute = Schedule(full="0 0 1 1 *", incremental="* * * * *")
+    started = time.time()
     with caplog.at_level(logging.INFO, logger="vaxvault.backup.schedule"):
-        task = asyncio.create_task(run_schedule(file_config, every_second, stop))
-        await asyncio.sleep(1.6)
+        task = asyncio.create_task(run_schedule(file_config, every_minute, stop, clock=CronClock(6)))
+        async with asyncio.timeout(120):  # a bound on a hang, not a measurement
+            while len([r for r in caplog.records if r.name == "vaxvault.backup.schedule"]) < 3:
+                assert not task.done(), task
+                await asyncio.sleep(0.05)
         stop.set()
         runs = await task
     lines = [r.getMessage() for r in caplog.records if r.name == "vaxvault.backup.schedule"]
-    assert runs >= 1 and len(lines) == runs
-    assert all(line.startswith("backup incremental: ") for line in lines)
-    assert REGISTRY.get_sample_value("vaxvault_backup_last_success_timestamp_seconds",
-                                     {"kind": "incremental"}) is not None
+    assert runs == 3 and len(lines) == 3, lines
+    assert all(line.startswith("backup incremental: ") for line in lines), lines
+    last_success = REGISTRY.get_sample_value("vaxvault_backup_last_success_timestamp_seconds",
+                                             {"kind": "incremental"})
+    assert last_success is not None and last_success >= started

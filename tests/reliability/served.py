@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from api.embedded_postgres import free_port
 from api.settings import Settings
+from tests.sockets import listening_socket
 
 VAXVAULT = Path(sys.executable).parent / "vaxvault"
 
@@ -33,30 +32,28 @@ class ServedApi:
 
 @contextmanager
 def served(settings: Settings, log: Path) -> Iterator[ServedApi]:
-    """`vaxvault serve` on a free port with these settings; stopped (SIGTERM) on exit."""
-    port = free_port()
+    """`vaxvault serve` on a socket bound here and handed over open; stopped (SIGTERM) on exit."""
     env = {**os.environ, "VAXVAULT_DATABASE_URL": settings.require_database_url(),
            "VAXVAULT_JWT_SECRET": settings.jwt_secret or "",
            "VAXVAULT_STATE_DIR": str(settings.state_dir), "VAXVAULT_ENV": settings.env,
            "VAXVAULT_POOL_SIZE": str(settings.pool_max_size)}
-    with open(log, "wb") as out:
+    with open(log, "wb") as out, listening_socket() as sock:
         # One worker: its memory is the process's (production would default to one per core).
-        proc = subprocess.Popen([str(VAXVAULT), "serve", "--port", str(port), "--workers", "1"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([str(VAXVAULT), "serve", "--fd", str(sock.fileno()),
+                                 "--workers", "1"], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, pass_fds=(sock.fileno(),))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sock.close()  # the server's copy listens on; if the server dies, connecting is refused
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"vaxvault serve exited {proc.returncode}: {log.read_text()}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("vaxvault serve did not answer /healthz within 30 s")
-                time.sleep(0.1)
+            # The socket already listens: this request waits in its backlog until the server
+            # accepts it, so there is nothing to poll for (the timeout bounds a hang).
+            try:
+                ready = httpx.get(f"{url}/healthz", timeout=60).status_code
+            except httpx.HTTPError as exc:
+                raise RuntimeError(f"vaxvault serve did not answer /healthz: {exc}; "
+                                   f"exit {proc.poll()}: {log.read_text()}") from exc
+            if ready != 200:
+                raise RuntimeError(f"vaxvault serve answered /healthz {ready}: {log.read_text()}")
             yield ServedApi(url, proc.pid)
         finally:
             proc.terminate()

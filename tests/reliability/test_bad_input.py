@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -22,9 +23,8 @@ from tests import harness
 from tests.conftest import JWT_SECRET
 from tests.live_server import live_server
 
-ADMIN = {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.ADMIN, sub="bad-input-admin")}
-STAFF = {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.CENTER_STAFF, sub="staff-1",
-                                                 center_id=1)}
+# Who sends a case; the tokens themselves are minted per test (fixture `headers`).
+ADMIN, STAFF = "admin", "staff"
 INJECTIONS = [
     "' OR '1'='1",
     "1; DROP TABLE recipients; --",
@@ -120,6 +120,15 @@ def served_registry(postgres_url: str, seeded_template: str,
         harness.drop_database(postgres_url, name)
 
 
+@pytest.fixture
+def headers() -> dict[str, dict[str, str]]:
+    """Fresh tokens for this test: a long run never meets a token minted an hour before."""
+    return {ADMIN: {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.ADMIN,
+                                                            sub="bad-input-admin")},
+            STAFF: {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.CENTER_STAFF,
+                                                            sub="staff-1", center_id=1)}}
+
+
 def assert_clear_error(response: httpx.Response) -> None:
     assert response.status_code < 500, response.text[:300]
     if response.status_code == 200:
@@ -142,39 +151,42 @@ def test_malformed_body(served_registry: tuple[str, httpx.Client], label: str, b
 
 
 @pytest.mark.parametrize("query", MALFORMED_QUERIES, ids=range(len(MALFORMED_QUERIES)))
-def test_malformed_graphql(served_registry: tuple[str, httpx.Client], query: str) -> None:
+def test_malformed_graphql(served_registry: tuple[str, httpx.Client], query: str,
+                           headers: dict[str, dict[str, str]]) -> None:
     _, http = served_registry
-    assert_clear_error(http.post("/graphql", json={"query": query}, headers=ADMIN))
+    assert_clear_error(http.post("/graphql", json={"query": query}, headers=headers[ADMIN]))
 
 
-@pytest.mark.parametrize(("query", "headers"), INVALID_VALUES, ids=range(len(INVALID_VALUES)))
+@pytest.mark.parametrize(("query", "sender"), INVALID_VALUES, ids=range(len(INVALID_VALUES)))
 def test_invalid_ids_and_dates(served_registry: tuple[str, httpx.Client], query: str,
-                               headers: dict[str, str]) -> None:
+                               sender: str, headers: dict[str, dict[str, str]]) -> None:
     _, http = served_registry
-    response = http.post("/graphql", json={"query": query}, headers=headers)
+    response = http.post("/graphql", json={"query": query}, headers=headers[sender])
     assert_clear_error(response)
 
 
-@pytest.mark.parametrize(("query", "headers"), STRING_ARGUMENTS, ids=range(len(STRING_ARGUMENTS)))
+@pytest.mark.parametrize(("query", "sender"), STRING_ARGUMENTS, ids=range(len(STRING_ARGUMENTS)))
 def test_sql_injection_in_string_arguments(served_registry: tuple[str, httpx.Client], query: str,
-                                           headers: dict[str, str]) -> None:
+                                           sender: str, headers: dict[str, dict[str, str]]) -> None:
     _, http = served_registry
     for value in INJECTIONS:
         response = http.post("/graphql", json={"query": query, "variables": {"v": value}},
-                             headers=headers)
+                             headers=headers[sender])
         assert response.status_code < 500, (value, response.text[:300])
         payload = response.json()
-        # Either a clear error, or an honest empty answer: never rows the filter did not match.
-        if not payload.get("errors"):
-            edges = [v for v in payload["data"].values() if v is not None]
-            for value_ in edges:
-                nodes = value_["edges"] if isinstance(value_, dict) and "edges" in value_ else []
-                assert nodes == [], (query, value, nodes[:3])
+        if payload.get("errors"):
+            assert all(e.get("message") for e in payload["errors"]), payload
+            continue
+        # No error: an honest empty answer, never rows (or counts) the filter did not match.
+        (answer,) = payload["data"].values()
+        rows = answer["edges"] if isinstance(answer, dict) else answer
+        assert rows == [] or rows == [{"doses": 0}], (query, value, rows[:3])
 
 
 @pytest.mark.parametrize("field", ["nationalId", "phone", "sex", "birthDate", "districtId"])
 def test_sql_injection_in_mutation_input_is_refused(served_registry: tuple[str, httpx.Client],
-                                                    field: str) -> None:
+                                                    field: str,
+                                                    headers: dict[str, dict[str, str]]) -> None:
     _, http = served_registry
     mutation = """mutation($input: RegisterRecipientInput!) { registerRecipient(input: $input) {
         __typename ... on ValidationFailed { message } } }"""
@@ -183,7 +195,7 @@ def test_sql_injection_in_mutation_input_is_refused(served_registry: tuple[str, 
                 "sex": "female", "districtId": "1", "phone": "+8801711111111", "centerId": "1",
                 field: value}
         response = http.post("/graphql", json={"query": mutation, "variables": {"input": data}},
-                             headers=ADMIN)
+                             headers=headers[ADMIN])
         assert response.status_code < 500, response.text[:300]
         payload = response.json()
         outcome = (payload.get("data") or {}).get("registerRecipient")
@@ -191,41 +203,118 @@ def test_sql_injection_in_mutation_input_is_refused(served_registry: tuple[str, 
             (field, value, payload)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(prefix=st.text(max_size=30), national_id=st.one_of(st.none(), st.text(max_size=20)),
-       first=st.one_of(st.none(), st.integers(-5, 200)))
-def test_generated_recipient_filters(served_registry: tuple[str, httpx.Client], prefix: str,
-                                     national_id: str | None, first: int | None) -> None:
-    _, http = served_registry
+def _sample(url: str, sql: str) -> list[Any]:
+    async def fetch() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [r[0] for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+    return asyncio.run(fetch())
+
+
+def _count(url: str, sql: str, *args: Any) -> int:
+    async def fetch() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval(sql, *args))
+        finally:
+            await conn.close()
+    return asyncio.run(fetch())
+
+
+GENERATED = settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def test_generated_recipient_filters(served_registry: tuple[str, httpx.Client],
+                                     headers: dict[str, dict[str, str]]) -> None:
+    url, http = served_registry
+    people = _sample(url, "SELECT ARRAY[full_name, national_id] FROM recipients ORDER BY id LIMIT 50")
     query = """query($p: String, $n: String, $f: Int) {
         recipients(filter: {namePrefix: $p, nationalId: $n}, first: $f) {
         edges { node { fullName nationalId } } } }"""
-    response = http.post("/graphql", json={"query": query,
-                                           "variables": {"p": prefix, "n": national_id, "f": first}},
-                         headers=ADMIN)
-    assert response.status_code < 500, response.text[:300]
-    payload = response.json()
-    if payload.get("errors"):
-        assert all(e.get("message") for e in payload["errors"])
-        return
-    for edge in payload["data"]["recipients"]["edges"]:
-        assert edge["node"]["fullName"].lower().startswith(prefix.strip().lower())
-        if national_id is not None:
-            assert edge["node"]["nationalId"] == national_id
+    # A real person's name prefix (in any case), with or without their own national id, often
+    # enough to reach the comparison with the database; any text and page size for the rest.
+    real = st.tuples(st.sampled_from(people), st.integers(1, 6), st.booleans(), st.booleans()).map(
+        lambda t: ((t[0][0][:t[1]].upper() if t[2] else t[0][0][:t[1]]), t[0][1] if t[3] else None))
+    # Any text a JSON client can send (no lone surrogates), but NUL: see the xfail below.
+    text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
+    compared = 0
+
+    @GENERATED
+    @given(filters=st.one_of(real, st.tuples(text, st.one_of(st.none(), text.filter(bool)))),
+           first=st.one_of(st.none(), st.integers(1, 100), st.integers(-5, 200)))
+    def check(filters: tuple[str, str | None], first: int | None) -> None:
+        nonlocal compared
+        prefix, national_id = filters
+        response = http.post("/graphql", json={
+            "query": query, "variables": {"p": prefix, "n": national_id, "f": first}},
+            headers=headers[ADMIN])
+        assert response.status_code < 500, response.text[:300]
+        payload = response.json()
+        if payload.get("errors"):
+            assert all(e.get("message") for e in payload["errors"])
+            assert not prefix.strip() or (first is not None and not 1 <= first <= 100), payload
+            return
+        edges = payload["data"]["recipients"]["edges"]
+        for edge in edges:
+            assert edge["node"]["fullName"].lower().startswith(prefix.strip().lower())
+            if national_id is not None:
+                assert edge["node"]["nationalId"] == national_id
+        # Case folded as a client means it (Python's lower(), e.g. the Kelvin sign is a k).
+        matching = _count(url, "SELECT count(*) FROM recipients WHERE starts_with("
+                               "lower(full_name), $1) AND ($2::text IS NULL OR "
+                               "national_id = $2)", prefix.strip().lower(), national_id)
+        assert len(edges) == min(matching, first or 20), (prefix, national_id, first)
+        compared += bool(edges)
+
+    check()
+    assert compared >= 10, f"only {compared} generated filters matched rows to compare"
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(day=st.text(max_size=12), group=st.lists(
-    st.sampled_from(["DISTRICT", "CENTER", "DAY", "DOSE_NUMBER", "VACCINE", "NOPE"]), max_size=3))
-def test_generated_coverage_inputs(served_registry: tuple[str, httpx.Client], day: str,
-                                   group: list[str]) -> None:
+@pytest.mark.xfail(strict=True, reason="a NUL character in a text argument reaches PostgreSQL, "
+                   "which refuses it, and the client gets a masked 'Unexpected error.' instead of "
+                   "a clear BAD_USER_INPUT; found by the generated filters, not fixed here")
+def test_a_nul_character_in_text_is_a_clear_error(served_registry: tuple[str, httpx.Client],
+                                                  headers: dict[str, dict[str, str]]) -> None:
     _, http = served_registry
+    response = http.post("/graphql", json={
+        "query": "query($p: String) { recipients(filter: {namePrefix: $p}) { edges { node { id } } } }",
+        "variables": {"p": "Ab\x00"}}, headers=headers[ADMIN])
+    assert response.status_code == 200
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["BAD_USER_INPUT"]
+
+
+def test_generated_coverage_inputs(served_registry: tuple[str, httpx.Client],
+                                   headers: dict[str, dict[str, str]]) -> None:
+    url, http = served_registry
     query = """query($d: Date, $g: [CoverageDimension!]) {
         coverage(groupBy: $g, filter: {administeredFrom: $d}) { doses recipients } }"""
-    response = http.post("/graphql", json={"query": query, "variables": {"d": day, "g": group}})
-    assert response.status_code < 500, response.text[:300]
-    payload = response.json()
-    if not payload.get("errors"):
-        assert all(row["doses"] >= row["recipients"] >= 0 for row in payload["data"]["coverage"])
+    dimensions = ["DISTRICT", "CENTER", "DAY", "DOSE_NUMBER", "VACCINE"]
+    compared = 0
+
+    @GENERATED
+    @given(day=st.one_of(st.dates(date(2020, 6, 1), date(2023, 6, 1)).map(date.isoformat),
+                         st.text(max_size=12)),
+           group=st.one_of(st.lists(st.sampled_from(dimensions), max_size=3, unique=True),
+                           st.lists(st.sampled_from([*dimensions, "NOPE"]), max_size=3)))
+    def check(day: str, group: list[str]) -> None:
+        nonlocal compared
+        response = http.post("/graphql", json={"query": query, "variables": {"d": day, "g": group}},
+                             headers=headers[ADMIN])
+        assert response.status_code < 500, response.text[:300]
+        payload = response.json()
+        if payload.get("errors"):
+            assert all(e.get("message") for e in payload["errors"])
+            return
+        rows = payload["data"]["coverage"]
+        assert all(row["doses"] >= row["recipients"] >= 0 for row in rows), rows
+        # Admin sees exact counts: the groups add up to the doses given since `day`.
+        expected = _count(url, "SELECT count(*) FROM doses WHERE administered_on >= $1::date",
+                          date.fromisoformat(day))
+        assert sum(row["doses"] for row in rows) == expected, (day, group)
+        compared += 1
+
+    check()
+    assert compared >= 15, f"only {compared} generated coverage inputs reached the comparison"

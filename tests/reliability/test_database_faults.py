@@ -10,7 +10,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -26,12 +26,28 @@ from tests.live_server import live_server
 from tests.reliability.traffic import Call, Outcome, Record, drive
 
 # Reference data may be served from memory; a recipients page always asks the database.
-ADMIN = {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.ADMIN, sub="faults-admin")}
-DISTRICTS = Call({"query": "{ recipients(first: 5) { edges { node { id } } } districts { id } }"},
-                 ADMIN)
-OUTAGE_S = 3.0
-FAIL_FAST_S = 6.0  # a request during the outage answers within this, not after a hang
-RECOVERY_S = 15.0
+PAGE = {"query": "{ recipients(first: 5) { edges { node { id } } } districts { id } }"}
+# Bounds on a hang, not measurements: each phase waits for a count of outcomes or a state.
+PHASE_TIMEOUT_S = 120
+
+
+def districts_call() -> Call:
+    """The call, with a token minted now (per test, never at import)."""
+    return Call(PAGE, {"Authorization": "Bearer " + mint_token(JWT_SECRET, Role.ADMIN,
+                                                               sub="faults-admin")})
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    """Poll `condition` until it holds; fail after PHASE_TIMEOUT_S naming `what`."""
+    try:
+        async with asyncio.timeout(PHASE_TIMEOUT_S):
+            while True:
+                held = condition()
+                if held if isinstance(held, bool) else await held:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {PHASE_TIMEOUT_S} s") from None
 
 
 @pytest.fixture
@@ -64,64 +80,58 @@ async def test_postgres_restart_under_load(own_cluster: EmbeddedPostgres, tmp_pa
                         pool_max_size=4, statement_timeout_ms=2000)
     record = Record()
     stop = asyncio.Event()
+    call = districts_call()
     with live_server(settings) as base:
-        load = asyncio.create_task(drive(base, [DISTRICTS], seconds=120, concurrency=4,
-                                         record=record, stop=stop, timeout=30))
-        await asyncio.sleep(1.5)
+        load = asyncio.create_task(drive(base, [call], concurrency=4, record=record, stop=stop,
+                                         timeout=30))
+        await until(lambda: len(record.outcomes) >= 20, "20 requests before the outage")
         down_at = time.monotonic()
         await asyncio.to_thread(own_cluster.stop)
-        await asyncio.sleep(OUTAGE_S)
+        # While it is down, requests keep ending (clear failures), not hanging.
+        await until(lambda: sum(not succeeded(o) for o in record.outcomes if o.started > down_at)
+                    >= 10, "10 failed requests during the outage")
         await asyncio.to_thread(own_cluster.start)
         up_at = time.monotonic()
-        recovered_at = None
-        while time.monotonic() < up_at + RECOVERY_S:
-            await asyncio.sleep(0.2)
-            recent = [o for o in record.outcomes if o.started > up_at]
-            if len(recent) >= 20 and all(succeeded(o) for o in recent[-10:]):
-                recovered_at = recent[-10].started
-                break
+        await until(lambda: (lambda recent: len(recent) >= 20 and all(
+            succeeded(o) for o in recent[-10:]))([o for o in record.outcomes if o.started > up_at]),
+            "10 successes in a row after the restart")
         stop.set()
         await load
     before = [o for o in record.outcomes if o.started + o.seconds < down_at]
     during = record.between(down_at, up_at)
-    assert before and all(succeeded(o) for o in before)
+    assert len(before) >= 20 and all(succeeded(o) for o in before)
     failures = [o for o in during if not succeeded(o)]
-    assert failures, "no request noticed the outage"
+    assert len(failures) >= 10, "no request noticed the outage"
     for outcome in failures:
         assert_clear_failure(outcome)
-        assert outcome.seconds < FAIL_FAST_S, outcome
-    assert recovered_at is not None, [(o.status, o.body[:120]) for o in record.outcomes[-5:]]
-    print(f"restart: {len(record.outcomes)} requests, {len(failures)} failed during the "
-          f"{OUTAGE_S:.0f} s outage (slowest {max(o.seconds for o in failures):.2f} s), "
-          f"recovered {recovered_at - up_at:.2f} s after the restart")
+    print(f"restart: {len(record.outcomes)} requests, {len(failures)} failed during the outage")
 
 
 async def test_exhausted_pool_queues_boundedly(settings: Settings, postgres_url: str) -> None:
-    """Every connection blocked on a lock: requests wait or fail within bounds, then recover."""
+    """Every connection blocked on a lock: requests wait or fail clearly, then recover."""
     settings = settings.with_overrides(pool_max_size=2, statement_timeout_ms=1500)
     blocker = await asyncpg.connect(settings.require_database_url())
+    call = districts_call()
     try:
         with live_server(settings) as base:
             transaction = blocker.transaction()
             await transaction.start()
             await blocker.execute("LOCK TABLE recipients IN ACCESS EXCLUSIVE MODE")
-            started = time.monotonic()
-            jammed = asyncio.create_task(drive(base, [DISTRICTS], seconds=0.5, concurrency=20,
+            jammed = asyncio.create_task(drive(base, [call], requests=20, concurrency=20,
                                                timeout=30))
-            await asyncio.sleep(2.0)
+            # The state the test is about: the API's requests wait on the lock.
+            await until(lambda: blocker.fetchval(
+                "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"),
+                "an API request waiting on the lock")
             await transaction.rollback()
-            record = await jammed
-            elapsed = time.monotonic() - started
-            after = await drive(base, [DISTRICTS], seconds=1.0, concurrency=4)
+            async with asyncio.timeout(PHASE_TIMEOUT_S):  # bounded: every queued request ends
+                record = await jammed
+            after = await drive(base, [call], requests=20, concurrency=4)
     finally:
         await blocker.close()
-    assert len(record.outcomes) >= 20
-    assert any(o.seconds > 1.0 for o in record.outcomes), "the lock did not hold anything up"
+    assert len(record.outcomes) == 20
     for outcome in record.outcomes:
         if not succeeded(outcome):
             assert_clear_failure(outcome)
-    # Bounded: every queued request ends (answer or clear error); none waits without limit.
-    slowest = max(o.seconds for o in record.outcomes)
-    assert slowest < 25, f"a queued request took {slowest:.1f} s"
-    assert elapsed < 60, f"queued requests took {elapsed:.1f} s to drain"
-    assert after.outcomes and all(succeeded(o) for o in after.outcomes)
+    assert len(after.outcomes) == 20 and all(succeeded(o) for o in after.outcomes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +12,7 @@ from api.principal import Role
 from api.settings import Settings
 from tests.conftest import JWT_SECRET
 from tests.reliability.served import served
-from tests.reliability.traffic import RELIABILITY_SECONDS, Call, drive
+from tests.reliability.traffic import RELIABILITY_REQUESTS, Call, drive
 
 CONCURRENCY = 16
 WARM_UP_SHARE = 0.3
@@ -49,27 +48,25 @@ async def test_sustained_load_holds(seeded_settings: Settings, postgres_url: str
                                     tmp_path: Path) -> None:
     settings = seeded_settings.with_overrides(pool_max_size=5)
     database = settings.require_database_url().rsplit("/", 1)[1]
+    warm_up = int(RELIABILITY_REQUESTS * WARM_UP_SHARE)
     with served(settings, tmp_path / "api.log") as api:
-        warm_up = RELIABILITY_SECONDS * WARM_UP_SHARE
-        first = await drive(api.url, portal_calls(), seconds=warm_up, concurrency=CONCURRENCY)
-        rss_after_warm_up = api.rss_kib()
-        rest = await drive(api.url, portal_calls(), seconds=RELIABILITY_SECONDS - warm_up,
-                           concurrency=CONCURRENCY)
+        async with asyncio.timeout(600):  # a bound on a hang, not a measurement
+            first = await drive(api.url, portal_calls(), requests=warm_up, concurrency=CONCURRENCY)
+            rss_after_warm_up = api.rss_kib()
+            rest = await drive(api.url, portal_calls(), requests=RELIABILITY_REQUESTS - warm_up,
+                               concurrency=CONCURRENCY)
         rss_at_end = api.rss_kib()
         during = await api_connections(postgres_url, database)
-        await asyncio.sleep(0.5)
-        idle = await api_connections(postgres_url, database)
     outcomes = first.outcomes + rest.outcomes
     statuses = first.statuses + rest.statuses
-    print(f"load: {len(outcomes)} requests in {RELIABILITY_SECONDS} s, statuses {dict(statuses)}, "
-          f"RSS {rss_after_warm_up} -> {rss_at_end} KiB, api connections {during} busy, {idle} idle")
-    assert len(outcomes) > 50 * RELIABILITY_SECONDS / 10, statuses
-    assert set(statuses) == {200}, statuses
+    print(f"load: {len(outcomes)} requests, statuses {dict(statuses)}, "
+          f"RSS {rss_after_warm_up} -> {rss_at_end} KiB, api connections {during}")
+    assert len(outcomes) == RELIABILITY_REQUESTS, statuses
+    assert set(statuses) == {200}, (statuses, [o.body[:200] for o in outcomes if o.status != 200][:3])
     assert all('"errors"' not in o.body for o in outcomes)
-    # The pool never grows past its size and nothing is left open once idle or stopped.
-    assert 1 <= during <= 5 and idle <= 5
-    deadline = time.monotonic() + 10
-    while await api_connections(postgres_url, database) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert await api_connections(postgres_url, database) == 0
+    # The pool never grows past its size, and nothing is left open once the API has stopped.
+    assert 1 <= during <= 5
+    async with asyncio.timeout(30):  # a bound on a hang, not a measurement
+        while await api_connections(postgres_url, database):
+            await asyncio.sleep(0.05)
     assert rss_at_end < rss_after_warm_up * 1.10, (rss_after_warm_up, rss_at_end)

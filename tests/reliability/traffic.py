@@ -1,7 +1,7 @@
 """Concurrent HTTP traffic against a served API, with every outcome recorded.
 
-Reliability tests read the record: statuses, latencies, error bodies. The default load lasts
-VAXVAULT_RELIABILITY_SECONDS (10 s unless set; e.g. 60 for a soak run).
+Reliability tests read the record: statuses, counts, error bodies. The default load is
+VAXVAULT_RELIABILITY_REQUESTS requests (1000 unless set; e.g. 20000 for a soak run).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-RELIABILITY_SECONDS = float(os.environ.get("VAXVAULT_RELIABILITY_SECONDS") or 10)
+RELIABILITY_REQUESTS = int(os.environ.get("VAXVAULT_RELIABILITY_REQUESTS") or 1000)
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,24 @@ class Record:
         return [o for o in self.outcomes if start <= o.started < end]
 
 
-async def drive(base_url: str, calls: list[Call], *, seconds: float, concurrency: int,
-                record: Record | None = None, timeout: float = 30.0,
+async def drive(base_url: str, calls: list[Call], *, concurrency: int, seconds: float | None = None,
+                requests: int | None = None, record: Record | None = None, timeout: float = 30.0,
                 stop: asyncio.Event | None = None) -> Record:
-    """Send `calls` round-robin from `concurrency` clients for `seconds` (or until `stop`)."""
+    """Send `calls` round-robin from `concurrency` clients: `requests` of them in all, or for
+    `seconds`, or until `stop` (tests assert on counts, so most give `requests` or `stop`)."""
     record = record if record is not None else Record()
     rotation = itertools.cycle(calls)
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    sent = itertools.count()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
+    def more() -> bool:
+        if (stop and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+            return False
+        return requests is None or next(sent) < requests
+
     async def client(http: httpx.AsyncClient) -> None:
-        while time.monotonic() < deadline and not (stop and stop.is_set()):
+        while more():
             call = next(rotation)
             started = time.monotonic()
             try:

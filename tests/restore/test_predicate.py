@@ -68,7 +68,7 @@ def test_precedence_and_every_form() -> None:
 ])
 def test_rejects_what_is_not_one_expression(text: str, fragment: str | None) -> None:
     if fragment is None:
-        predicate.parse(text)
+        assert predicate.parse(text) == predicate.Column(text)
         return
     with pytest.raises(PredicateError, match="bad predicate") as caught:
         predicate.parse(text)

@@ -134,14 +134,48 @@ def test_parents_restored_with_flag_or_listed_without(env: pytest.MonkeyPatch, c
 def test_bad_requests_fail_clearly_and_change_nothing(env: pytest.MonkeyPatch, config: BackupConfig,
                                                       capsys: pytest.CaptureFixture[str], argv: list[str],
                                                       code: int, message: str) -> None:
-    asyncio.run(prepare(config))
-    base = {"--as-of": "2100-01-01T00:00:00Z", "--table": "doses"}
+    async def damaged() -> str:
+        await prepare(config)
+        conn = await asyncpg.connect(config.database_url)
+        try:
+            as_of = await conn.fetchval("SELECT clock_timestamp()")
+        finally:
+            await conn.close()
+        await _incident_after_prepare(config)
+        return str(as_of.isoformat())
+
+    # As of before an incident, so a request that went ahead would change rows.
+    base = {"--as-of": asyncio.run(damaged()), "--table": "doses"}
     for flag, value in zip(argv[::2], argv[1::2], strict=True):
         base[flag] = value
     args = [part for pair in base.items() for part in pair]
+    before = asyncio.run(_fingerprint(config.database_url))
     got, _, err = _run(capsys, "restore", "records", *args)
     assert got == code
     assert message in err and err.count("\n") == 1
+    assert asyncio.run(_fingerprint(config.database_url)) == before
+    # The control: the same request without the bad part does change rows.
+    good = {**base, "--where": "dose_number = 1", "--table": "doses"}
+    good.pop("--columns", None)
+    assert _run(capsys, "restore", "records", *[p for pair in good.items() for p in pair])[0] == 0
+    assert asyncio.run(_fingerprint(config.database_url)) != before
+
+
+async def _incident_after_prepare(config: BackupConfig) -> None:
+    await strike(config)
+    await run_backup(config, full=False)
+
+
+async def _fingerprint(url: str) -> tuple[object, ...]:
+    """Everything a restore could change: doses, recipients and the audit log."""
+    conn = await asyncpg.connect(url)
+    try:
+        return tuple(await conn.fetchrow(
+            "SELECT (SELECT md5(string_agg(d::text, ',' ORDER BY id)) FROM doses d), "
+            "(SELECT md5(string_agg(r::text, ',' ORDER BY id)) FROM recipients r), "
+            "(SELECT count(*) FROM audit_log)"))
+    finally:
+        await conn.close()
 
 
 def test_usage_errors_exit_2(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
