@@ -29,18 +29,17 @@ def quoted(name: str) -> str:
 
 
 async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
-                             live: LiveTable, as_of: datetime, use_live_log: bool, temp: str) -> bool:
-    """Fill change table `<temp>_after` with the table's changes committed after `as_of`; return
-    whether the live change log was there to add the unshipped ones."""
+                             live: LiveTable, as_of: datetime, temp: str) -> None:
+    """Fill change table `<temp>_after` with the table's changes committed after `as_of`: the
+    same history (segments, then the live log when it joins them) that rebuilt the rows at T."""
     after, row_type = f"{temp}_after", quoted(temp)
     await create_change_table(conn, after, row_type, live.primary_key)
     await load_segments(conn, repo, key, history.segments, live.name, after, row_type, live.primary_key,
                         after=as_of)
-    has_log = use_live_log and await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None
-    if has_log:
-        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key, as_of)
+    if history.live_log:
+        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key,
+                            history.snapshot.position, after=as_of)
     await conn.execute(f"ANALYZE {quoted(after)}")
-    return has_log
 
 
 @dataclass(frozen=True)

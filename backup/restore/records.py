@@ -1,9 +1,10 @@
 """Point-in-time restore of lost records: rebuild rows as at T, compare with live rows, act per row.
 
 `plan_restore` is the dry run (counts per action and a sample diff, nothing written);
-`restore_records` does the same in ONE transaction and applies it, audited. Both read the
-repository alone for history; the live change log, when present, adds the changes not yet
-shipped. A second run finds every restored row equal to its image at T and restores nothing.
+`restore_records` does the same in ONE transaction and applies it, audited. History is one
+ordered sequence: the repository's snapshot and segments, then the live change log when it is
+there (see backup/restore/source.py), for the rows at T and for the changes after T alike.
+A second run finds every restored row equal to its image at T and restores nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from backup.restore.errors import RestoreError, RestorePlanError
 from backup.restore.parents import restore_parents
 from backup.restore.predicate import Expr, render
 from backup.restore.predicate_sql import quote_identifier, validate
-from backup.restore.source import History, load_history
+from backup.restore.source import History, open_history
 from backup.storage.change import Row
 from backup.storage.codec import Key
 from backup.storage.repository import Repository
@@ -123,7 +124,6 @@ async def restore_records(database_url: str, repo: Repository, key: Key | None,
 async def _run(database_url: str, repo: Repository, key: Key | None, request: RestoreRequest,
                apply: bool) -> RestoreReport:
     started = time.perf_counter()
-    history = load_history(repo, request.as_of)
     try:
         conn = await asyncpg.connect(database_url, timeout=10)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
@@ -132,6 +132,7 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
         transaction = conn.transaction(isolation="repeatable_read")
         await transaction.start()
         try:
+            history = await open_history(conn, repo, key, request.as_of, request.use_live_log)
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
             report = await restore_in_transaction(conn, repo, key, history, request, apply)
         except BaseException:
@@ -145,7 +146,8 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
         raise RestoreError("rows of the restore changed while it ran; nothing was restored, "
                            "run it again") from exc
     except asyncpg.PostgresError as exc:
-        raise RestoreError(f"restore failed in PostgreSQL, nothing was restored: {exc}") from exc
+        raise RestoreError("restore failed in PostgreSQL, nothing was restored: "
+                           f"{describe_failure(exc)}") from exc
     finally:
         await conn.close()
     return replace(report, seconds=round(time.perf_counter() - started, 3))
@@ -168,8 +170,7 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     clock = _Clock()
     as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
     clock.lap("rebuild_as_of")
-    used_log = await load_changes_after(conn, repo, key, history, live, request.as_of,
-                                        request.use_live_log, temp)
+    await load_changes_after(conn, repo, key, history, live, request.as_of, temp)
     clock.lap("changes_after_t")
     overwrite = request.on_conflict == ConflictPolicy.OVERWRITE
     classified = await classify(conn, live, temp, request.where, comparison, overwrite)
@@ -187,8 +188,8 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         snapshot_id=history.snapshot.id, segments=len(history.segments),
         chunks_read=as_of.chunks_read, chunks_total=as_of.chunks_total, matched=classified.matched,
         counts=counts, sample=sample, conflicts=conflicts,
-        conflicts_total=counts[Action.CONFLICT.value], used_live_log=used_log, parents=parents,
-        warnings=_warnings(history))
+        conflicts_total=counts[Action.CONFLICT.value], used_live_log=history.live_log, parents=parents,
+        warnings=_warnings(history, request.as_of))
     if not apply:
         return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
     reinserted, written_back = await _apply(conn, live, temp, comparison)
@@ -199,11 +200,28 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     return RestoreReport(plan, True, reinserted, written_back, overwritten, audit_id, 0.0, clock.laps)
 
 
-def _warnings(history: History) -> tuple[str, ...]:
-    if history.gap_after is None:
-        return ()
-    return (f"a segment is missing after {history.gap_after.isoformat()}: rows changed legitimately after "
-            "then may be taken for damage; check the sample and conflicts",)
+def describe_failure(exc: asyncpg.PostgresError) -> str:
+    """A PostgreSQL failure in words that carry no row value: PostgreSQL's message and detail can
+    quote them ("Key (national_id)=(...) already exists"), and this text reaches job records and
+    logs. The SQLSTATE and the object names are enough to act on."""
+    names = [f"{what} {value}" for what, value in (
+        ("table", getattr(exc, "table_name", None)), ("column", getattr(exc, "column_name", None)),
+        ("constraint", getattr(exc, "constraint_name", None))) if value]
+    where = f" on {', '.join(names)}" if names else ""
+    return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}){where}"
+
+
+def _warnings(history: History, as_of: datetime) -> tuple[str, ...]:
+    found = []
+    if history.gap_after is not None:
+        found.append(f"changes after {history.gap_after.isoformat()} are missing from the history (a segment "
+                     "is missing and the live change log does not reach back to it): rows changed "
+                     "legitimately after then may be taken for damage; check the sample and conflicts")
+    elif not history.live_log and history.reached < as_of:
+        found.append(f"the repository's history ends at {history.reached.isoformat()} and the live change "
+                     "log was not read: changes after then are unknown, so rows are rebuilt as they were "
+                     "then and later legitimate changes may be taken for damage")
+    return tuple(found)
 
 
 async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,
