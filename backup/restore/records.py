@@ -19,9 +19,10 @@ from typing import Any
 
 import asyncpg
 
+from backup.restore.apply import apply_actions
 from backup.restore.asof import LiveTable, build_as_of, describe_live
 from backup.restore.audit import write_audit
-from backup.restore.classify import classify, load_changes_after, reason
+from backup.restore.classify import classify, count_decisions, load_changes_after, reason
 from backup.restore.decision import Action, Comparison
 from backup.restore.errors import RestoreError, RestorePlanError
 from backup.restore.parents import restore_parents
@@ -192,12 +193,32 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         warnings=_warnings(history, request.as_of))
     if not apply:
         return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
-    reinserted, written_back = await _apply(conn, live, temp, comparison)
+    applied = await apply_actions(conn, live, temp, comparison)
     clock.lap("apply")
-    audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=reinserted,
-                                 written_back=written_back) if depth == 0 else None
     overwritten = classified.overwritten
-    return RestoreReport(plan, True, reinserted, written_back, overwritten, audit_id, 0.0, clock.laps)
+    if applied.conflicts_found:
+        plan, overwritten = await _with_conflicts_found(conn, live, temp, comparison, plan,
+                                                        classified.matched)
+    audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=applied.reinserted,
+                                 written_back=applied.written_back) if depth == 0 else None
+    return RestoreReport(plan, True, applied.reinserted, applied.written_back, overwritten, audit_id, 0.0,
+                         clock.laps)
+
+
+async def _with_conflicts_found(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,
+                                plan: RestorePlan, matched: int) -> tuple[RestorePlan, int]:
+    """The plan after apply_actions turned violations into conflicts (those rows were not written,
+    so their diff against the live row still holds)."""
+    counts, overwritten = await count_decisions(conn, temp)
+    counts[Action.UNTOUCHED.value] = matched - sum(counts.values())
+    found = await _rows(conn, live, temp, comparison, "decided = 'conflict' AND action = 'skip'",
+                        MAX_CONFLICTS_LISTED)
+    keys = {json.dumps(c.key, sort_keys=True) for c in found}
+    merged = {json.dumps(c.key, sort_keys=True): c for c in (*plan.conflicts, *found)}
+    conflicts = tuple(merged[k] for k in sorted(merged))[:MAX_CONFLICTS_LISTED]
+    sample = tuple(r for r in plan.sample if json.dumps(r.key, sort_keys=True) not in keys)
+    return replace(plan, counts=counts, conflicts=conflicts, sample=sample,
+                   conflicts_total=counts[Action.CONFLICT.value]), overwritten
 
 
 def describe_failure(exc: asyncpg.PostgresError) -> str:
@@ -281,22 +302,3 @@ def _diff(comparison: Comparison, at_t: Row, now: Row | None) -> dict[str, tuple
     if now is None:
         return {name: (None, at_t.get(name)) for name in comparison.columns}
     return {name: (now.get(name), at_t.get(name)) for name in comparison.differing(at_t, now)}
-
-
-async def _apply(conn: asyncpg.Connection, live: LiveTable, temp: str,
-                 comparison: Comparison) -> tuple[int, int]:
-    """Re-insert and write back the rows marked in `<temp>_act`; return how many of each."""
-    table = quote_identifier(temp)
-    act = quote_identifier(f"{temp}_act")
-    keys = ", ".join(quote_identifier(c) for c in live.primary_key)
-    columns = ", ".join(quote_identifier(c) for c in live.columns)
-    picked = ", ".join(f"a.{quote_identifier(c)}" for c in live.columns)
-    inserted = await conn.execute(
-        f"INSERT INTO {live.qualified} ({columns}) OVERRIDING SYSTEM VALUE SELECT {picked} FROM {table} a "
-        f"JOIN {act} k USING ({keys}) WHERE k.action = 'reinsert' ORDER BY {keys}")
-    sets = ", ".join(f"{quote_identifier(c)} = a.{quote_identifier(c)}" for c in comparison.columns)
-    match = " AND ".join(f"l.{quote_identifier(c)} = a.{quote_identifier(c)}" for c in live.primary_key)
-    updated = await conn.execute(
-        f"UPDATE {live.qualified} l SET {sets} FROM {table} a JOIN {act} k USING ({keys}) "
-        f"WHERE k.action = 'write_back' AND {match}")
-    return int(inserted.split()[-1]), int(updated.split()[-1])
