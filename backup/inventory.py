@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backup.errors import BackupError
-from backup.stages import Stage, manifest_key, scan
-from backup.storage.manifest import SegmentManifest, SnapshotManifest, load
+from backup.stages import Stage, read_manifest, scan
+from backup.storage.codec import Key
+from backup.storage.manifest import SegmentManifest, SnapshotManifest
 
 STORED = "stored"      # manifest present: every object was verified there
 PENDING = "pending"    # committed in the spool, waiting for upload
 PARTIAL = "partial"    # objects without a manifest (an interrupted run; removed by the next run)
 MISSING = "missing"
 UNREACHABLE = "unreachable"
+REFUSED = "refused"    # the manifest fails authentication with the key (or cannot be read)
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,8 @@ class UnitState:
     states: dict[str, str]
 
 
-def inventory(stages: list[Stage]) -> list[UnitState]:
-    """Every unit any stage knows, oldest first, with its state per stage."""
+def inventory(stages: list[Stage], key: Key | None = None) -> list[UnitState]:
+    """Every unit any stage knows, oldest first, with its state per stage (manifests read with `key`)."""
     seen: dict[str, dict[tuple[str, str], bool]] = {}
     unreachable: set[str] = set()
     for stage in stages:
@@ -50,8 +52,10 @@ def inventory(stages: list[Stage]) -> list[UnitState]:
             else:
                 states[stage.name] = PENDING if stage.name == "spool" else STORED
                 if manifest is None:
-                    key = manifest_key(kind, unit_id)
-                    manifest = load(stage.repo.get(key), f"{stage.repo.url}/{key}")
+                    try:
+                        manifest = read_manifest(stage.repo, kind, unit_id, key)
+                    except BackupError:
+                        states[stage.name] = REFUSED
         rows = size = 0
         if isinstance(manifest, SnapshotManifest):
             rows = sum(t.rows for t in manifest.tables)

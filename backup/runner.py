@@ -12,13 +12,13 @@ import asyncpg
 from backup.capture import changelog
 from backup.capture.catalog import describe_tables, schema_ddl
 from backup.config import BackupConfig
-from backup.errors import ConfigError, DatabaseError, LockHeld, StorageError
+from backup.errors import BackupError, ConfigError, DatabaseError, LockHeld, StorageError
 from backup.snapshot import Progress, copy_tables
 from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans, scan
 from backup.storage import keys
-from backup.storage.codec import encode, sha256
+from backup.storage.codec import Key, encode, sha256
 from backup.storage.file import FileRepository
-from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, encode_manifest
 from backup.storage.reader import read_segment_manifest
 
 # pg advisory lock key: b"vaxvault" as a bigint. Held for the whole run by one session.
@@ -59,16 +59,16 @@ async def acquire_lock(conn: asyncpg.Connection) -> None:
                        "scheduled time (or run again when it finishes)")
 
 
-def _newest_segment(stage: Stage) -> tuple[str, str] | None:
+def _newest_segment(stage: Stage, key: Key | None) -> tuple[str, str] | None:
     """(id, to_position) of the newest committed segment of a stage."""
     ids = sorted(i for (kind, i), ok in scan(stage.repo).items() if kind == "segment" and ok)
     if not ids:
         return None
-    newest = read_segment_manifest(stage.repo, ids[-1])
+    newest = read_segment_manifest(stage.repo, ids[-1], key)
     return newest.id, newest.to_position
 
 
-async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
+async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage], key: Key | None,
                                failures: dict[str, str]) -> str:
     """The position to cut from. A run killed after committing a segment to a stage but before
     recording it in the database is repaired here, so its changes are not shipped twice.
@@ -76,8 +76,8 @@ async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
     position, segment_id = await changelog.read_watermark(conn)
     for stage in stages:
         try:
-            newest = _newest_segment(stage)
-        except StorageError as exc:
+            newest = _newest_segment(stage, key)
+        except BackupError as exc:  # unreachable, or a manifest that fails authentication
             failures[stage.name] = str(exc)
             continue
         if newest and (segment_id is None or newest[0] > segment_id):
@@ -119,7 +119,8 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
             id=snapshot_id, cut_at=cut["cut_at"], position=cut["position"], database=cut["db"],
             server_version=cut["version"], encryption_key_id=config.key.id if config.key else None,
             schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images))
-        spool.put(keys.format_snapshot_manifest_key(snapshot_id), dump(manifest))
+        manifest_key = keys.format_snapshot_manifest_key(snapshot_id)
+        spool.put(manifest_key, encode_manifest(manifest, manifest_key, config.key))
         return segment, manifest
     raise AssertionError("unreachable")
 
@@ -140,7 +141,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         remove_orphans(spool)
         try:
             failures: dict[str, str] = {}
-            previous = await _reconcile_watermark(conn, stages, failures)
+            previous = await _reconcile_watermark(conn, stages, config.key, failures)
             for stage in stages[1:]:
                 if stage.name not in failures:
                     try:
@@ -164,7 +165,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             if stage.name in failures:
                 continue
             try:
-                pushed[stage.name] = push(spool, stage, early.verified(stage.name) if early else None)
+                pushed[stage.name] = push(spool, stage, config.key,
+                                          early.verified(stage.name) if early else None)
             except StorageError as exc:
                 failures[stage.name] = str(exc)
         push_seconds = time.perf_counter() - push_started

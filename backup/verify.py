@@ -1,12 +1,12 @@
-"""Verifying stored units at every stage: every object present with its SHA-256; with `deep`,
-decrypted, decompressed and re-counted against the manifest."""
+"""Verifying stored units at every stage: every manifest readable (with a key: authenticated), every
+object present with its SHA-256; with `deep`, decrypted, decompressed and re-counted."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from backup.errors import BackupError, SnapshotNotFound, StorageError
-from backup.stages import Manifest, Stage, committed_manifests
+from backup.stages import Manifest, Stage, committed_units, manifest_key, read_manifest
 from backup.storage import codec
 from backup.storage.codec import Key
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest
@@ -90,15 +90,20 @@ def verify(stages: list[Stage], unit_id: str | None = None, deep: bool = False,
     found = False
     for stage in stages:
         try:
-            manifests = committed_manifests(stage.repo)
+            listed = committed_units(stage.repo)
         except BackupError as exc:
-            problems.append(Problem(stage.name, stage.repo.url, "*", f"cannot list or read manifests: {exc}"))
+            problems.append(Problem(stage.name, stage.repo.url, "*", f"cannot list the stage: {exc}"))
             continue
-        for manifest in manifests:
-            if unit_id is not None and manifest.id != unit_id:
+        for kind, listed_id in listed:
+            if unit_id is not None and listed_id != unit_id:
                 continue
             found = True
             units += 1
+            try:
+                manifest = read_manifest(stage.repo, kind, listed_id, key)
+            except BackupError as exc:  # unreadable, or refused: not authenticated with the key
+                problems.append(Problem(stage.name, stage.repo.url, manifest_key(kind, listed_id), str(exc)))
+                continue
             for ref in manifest.objects():
                 objects += 1
                 reason = _check(stage, manifest, ref, deep, key)

@@ -140,7 +140,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     config = backup_config(settings)
     with _translated():
         stages = _stages(config)
-        units = inventory(stages)
+        units = inventory(stages, config.key)
     if args.json:
         emit(args, "", [asdict(u) for u in units])
         return 0

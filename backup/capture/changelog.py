@@ -18,7 +18,7 @@ from backup.storage import codec, keys
 from backup.storage.change import Change, Op
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.manifest import ObjectRef, SegmentManifest, dump
+from backup.storage.manifest import ObjectRef, SegmentManifest, encode_manifest
 from backup.storage.segment import encode_changes
 
 # Commit time when the server tracks it; else the capture clock, a lower bound (FORMAT.md).
@@ -90,6 +90,7 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
         latest = max(latest or change.committed_at, change.committed_at)
     if count == 0 or first is None or last is None:
         return None
+    tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
     parts.append(compressor.flush())
     object_key = keys.format_segment_changes_key(segment_id)
     data = codec.seal(b"".join(parts), object_key, key)
@@ -99,6 +100,8 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
         first_position=first.position, last_position=last.position,
         first_committed_at=earliest, last_committed_at=latest,
         tables=tuple(sorted(tables)), encryption_key_id=key.id if key else None,
-        object=ObjectRef(object_key, codec.sha256(data), len(data)))
-    spool.put(keys.format_segment_manifest_key(segment_id), dump(manifest))
+        object=ObjectRef(object_key, codec.sha256(data), len(data)),
+        commit_time="commit" if tracked else "capture")
+    manifest_key = keys.format_segment_manifest_key(segment_id)
+    spool.put(manifest_key, encode_manifest(manifest, manifest_key, key))
     return manifest

@@ -1,7 +1,8 @@
 """Reading a repository: committed snapshots and segments, chunk rows and segment changes.
 
 This is the interface restore builds on; it needs nothing but the repository (and the key when
-objects are encrypted). Every read checks the object's SHA-256 against its manifest.
+objects are encrypted). Every read checks the object's SHA-256 against its manifest; with a key,
+manifests and objects alike must be sealed with it (authenticated) or they are refused.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from backup.errors import ChecksumMismatch, FormatError, ObjectNotFound, Snapsho
 from backup.storage import codec, keys
 from backup.storage.change import Change
 from backup.storage.codec import Key
-from backup.storage.manifest import Chunk, ObjectRef, SegmentManifest, SnapshotManifest, TableImage, load
+from backup.storage.manifest import (
+    Chunk,
+    ObjectRef,
+    SegmentManifest,
+    SnapshotManifest,
+    TableImage,
+    decode_manifest,
+)
 from backup.storage.repository import Repository
 from backup.storage.segment import decode_changes
 
@@ -51,7 +59,7 @@ def read_snapshot(repo: Repository, snapshot_id: str, key: Key | None = None) ->
         raise SnapshotNotFound(
             f"snapshot {snapshot_id} is absent or incomplete (no manifest) in {repo.url}; "
             "run 'vaxvault backup list' and choose another") from exc
-    manifest = load(data, f"{repo.url}/{object_key}")
+    manifest = decode_manifest(data, object_key, key, f"{repo.url}/{object_key}")
     if not isinstance(manifest, SnapshotManifest):
         raise FormatError(f"{repo.url}/{object_key} is not a snapshot manifest")
     return manifest
@@ -63,7 +71,7 @@ def read_segment_manifest(repo: Repository, segment_id: str, key: Key | None = N
         data = repo.get(object_key)
     except ObjectNotFound as exc:
         raise SnapshotNotFound(f"segment {segment_id} is absent or incomplete in {repo.url}") from exc
-    manifest = load(data, f"{repo.url}/{object_key}")
+    manifest = decode_manifest(data, object_key, key, f"{repo.url}/{object_key}")
     if not isinstance(manifest, SegmentManifest):
         raise FormatError(f"{repo.url}/{object_key} is not a segment manifest")
     return manifest
