@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -15,7 +16,7 @@ from api.backup_config import backup_config
 from api.cli.output import add_json_flag, emit, is_terminal, whole_number
 from api.errors import VaxvaultError
 from api.settings import Settings
-from backup.capture.triggers import install
+from backup.capture.triggers import CaptureInstall, install
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
 from backup.inventory import inventory
@@ -98,18 +99,19 @@ def _translated() -> Iterator[None]:
 
 
 def run_init(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> tuple[tuple[str, ...], str]:
+    async def go() -> CaptureInstall:
         conn = await connect(settings.require_database_url())
         try:
-            result = await install(conn, args.tables)
-            return result.tables, result.watermark
+            return await install(conn, args.tables)
         finally:
             await conn.close()
 
     with _translated():
-        tables, watermark = asyncio.run(go())
-    emit(args, f"change capture installed on {len(tables)} table(s): {', '.join(tables)}",
-         {"tables": list(tables), "watermark": watermark})
+        result = asyncio.run(go())
+    for warning in result.warnings:  # loud, but not fatal: capture still works, order is a bound
+        print(f"WARNING: {warning}", file=sys.stderr)
+    emit(args, f"change capture installed on {len(result.tables)} table(s): {', '.join(result.tables)}",
+         {"tables": list(result.tables), "watermark": result.watermark, "warnings": list(result.warnings)})
     return 0
 
 

@@ -25,6 +25,7 @@ from backup.restore.audit import write_audit
 from backup.restore.classify import classify, count_decisions, load_changes_after, reason
 from backup.restore.decision import Action, Comparison
 from backup.restore.errors import RestoreError, RestorePlanError
+from backup.restore.ordering import ordering_warnings
 from backup.restore.parents import restore_parents
 from backup.restore.predicate import Expr, render
 from backup.restore.predicate_sql import quote_identifier, validate
@@ -190,7 +191,8 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         chunks_read=as_of.chunks_read, chunks_total=as_of.chunks_total, matched=classified.matched,
         counts=counts, sample=sample, conflicts=conflicts,
         conflicts_total=counts[Action.CONFLICT.value], used_live_log=history.live_log, parents=parents,
-        warnings=_warnings(history, request.as_of))
+        warnings=_warnings(history, request.as_of)
+        + tuple(await ordering_warnings(conn, history, live.name, request.as_of)))
     if not apply:
         return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
     applied = await apply_actions(conn, live, temp, comparison)
