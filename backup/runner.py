@@ -39,6 +39,8 @@ class RunSummary:
     trimmed: int = 0
     # Seconds per phase: cut (snapshot/segment into the spool), push (to every stage, verified).
     phases: dict[str, float] = field(default_factory=dict)
+    # Why an incremental run took a full snapshot instead (no base to replay its segment on).
+    promoted: str | None = None
 
     @property
     def noop(self) -> bool:
@@ -87,6 +89,22 @@ async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage], ke
 
 
 Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
+
+
+def missing_base(spool: FileRepository, targets: list[Stage]) -> str | None:
+    """Why an incremental run must take a full snapshot: a stage holds no committed snapshot and
+    none waits in the spool for it, so a segment shipped there could never be replayed (as
+    pgBackRest turns an incr without a base into a full). None when every stage has a base."""
+    if any(kind == "snapshot" and ok for (kind, _), ok in scan(spool).items()):
+        return None
+    for stage in targets:
+        try:
+            held = scan(stage.repo)
+        except StorageError:
+            continue  # the push will report the stage; the spool keeps what it needs
+        if not any(kind == "snapshot" and ok for (kind, _), ok in held.items()):
+            return f"{stage.name} holds no snapshot to replay segments on"
+    return None
 
 
 async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
@@ -149,6 +167,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                     except StorageError as exc:
                         failures[stage.name] = str(exc)
             targets = [s for s in stages[1:] if s.name not in failures]
+            promoted = None if full else missing_base(spool, targets)
+            full = full or promoted is not None
             early = EarlyUploads(spool, targets) if full and targets else None
             cut_started = time.perf_counter()
             segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early)
@@ -186,7 +206,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           segment_id=segment.id if segment else None,
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
-                          phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)})
+                          phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)},
+                          promoted=promoted)
     finally:
         if early:
             early.close()

@@ -38,6 +38,8 @@ class StageState(Enum):
     UNREACHABLE = "unreachable"
     REFUSED = strawberry.enum_value("refused", description="Its manifest fails authentication "
                                                            "with the key (forged or corrupted).")
+    ORPHAN = strawberry.enum_value("orphan", description="A stored segment that no snapshot at "
+                                                         "this stage reaches: it restores nothing.")
     RELEASED = strawberry.enum_value("-", description="Not in the spool: released once every "
                                                       "stage stored it.")
 
