@@ -20,7 +20,7 @@ from backup.capture.triggers import CaptureInstall, install
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
 from backup.inventory import inventory
-from backup.prune import apply_prune, plan_prune, stored_units
+from backup.prune import prune
 from backup.runner import connect, run_backup
 from backup.schedule import DEFAULT_FULL, DEFAULT_INCREMENTAL, Schedule, run_schedule, summary_line
 from backup.stages import Stage, build_stages
@@ -179,14 +179,18 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     config = backup_config(settings)
     with _translated():
         stages = _stages(config)
-        plan = plan_prune(stored_units(stages), args.keep_full, args.keep_days, datetime.now(UTC))
-        removed = 0 if args.dry_run else apply_prune(stages, plan)
+        plans, removed = asyncio.run(prune(config.database_url, stages, args.keep_full, args.keep_days,
+                                           datetime.now(UTC), dry_run=args.dry_run))
+    snapshots = sorted({i for plan in plans.values() for i in plan.snapshots})
+    segments = sorted({i for plan in plans.values() for i in plan.segments})
     verb = "would delete" if args.dry_run else "deleted"
-    emit(args, f"{verb} {len(plan.snapshots)} snapshot(s) and {len(plan.segments)} segment(s)"
-         + "".join(f"\n  snapshot {i}" for i in plan.snapshots)
-         + "".join(f"\n  segment {i}" for i in plan.segments),
-         {"dry_run": args.dry_run, "snapshots": list(plan.snapshots), "segments": list(plan.segments),
-          "objects_removed": removed})
+    emit(args, f"{verb} {len(snapshots)} snapshot(s) and {len(segments)} segment(s)"
+         + "".join(f"\n  snapshot {i}" for i in snapshots)
+         + "".join(f"\n  segment {i}" for i in segments)
+         + "".join(f"\n  at {name}: {len(plan.snapshots)} snapshot(s), {len(plan.segments)} segment(s)"
+                   for name, plan in plans.items()),
+         {"dry_run": args.dry_run, "snapshots": snapshots, "segments": segments,
+          "stages": {name: asdict(plan) for name, plan in plans.items()}, "objects_removed": removed})
     return 0
 
 

@@ -77,6 +77,8 @@ class FileRepository:
             return ObjectInfo(key, self._path(key).stat().st_size)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StorageError(f"cannot inspect {key} in {self.url}: {exc}") from exc
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.exists():
