@@ -4,6 +4,7 @@ fix, and a restore whose T falls where it cannot order changes says so instead o
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,16 +24,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def untracked_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def untracked_url() -> Iterator[str]:
     """A throwaway cluster like the others, but with commit timestamps off (a server-start setting)."""
-    cluster = EmbeddedPostgres(tmp_path_factory.mktemp("untracked") / "pg", throwaway=True)
-    cluster.initialise()
-    with open(cluster.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
-        conf.write("track_commit_timestamp = off\n")  # the last line wins
-    try:
-        yield cluster.start()
-    finally:
-        cluster.destroy()
+    # /tmp rather than pytest's tmp dirs: the server runs as another user under root.
+    with tempfile.TemporaryDirectory(prefix="vaxvault-untracked-") as root:
+        cluster = EmbeddedPostgres(Path(root) / "pg", throwaway=True)
+        cluster.initialise()
+        with open(cluster.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
+            conf.write("track_commit_timestamp = off\n")  # the last line wins
+        try:
+            yield cluster.start()
+        finally:
+            cluster.destroy()
 
 
 async def test_init_warns_and_restore_names_the_window_it_cannot_order(

@@ -49,6 +49,7 @@ async def test_a_run_is_exclusive_across_sessions(file_config: BackupConfig,
 async def test_scheduler_runs_logs_one_line_per_run_and_updates_metrics(
         file_config: BackupConfig, caplog: pytest.LogCaptureFixture) -> None:
     await install_capture(file_config.database_url)
+    await run_backup(file_config, full=True)  # the base: without one an incremental run takes a full
     stop = asyncio.Event()
     every_second = Schedule(full="0 0 1 1 *", incremental="* * * * * *")
     with caplog.at_level(logging.INFO, logger="vaxvault.backup.schedule"):
