@@ -52,10 +52,13 @@ async def set_watermark(conn: asyncpg.Connection, position: str, segment_id: str
 
 
 async def trim(conn: asyncpg.Connection, position: str) -> int:
-    """Delete the live changes already shipped up to `position`; return how many went."""
-    status = await conn.execute(
-        f"DELETE FROM {SCHEMA}.changes WHERE txid < pg_snapshot_xmax($1::text::pg_snapshot) "
-        "AND pg_visible_in_snapshot(txid, $1::text::pg_snapshot)", position)
+    """Delete the live changes already shipped up to `position` and record that the log now starts
+    there (restore joins it to the segments by it); return how many went."""
+    async with conn.transaction():
+        status = await conn.execute(
+            f"DELETE FROM {SCHEMA}.changes WHERE txid < pg_snapshot_xmax($1::text::pg_snapshot) "
+            "AND pg_visible_in_snapshot(txid, $1::text::pg_snapshot)", position)
+        await conn.execute(f"UPDATE {SCHEMA}.state SET trimmed = $1", position)
     return int(status.split()[-1])
 
 

@@ -59,7 +59,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
     segment_id   text,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO {SCHEMA}.state (watermark) VALUES (pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
+-- trimmed: the position up to which the live log was trimmed (restore's "the log starts here");
+-- NULL on an install older than the column: then the watermark is the safe guess.
+ALTER TABLE {SCHEMA}.state ADD COLUMN IF NOT EXISTS trimmed text;
+INSERT INTO {SCHEMA}.state (watermark, trimmed)
+VALUES (pg_current_snapshot()::text, pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
 
 -- SECURITY DEFINER: writers (the API role) may not touch the change log directly.
 -- Statement-level with transition tables: a bulk write (a restore, a migration, an incident)

@@ -59,10 +59,11 @@ def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentMani
     """The latest snapshot cut at or before `as_of`, the unbroken chain of segments after it and,
     when `live_watermark` is given, the live log (which holds every change not visible there).
 
-    The log joins the chain when everything visible at the watermark is visible at the chain's
-    end; then the history is complete up to now. Raises RestorePlanError when no snapshot is old
-    enough, or when neither segments nor the log cover some moment between the snapshot and
-    `as_of` (the image at T would be wrong). A hole after `as_of` is recorded in gap_after.
+    The log joins the chain when everything visible at `live_watermark` (up to where the log was
+    trimmed) is visible at the chain's end; then the history is complete up to now.
+    Raises RestorePlanError when no snapshot is old enough, or when neither segments nor the log
+    cover some moment between the snapshot and `as_of` (the image at T would be wrong). A hole
+    after `as_of` is recorded in gap_after.
     """
     usable = [s for s in snapshots if s.cut_at <= as_of]
     if not usable:
@@ -126,7 +127,9 @@ async def open_history(conn: asyncpg.Connection, repo: Repository, key: Key | No
     Raises RestorePlanError as choose does."""
     watermark = None
     if await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None and use_live_log:
-        watermark = await conn.fetchval(f"SELECT watermark FROM {SCHEMA}.state")
+        # Up to where the log was trimmed; the cut watermark runs ahead of it while a stage is
+        # down (segments wait in the spool, the log keeps their changes).
+        watermark = await conn.fetchval(f"SELECT coalesce(trimmed, watermark) FROM {SCHEMA}.state")
     snapshots, segments = await asyncio.to_thread(
         lambda: (list_snapshots(repo, key), list_segments(repo, key)))
     return choose(snapshots, segments, as_of, watermark)

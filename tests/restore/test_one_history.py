@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from backup.capture.triggers import install
 from backup.config import BackupConfig
+from backup.errors import StorageError
 from backup.restore.errors import RestorePlanError
 from backup.restore.predicate import parse
 from backup.restore.records import RestoreRequest, plan_restore, restore_in_transaction, restore_records
@@ -151,3 +153,34 @@ async def test_a_hole_before_t_is_refused_and_names_the_window(config: BackupCon
     with pytest.raises(RestorePlanError, match=r"changes after .* are in no segment .* trimmed from the "
                                                r"live change log.*choose --as-of at or before"):
         await plan_restore(config.database_url, repo, None, RestoreRequest(table="doses", as_of=as_of))
+
+
+async def test_a_stage_down_at_the_last_run_is_no_hole(config: BackupConfig, tmp_path: Path) -> None:
+    """The last run cut a segment but could not store it at the primary: the segment waits in the
+    spool and the live log keeps its changes, so a restore from the primary is complete."""
+    conn = await asyncpg.connect(config.database_url)
+    try:
+        await install(conn)
+        await run_backup(config, full=True)
+        day = await _busiest_day(conn)
+        await _work_before_t(conn, day)
+        (tmp_path / "gone").write_text("not a directory")
+        with pytest.raises(StorageError, match="kept in the spool"):
+            await run_backup(replace(config, primary_url=(tmp_path / "gone" / "p").as_uri()), full=False)
+        await conn.execute("UPDATE doses SET lot_number = 'AFTER-DOWN' WHERE id = (SELECT min(id) FROM "
+                           "doses WHERE dose_number = 1 AND administered_on = $1)", day)
+        as_of: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        before = await _fetch_images(conn, "dose_number = 1 AND administered_on = $1", day)
+        await conn.execute("DELETE FROM doses WHERE dose_number = 1 AND administered_on = $1", day)
+    finally:
+        await conn.close()
+    repo = open_repository(config.primary_url or "")
+    request = RestoreRequest(table="doses", as_of=as_of,
+                             where=parse(f"administered_on = '{day}' AND dose_number = 1"))
+    report = await restore_records(config.database_url, repo, None, request)
+    assert report.plan.warnings == () and report.reinserted == len(before)
+    conn = await asyncpg.connect(config.database_url)
+    try:
+        assert await _fetch_images(conn, "dose_number = 1 AND administered_on = $1", day) == before
+    finally:
+        await conn.close()
