@@ -27,10 +27,17 @@ def unreachable_segments(snapshots: Sequence[SnapshotManifest],
                          segments: Sequence[SegmentManifest]) -> list[SegmentManifest]:
     """The segments that no snapshot's chain reaches and that no snapshot already contains."""
     by_start: dict[str, SegmentManifest] = {s.from_position: s for s in segments}
+    empty_links = {s.continues: s.position for s in snapshots if s.continues and s.continues != s.position}
     reached: set[str] = set()
     for snapshot in snapshots:
-        position = snapshot.position
-        while position in by_start and by_start[position].id not in reached:
-            reached.add(by_start[position].id)
-            position = by_start[position].to_position
+        position, seen = snapshot.position, {snapshot.position}
+        while True:
+            if position in by_start and by_start[position].id not in reached:
+                reached.add(by_start[position].id)
+                position = by_start[position].to_position
+            elif position in empty_links and empty_links[position] not in seen:
+                position = empty_links[position]
+            else:
+                break
+            seen.add(position)
     return [s for s in segments if s.id not in reached and not _contained(s, snapshots)]

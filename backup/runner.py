@@ -136,7 +136,8 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         manifest = SnapshotManifest(
             id=snapshot_id, cut_at=cut["cut_at"], position=cut["position"], database=cut["db"],
             server_version=cut["version"], encryption_key_id=config.key.id if config.key else None,
-            schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images))
+            schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images),
+            continues=previous if segment is None else None)
         manifest_key = keys.format_snapshot_manifest_key(snapshot_id)
         spool.put(manifest_key, encode_manifest(manifest, manifest_key, config.key))
         return segment, manifest

@@ -48,9 +48,12 @@ class History:
     segments: tuple[SegmentManifest, ...]
     gap_after: datetime | None = None
     live_log: bool = False
+    reached_at: datetime | None = None  # None: the last segment's cut, or the snapshot's
 
     @property
     def reached(self) -> datetime:
+        if self.reached_at is not None:
+            return self.reached_at
         return self.segments[-1].cut_at if self.segments else self.snapshot.cut_at
 
 
@@ -73,16 +76,23 @@ def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentMani
                                "choose a later --as-of")
     snapshot = max(usable, key=lambda s: s.cut_at)
     by_start = {s.from_position: s for s in segments}
+    # A full run with nothing to ship cuts no segment; its snapshot says the log had no change
+    # between `continues` and its position, which links the chain across it.
+    empty_links = {s.continues: s for s in snapshots if s.continues and s.continues != s.position}
     chain: list[SegmentManifest] = []
     position = snapshot.position
-    while position in by_start:
-        segment = by_start.pop(position)
-        chain.append(segment)
-        position = segment.to_position
-    reached = chain[-1].cut_at if chain else snapshot.cut_at
+    reached = snapshot.cut_at
+    while position in by_start or position in empty_links:
+        if position in by_start:
+            segment = by_start.pop(position)
+            chain.append(segment)
+            position, reached = segment.to_position, segment.cut_at
+        else:
+            link = empty_links.pop(position)
+            position, reached = link.position, link.cut_at
     if live_watermark is not None:
         if includes(position, live_watermark):
-            return History(snapshot, tuple(chain), live_log=True)
+            return History(snapshot, tuple(chain), live_log=True, reached_at=reached)
         if reached < as_of:
             raise RestorePlanError(
                 f"changes after {reached.isoformat()} are in no segment of the repository and were already "
@@ -90,16 +100,16 @@ def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentMani
                 f"at or before {reached.isoformat()}, or restore from a stage that holds the later segments "
                 "('vaxvault backup list' shows what each stage holds)")
         # The log still tells which rows changed after the hole, hence after T.
-        return History(snapshot, tuple(chain), gap_after=reached, live_log=True)
+        return History(snapshot, tuple(chain), gap_after=reached, live_log=True, reached_at=reached)
     stranded = [s for s in by_start.values() if s.cut_at > reached]
     if not stranded:
-        return History(snapshot, tuple(chain))
+        return History(snapshot, tuple(chain), reached_at=reached)
     if reached < as_of:
         raise RestorePlanError(
             f"a segment is missing after {reached.isoformat()} (the next one, {min(s.id for s in stranded)}, "
             "does not continue the chain), so the rows as of T cannot be rebuilt; choose --as-of at or "
             f"before {reached.isoformat()}, or run 'vaxvault backup verify' and repair the repository")
-    return History(snapshot, tuple(chain), gap_after=reached)
+    return History(snapshot, tuple(chain), gap_after=reached, reached_at=reached)
 
 
 def segments_in_window(segments: Sequence[SegmentManifest], table: str, after: datetime | None,

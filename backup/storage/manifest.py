@@ -81,6 +81,9 @@ class SnapshotManifest:
     tables: tuple[TableImage, ...]
     format_version: str = FORMAT_VERSION
     kind: str = "snapshot"
+    # Set when the run that cut this snapshot had no change to ship since `continues` (so it cut
+    # no segment): a chain that reaches `continues` reaches `position` too. Format 2.0 on.
+    continues: str | None = None
 
     def table(self, name: str) -> TableImage:
         for table in self.tables:
@@ -185,7 +188,7 @@ def _load_snapshot(raw: dict) -> SnapshotManifest:
         id=raw["id"], cut_at=datetime.fromisoformat(raw["cut_at"]), position=raw["position"],
         database=raw["database"], server_version=raw["server_version"],
         encryption_key_id=raw["encryption_key_id"], schema=_ref(raw["schema"]), tables=tables,
-        format_version=raw["format_version"],
+        format_version=raw["format_version"], continues=raw.get("continues"),
     )
 
 
