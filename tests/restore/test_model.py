@@ -49,7 +49,6 @@ from backup.runner import run_backup
 from backup.stages import build_stages
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.keys import parse_id
 from backup.storage.reader import list_snapshots
 from backup.storage.repository import open_repository
 
@@ -136,7 +135,6 @@ class RegistryMachine(RuleBasedStateMachine):
         self.spool = Path(tempfile.mkdtemp(prefix="vv-model-spool-"))
         self.config = BackupConfig(database_url=self.database_url, spool_dir=self.spool,
                                    primary_url=self.make_primary(), s3_endpoint_url=self.s3_endpoint_url)
-        self.first_cut: datetime | None = None
         self.held: tuple[asyncpg.Connection, str, list[tuple[int, Image | None]]] | None = None
         self.full_runs = 0
         self.conn: asyncpg.Connection = self.run(self._setup())
@@ -251,8 +249,6 @@ class RegistryMachine(RuleBasedStateMachine):
     def backup(self, full: bool) -> None:
         summary = self.run(run_backup(self.config, full=full))
         self.full_runs += summary.kind == "full"
-        if self.first_cut is None and summary.snapshot_id:
-            self.first_cut = parse_id(summary.snapshot_id)
 
     @precondition(lambda self: self.full_runs >= 2)
     @rule()
@@ -266,11 +262,14 @@ class RegistryMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.held is None and self.full_runs >= 1 and self.model.versions)
     @rule(data=st.data())
     def restore(self, data: st.DataObject) -> None:
-        # Mostly after the first snapshot (before it, a refusal is all there is to check).
-        after = [m for m in self.model.moments() if self.first_cut is None or m >= self.first_cut]
-        moment = data.draw(st.sampled_from(after or self.model.moments()), label="T")
-        group = data.draw(st.none() | GROUPS, label="grp")
         repo = open_repository(self.config.primary_url or "", self.config.s3_endpoint_url)
+        # Mostly after the oldest snapshot kept (before it, a refusal is all there is to check).
+        kept = [s.cut_at for s in list_snapshots(repo, self.config.key)]
+        after = [m for m in self.model.moments() if kept and m >= min(kept)]
+        anywhere = data.draw(st.integers(0, 9), label="anywhere") == 0
+        moment = data.draw(st.sampled_from(self.model.moments() if anywhere or not after else after),
+                           label="T")
+        group = data.draw(st.none() | GROUPS, label="grp")
         request = RestoreRequest(table="items", as_of=moment,
                                  where=parse(f"grp = {group}") if group is not None else None)
         try:
@@ -324,7 +323,7 @@ def _run(machine: type[RegistryMachine], monkeypatch: pytest.MonkeyPatch, exampl
     print(f"model-based restore: {examples} examples, seed {seed}")
     machine.seen = {}
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=examples, stateful_step_count=12, deadline=None, database=None,
+        max_examples=examples, stateful_step_count=24 if SOAK else 12, deadline=None, database=None,
         suppress_health_check=list(HealthCheck), print_blob=True))
     print(f"model-based restore: seed {seed} done: {machine.seen}")
     assert machine.seen.get("restores", 0) > 0  # the examples must reach the check
