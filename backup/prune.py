@@ -3,6 +3,10 @@
 Kept: the newest `keep_full` snapshots, every snapshot of the last `keep_days` days, and the
 newest snapshot before that window (the base for restoring to its first moment). A segment goes
 only when it was cut at or before the oldest kept snapshot (the snapshot already contains it).
+
+Planned per stage, from what that stage holds: stages drift apart (a primary down for days while
+the spool moves on), and a plan merged over all of them could delete a stage's last base because
+another stage has a newer one. Prune takes the backup lock, so no run ships or trims meanwhile.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from backup.errors import ConfigError
+from backup.errors import ConfigError, DatabaseError
+from backup.runner import acquire_lock, connect
 from backup.stages import Stage, remove_unit, scan
 from backup.storage.keys import parse_id
 
@@ -51,21 +56,37 @@ def plan_prune(units: list[Unit], keep_full: int, keep_days: float, now: datetim
     )
 
 
-def stored_units(stages: list[Stage]) -> list[Unit]:
-    """Every committed unit at any stage."""
-    ids: set[tuple[str, str]] = set()
-    for stage in stages:
-        ids |= {unit for unit, committed in scan(stage.repo).items() if committed}
-    return [Unit(kind, unit_id, parse_id(unit_id)) for kind, unit_id in sorted(ids)]
+def stored_units(stage: Stage) -> list[Unit]:
+    """Every committed unit at one stage."""
+    return [Unit(kind, unit_id, parse_id(unit_id))
+            for (kind, unit_id), committed in sorted(scan(stage.repo).items()) if committed]
 
 
-def apply_prune(stages: list[Stage], plan: PrunePlan) -> int:
-    """Delete the planned units at every stage (manifest first); return objects removed."""
+def plan_stages(stages: list[Stage], keep_full: int, keep_days: float, now: datetime) -> dict[str, PrunePlan]:
+    """Stage name -> what to delete there, each planned from that stage's own units."""
+    return {stage.name: plan_prune(stored_units(stage), keep_full, keep_days, now) for stage in stages}
+
+
+def apply_prune(stage: Stage, plan: PrunePlan) -> int:
+    """Delete the planned units at one stage (manifest first); return objects removed."""
     removed = 0
-    for stage in stages:
-        present = scan(stage.repo)
-        for kind, ids in (("snapshot", plan.snapshots), ("segment", plan.segments)):
-            for unit_id in ids:
-                if (kind, unit_id) in present:
-                    removed += remove_unit(stage.repo, kind, unit_id)
+    for kind, ids in (("snapshot", plan.snapshots), ("segment", plan.segments)):
+        for unit_id in ids:
+            removed += remove_unit(stage.repo, kind, unit_id)
     return removed
+
+
+async def prune(database_url: str, stages: list[Stage], keep_full: int, keep_days: float, now: datetime,
+                dry_run: bool = False) -> tuple[dict[str, PrunePlan], int]:
+    """Plan per stage and (unless dry_run) delete, holding the backup lock; return the plans and the
+    objects removed. Raises LockHeld while a backup runs, DatabaseError when the lock cannot be taken."""
+    conn = await connect(database_url)
+    try:
+        await acquire_lock(conn)
+        plans = plan_stages(stages, keep_full, keep_days, now)
+        removed = 0 if dry_run else sum(apply_prune(stage, plans[stage.name]) for stage in stages)
+    except OSError as exc:
+        raise DatabaseError(f"lost the database connection holding the backup lock: {exc}") from exc
+    finally:
+        await conn.close()  # releases the lock with the session
+    return plans, removed

@@ -12,13 +12,13 @@ import asyncpg
 from backup.capture import changelog
 from backup.capture.catalog import describe_tables, schema_ddl
 from backup.config import BackupConfig
-from backup.errors import ConfigError, DatabaseError, LockHeld, StorageError
+from backup.errors import BackupError, ConfigError, DatabaseError, LockHeld, StorageError
 from backup.snapshot import Progress, copy_tables
 from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans, scan
 from backup.storage import keys
-from backup.storage.codec import encode, sha256
+from backup.storage.codec import Key, encode, sha256
 from backup.storage.file import FileRepository
-from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, dump
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, encode_manifest
 from backup.storage.reader import read_segment_manifest
 
 # pg advisory lock key: b"vaxvault" as a bigint. Held for the whole run by one session.
@@ -39,6 +39,8 @@ class RunSummary:
     trimmed: int = 0
     # Seconds per phase: cut (snapshot/segment into the spool), push (to every stage, verified).
     phases: dict[str, float] = field(default_factory=dict)
+    # Why an incremental run took a full snapshot instead (no base to replay its segment on).
+    promoted: str | None = None
 
     @property
     def noop(self) -> bool:
@@ -59,16 +61,16 @@ async def acquire_lock(conn: asyncpg.Connection) -> None:
                        "scheduled time (or run again when it finishes)")
 
 
-def _newest_segment(stage: Stage) -> tuple[str, str] | None:
+def _newest_segment(stage: Stage, key: Key | None) -> tuple[str, str] | None:
     """(id, to_position) of the newest committed segment of a stage."""
     ids = sorted(i for (kind, i), ok in scan(stage.repo).items() if kind == "segment" and ok)
     if not ids:
         return None
-    newest = read_segment_manifest(stage.repo, ids[-1])
+    newest = read_segment_manifest(stage.repo, ids[-1], key)
     return newest.id, newest.to_position
 
 
-async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
+async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage], key: Key | None,
                                failures: dict[str, str]) -> str:
     """The position to cut from. A run killed after committing a segment to a stage but before
     recording it in the database is repaired here, so its changes are not shipped twice.
@@ -76,8 +78,8 @@ async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
     position, segment_id = await changelog.read_watermark(conn)
     for stage in stages:
         try:
-            newest = _newest_segment(stage)
-        except StorageError as exc:
+            newest = _newest_segment(stage, key)
+        except BackupError as exc:  # unreachable, or a manifest that fails authentication
             failures[stage.name] = str(exc)
             continue
         if newest and (segment_id is None or newest[0] > segment_id):
@@ -87,6 +89,22 @@ async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
 
 
 Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
+
+
+def missing_base(spool: FileRepository, targets: list[Stage]) -> str | None:
+    """Why an incremental run must take a full snapshot: a stage holds no committed snapshot and
+    none waits in the spool for it, so a segment shipped there could never be replayed (as
+    pgBackRest turns an incr without a base into a full). None when every stage has a base."""
+    if any(kind == "snapshot" and ok for (kind, _), ok in scan(spool).items()):
+        return None
+    for stage in targets:
+        try:
+            held = scan(stage.repo)
+        except StorageError:
+            continue  # the push will report the stage; the spool keeps what it needs
+        if not any(kind == "snapshot" and ok for (kind, _), ok in held.items()):
+            return f"{stage.name} holds no snapshot to replay segments on"
+    return None
 
 
 async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
@@ -118,8 +136,10 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         manifest = SnapshotManifest(
             id=snapshot_id, cut_at=cut["cut_at"], position=cut["position"], database=cut["db"],
             server_version=cut["version"], encryption_key_id=config.key.id if config.key else None,
-            schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images))
-        spool.put(keys.format_snapshot_manifest_key(snapshot_id), dump(manifest))
+            schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images),
+            continues=previous if segment is None else None)
+        manifest_key = keys.format_snapshot_manifest_key(snapshot_id)
+        spool.put(manifest_key, encode_manifest(manifest, manifest_key, config.key))
         return segment, manifest
     raise AssertionError("unreachable")
 
@@ -140,7 +160,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         remove_orphans(spool)
         try:
             failures: dict[str, str] = {}
-            previous = await _reconcile_watermark(conn, stages, failures)
+            previous = await _reconcile_watermark(conn, stages, config.key, failures)
             for stage in stages[1:]:
                 if stage.name not in failures:
                     try:
@@ -148,6 +168,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                     except StorageError as exc:
                         failures[stage.name] = str(exc)
             targets = [s for s in stages[1:] if s.name not in failures]
+            promoted = None if full else missing_base(spool, targets)
+            full = full or promoted is not None
             early = EarlyUploads(spool, targets) if full and targets else None
             cut_started = time.perf_counter()
             segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early)
@@ -164,7 +186,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             if stage.name in failures:
                 continue
             try:
-                pushed[stage.name] = push(spool, stage, early.verified(stage.name) if early else None)
+                pushed[stage.name] = push(spool, stage, config.key,
+                                          early.verified(stage.name) if early else None)
             except StorageError as exc:
                 failures[stage.name] = str(exc)
         push_seconds = time.perf_counter() - push_started
@@ -184,7 +207,8 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           segment_id=segment.id if segment else None,
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
-                          phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)})
+                          phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)},
+                          promoted=promoted)
     finally:
         if early:
             early.close()

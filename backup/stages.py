@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from backup.errors import ChecksumMismatch, FormatError, StorageError
 from backup.storage import keys
+from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, load
+from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, decode_manifest
 from backup.storage.repository import Repository, open_repository
 
 Manifest = SnapshotManifest | SegmentManifest
@@ -62,14 +63,21 @@ def scan(repo: Repository) -> dict[tuple[str, str], bool]:
     return units
 
 
-def committed_manifests(repo: Repository) -> list[Manifest]:
+def committed_units(repo: Repository) -> list[tuple[str, str]]:
+    """(kind, id) of the committed units of `repo`, in id order (segments before snapshots on a tie)."""
+    return [unit for unit, committed in sorted(scan(repo).items(), key=lambda i: (i[0][1], i[0][0]))
+            if committed]
+
+
+def read_manifest(repo: Repository, kind: str, unit_id: str, key: Key | None) -> Manifest:
+    """One unit's manifest, authenticated with `key` when it is set (see manifest.decode_manifest)."""
+    object_key = manifest_key(kind, unit_id)
+    return decode_manifest(repo.get(object_key), object_key, key, f"{repo.url}/{object_key}")
+
+
+def committed_manifests(repo: Repository, key: Key | None) -> list[Manifest]:
     """Manifests of the committed units of `repo`, in id order (segments before snapshots on a tie)."""
-    found = []
-    for (kind, unit_id), committed in sorted(scan(repo).items(), key=lambda i: (i[0][1], i[0][0])):
-        if committed:
-            key = manifest_key(kind, unit_id)
-            found.append(load(repo.get(key), f"{repo.url}/{key}"))
-    return found
+    return [read_manifest(repo, kind, unit_id, key) for kind, unit_id in committed_units(repo)]
 
 
 def remove_unit(repo: Repository, kind: str, unit_id: str) -> int:
@@ -138,7 +146,8 @@ class EarlyUploads:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def push(spool: FileRepository, target: Stage, verified: set[str] | None = None) -> list[str]:
+def push(spool: FileRepository, target: Stage, key: Key | None,
+         verified: set[str] | None = None) -> list[str]:
     """Copy every committed spool unit the target lacks, verified; return the ids pushed.
     Objects in `verified` were already read back from the target and are skipped.
 
@@ -147,18 +156,18 @@ def push(spool: FileRepository, target: Stage, verified: set[str] | None = None)
     pushed = []
     present = scan(target.repo)
     done = verified or set()
-    for manifest in committed_manifests(spool):
+    for manifest in committed_manifests(spool, key):
         if present.get((manifest.kind, manifest.id)):
             continue
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             # list() re-raises the first failure here, after the other uploads finished.
             list(pool.map(lambda ref: _verified_copy(spool, target.repo, ref.key, ref.sha256),
                           [ref for ref in manifest.objects() if ref.key not in done]))
-        key = manifest_key(manifest.kind, manifest.id)
-        data = spool.get(key)
-        target.repo.put(key, data)
-        if target.repo.get(key) != data:
-            raise StorageError(f"{target.repo.url}/{key} reads back different bytes; "
+        object_key = manifest_key(manifest.kind, manifest.id)
+        data = spool.get(object_key)
+        target.repo.put(object_key, data)
+        if target.repo.get(object_key) != data:
+            raise StorageError(f"{target.repo.url}/{object_key} reads back different bytes; "
                                "check the storage endpoint")
         pushed.append(manifest.id)
     return pushed

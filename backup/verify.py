@@ -1,12 +1,13 @@
-"""Verifying stored units at every stage: every object present with its SHA-256; with `deep`,
-decrypted, decompressed and re-counted against the manifest."""
+"""Verifying stored units at every stage: every manifest readable (with a key: authenticated), every
+object present with its SHA-256; with `deep`, decrypted, decompressed and re-counted."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backup.chain import unreachable_segments
 from backup.errors import BackupError, SnapshotNotFound, StorageError
-from backup.stages import Manifest, Stage, committed_manifests
+from backup.stages import Manifest, Stage, committed_units, manifest_key, read_manifest
 from backup.storage import codec
 from backup.storage.codec import Key
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest
@@ -81,6 +82,15 @@ def _check(stage: Stage, manifest: Manifest, ref: ObjectRef, deep: bool, key: Ke
     return None
 
 
+def _orphans(stage: Stage, manifests: list[Manifest]) -> list[Problem]:
+    snapshots = [m for m in manifests if isinstance(m, SnapshotManifest)]
+    segments = [m for m in manifests if isinstance(m, SegmentManifest)]
+    return [Problem(stage.name, stage.repo.url, manifest_key("segment", s.id),
+                    "no snapshot at this stage reaches this segment (no base before it, or a segment "
+                    "missing between), so it restores nothing; run 'vaxvault backup run --full'")
+            for s in unreachable_segments(snapshots, segments)]
+
+
 def verify(stages: list[Stage], unit_id: str | None = None, deep: bool = False,
            key: Key | None = None) -> VerifyReport:
     """Check every committed unit (or only `unit_id`) at every stage.
@@ -92,20 +102,29 @@ def verify(stages: list[Stage], unit_id: str | None = None, deep: bool = False,
     found = False
     for stage in stages:
         try:
-            manifests = committed_manifests(stage.repo)
+            listed = committed_units(stage.repo)
         except BackupError as exc:
-            problems.append(Problem(stage.name, stage.repo.url, "*", f"cannot list or read manifests: {exc}"))
+            problems.append(Problem(stage.name, stage.repo.url, "*", f"cannot list the stage: {exc}"))
             continue
-        for manifest in manifests:
-            if unit_id is not None and manifest.id != unit_id:
+        read_ok: list[Manifest] = []
+        for kind, listed_id in listed:
+            if unit_id is not None and listed_id != unit_id:
                 continue
             found = True
             units += 1
+            try:
+                manifest = read_manifest(stage.repo, kind, listed_id, key)
+            except BackupError as exc:  # unreadable, or refused: not authenticated with the key
+                problems.append(Problem(stage.name, stage.repo.url, manifest_key(kind, listed_id), str(exc)))
+                continue
+            read_ok.append(manifest)
             for ref in manifest.objects():
                 objects += 1
                 reason = _check(stage, manifest, ref, deep, key)
                 if reason:
                     problems.append(Problem(stage.name, stage.repo.url, ref.key, reason))
+        if unit_id is None and stage.name != "spool":  # the spool only holds what waits for upload
+            problems.extend(_orphans(stage, read_ok))
     if unit_id is not None and not found:
         raise SnapshotNotFound(f"no committed snapshot or segment {unit_id!r} at any stage; "
                                "run 'vaxvault backup list' to see the ids")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -15,11 +16,11 @@ from api.backup_config import backup_config
 from api.cli.output import add_json_flag, emit, is_terminal, whole_number
 from api.errors import VaxvaultError
 from api.settings import Settings
-from backup.capture.triggers import install
+from backup.capture.triggers import CaptureInstall, install
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
 from backup.inventory import inventory
-from backup.prune import apply_prune, plan_prune, stored_units
+from backup.prune import prune
 from backup.runner import connect, run_backup
 from backup.schedule import DEFAULT_FULL, DEFAULT_INCREMENTAL, Schedule, run_schedule, summary_line
 from backup.stages import Stage, build_stages
@@ -98,18 +99,19 @@ def _translated() -> Iterator[None]:
 
 
 def run_init(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> tuple[tuple[str, ...], str]:
+    async def go() -> CaptureInstall:
         conn = await connect(settings.require_database_url())
         try:
-            result = await install(conn, args.tables)
-            return result.tables, result.watermark
+            return await install(conn, args.tables)
         finally:
             await conn.close()
 
     with _translated():
-        tables, watermark = asyncio.run(go())
-    emit(args, f"change capture installed on {len(tables)} table(s): {', '.join(tables)}",
-         {"tables": list(tables), "watermark": watermark})
+        result = asyncio.run(go())
+    for warning in result.warnings:  # loud, but not fatal: capture still works, order is a bound
+        print(f"WARNING: {warning}", file=sys.stderr)
+    emit(args, f"change capture installed on {len(result.tables)} table(s): {', '.join(result.tables)}",
+         {"tables": list(result.tables), "watermark": result.watermark, "warnings": list(result.warnings)})
     return 0
 
 
@@ -140,7 +142,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     config = backup_config(settings)
     with _translated():
         stages = _stages(config)
-        units = inventory(stages)
+        units = inventory(stages, config.key)
     if args.json:
         emit(args, "", [asdict(u) for u in units])
         return 0
@@ -177,14 +179,18 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     config = backup_config(settings)
     with _translated():
         stages = _stages(config)
-        plan = plan_prune(stored_units(stages), args.keep_full, args.keep_days, datetime.now(UTC))
-        removed = 0 if args.dry_run else apply_prune(stages, plan)
+        plans, removed = asyncio.run(prune(config.database_url, stages, args.keep_full, args.keep_days,
+                                           datetime.now(UTC), dry_run=args.dry_run))
+    snapshots = sorted({i for plan in plans.values() for i in plan.snapshots})
+    segments = sorted({i for plan in plans.values() for i in plan.segments})
     verb = "would delete" if args.dry_run else "deleted"
-    emit(args, f"{verb} {len(plan.snapshots)} snapshot(s) and {len(plan.segments)} segment(s)"
-         + "".join(f"\n  snapshot {i}" for i in plan.snapshots)
-         + "".join(f"\n  segment {i}" for i in plan.segments),
-         {"dry_run": args.dry_run, "snapshots": list(plan.snapshots), "segments": list(plan.segments),
-          "objects_removed": removed})
+    emit(args, f"{verb} {len(snapshots)} snapshot(s) and {len(segments)} segment(s)"
+         + "".join(f"\n  snapshot {i}" for i in snapshots)
+         + "".join(f"\n  segment {i}" for i in segments)
+         + "".join(f"\n  at {name}: {len(plan.snapshots)} snapshot(s), {len(plan.segments)} segment(s)"
+                   for name, plan in plans.items()),
+         {"dry_run": args.dry_run, "snapshots": snapshots, "segments": segments,
+          "stages": {name: asdict(plan) for name, plan in plans.items()}, "objects_removed": removed})
     return 0
 
 

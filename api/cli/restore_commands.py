@@ -187,10 +187,10 @@ def _show(value: Any) -> str:
 def run_find_loss(args: argparse.Namespace, settings: Settings) -> int:
     with _translated(f"reading the segments of {args.table}"):
         repo, key = _repository(settings)
-        segments = list_segments(repo)
+        segments = list_segments(repo, key)
         changes = shipped_changes(repo, segments, args.table, key, until=args.until)
         windows = find_loss(changes, table=args.table, since=args.since, until=args.until)
-        windows += [w for w in snapshot_differences(list_snapshots(repo), segments, args.table)
+        windows += [w for w in snapshot_differences(list_snapshots(repo, key), segments, args.table)
                     if (args.since is None or w.end >= args.since)
                     and (args.until is None or w.start <= args.until)]
     emit(args, _loss_text(args.table, windows), {"table": args.table,

@@ -62,7 +62,7 @@ def _list(config: BackupConfig) -> Listing:
     stages = build_stages(FileRepository(config.spool_dir), config.primary_url,
                           config.replica_urls, config.s3_endpoint_url)
     return Listing(configured=config.primary_url is not None,
-                   stages=tuple(s.name for s in stages), units=tuple(inventory(stages)))
+                   stages=tuple(s.name for s in stages), units=tuple(inventory(stages, config.key)))
 
 
 async def list_backups(settings: Settings) -> Listing:

@@ -77,7 +77,7 @@ async def check_history(found: Source, request: RestoreRequest) -> RestoreFailed
     """None when the repository has a snapshot at or before the request's T; BadUserInput when
     it has none; RestoreFailed when the repository cannot be read."""
     try:
-        await asyncio.to_thread(load_history, found.repo, request.as_of)
+        await asyncio.to_thread(load_history, found.repo, request.as_of, found.key)
     except RestorePlanError as exc:
         raise BadUserInput(f"asOf: {explain(exc)}") from exc
     except BackupError as exc:

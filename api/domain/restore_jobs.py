@@ -174,4 +174,4 @@ def result_of(report: RestoreReport) -> dict[str, Any]:
             "reinserted": report.reinserted, "written_back": report.written_back,
             "overwritten": report.overwritten, "restored": report.restored,
             "audit_id": report.audit_id, "seconds": report.seconds, "timings": report.timings,
-            "conflicts": [asdict(c) for c in plan.conflicts[:20]]}
+            "conflicts": [asdict(c) for c in plan.conflicts[:20]], "warnings": list(plan.warnings)}

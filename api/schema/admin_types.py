@@ -37,6 +37,10 @@ class StageState(Enum):
                                                            "removes them).")
     MISSING = "missing"
     UNREACHABLE = "unreachable"
+    REFUSED = strawberry.enum_value("refused", description="Its manifest fails authentication "
+                                                           "with the key (forged or corrupted).")
+    ORPHAN = strawberry.enum_value("orphan", description="A stored segment that no snapshot at "
+                                                         "this stage reaches: it restores nothing.")
     RELEASED = strawberry.enum_value("-", description="Not in the spool: released once every "
                                                       "stage stored it.")
 
@@ -251,6 +255,9 @@ class RestorePlan:
     conflicts_total: int
     parents: list[TableCount]
     used_live_log: bool
+    warnings: list[str] = strawberry.field(
+        description="What the restore cannot vouch for (a hole in the history after T, times it "
+                    "cannot order, a history that ends before T); read them before running it.")
 
     @classmethod
     def of(cls, plan: PlanRecord) -> RestorePlan:
@@ -262,7 +269,7 @@ class RestorePlan:
                    conflicts=[RowDiff.of(d) for d in plan.conflicts],
                    conflicts_total=plan.conflicts_total,
                    parents=[TableCount(table=t, rows=n) for t, n in plan.parents.items()],
-                   used_live_log=plan.used_live_log)
+                   used_live_log=plan.used_live_log, warnings=list(plan.warnings))
 
 
 @strawberry.enum
@@ -301,6 +308,8 @@ class RestoreJob:
     audit_entry_id: strawberry.ID | None = strawberry.field(
         description="The audit_log entry the restore wrote in its own transaction.")
     error: str | None = strawberry.field(description="Why it FAILED, and what to do.")
+    warnings: list[str] | None = strawberry.field(
+        description="Once SUCCEEDED: what the restore could not vouch for (see RestorePlan.warnings).")
 
     @classmethod
     def of(cls, job: JobRecord) -> RestoreJob:
@@ -321,7 +330,7 @@ class RestoreJob:
             else None,
             snapshot_id=result.get("snapshot_id"), seconds=result.get("seconds"),
             audit_entry_id=strawberry.ID(str(audit_id)) if audit_id is not None else None,
-            error=job.error)
+            error=job.error, warnings=result.get("warnings") if job.result is not None else None)
 
 
 @strawberry.type(description="No backup repository is configured to restore from "

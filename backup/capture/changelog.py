@@ -16,7 +16,7 @@ from backup.errors import CaptureError
 from backup.storage import codec, keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.manifest import ObjectRef, SegmentManifest, dump
+from backup.storage.manifest import ObjectRef, SegmentManifest, encode_manifest
 
 # The shipped changes: those whose transaction is visible at the new position and not at the
 # previous one. Commit time when the server tracks it; else the capture clock (FORMAT.md).
@@ -66,10 +66,13 @@ async def set_watermark(conn: asyncpg.Connection, position: str, segment_id: str
 
 
 async def trim(conn: asyncpg.Connection, position: str) -> int:
-    """Delete the live changes already shipped up to `position`; return how many went."""
-    status = await conn.execute(
-        f"DELETE FROM {SCHEMA}.changes WHERE txid < pg_snapshot_xmax($1::text::pg_snapshot) "
-        "AND pg_visible_in_snapshot(txid, $1::text::pg_snapshot)", position)
+    """Delete the live changes already shipped up to `position` and record that the log now starts
+    there (restore joins it to the segments by it); return how many went."""
+    async with conn.transaction():
+        status = await conn.execute(
+            f"DELETE FROM {SCHEMA}.changes WHERE txid < pg_snapshot_xmax($1::text::pg_snapshot) "
+            "AND pg_visible_in_snapshot(txid, $1::text::pg_snapshot)", position)
+        await conn.execute(f"UPDATE {SCHEMA}.state SET trimmed = $1", position)
     return int(status.split()[-1])
 
 
@@ -98,6 +101,7 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
         # the caller broke that contract.
         raise CaptureError(f"segment {segment_id}: {count} changes read but {summary['changes']} "
                            "counted in the same snapshot; run the backup again")
+    tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
     parts.append(compressor.flush())
     object_key = keys.format_segment_changes_key(segment_id)
     data = codec.seal(b"".join(parts), object_key, key)
@@ -107,6 +111,8 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
         first_position=summary["first"], last_position=summary["last"],
         first_committed_at=summary["earliest"], last_committed_at=summary["latest"],
         tables=tuple(sorted(summary["tables"])), encryption_key_id=key.id if key else None,
-        object=ObjectRef(object_key, codec.sha256(data), len(data)))
-    spool.put(keys.format_segment_manifest_key(segment_id), dump(manifest))
+        object=ObjectRef(object_key, codec.sha256(data), len(data)),
+        commit_time="commit" if tracked else "capture")
+    manifest_key = keys.format_segment_manifest_key(segment_id)
+    spool.put(manifest_key, encode_manifest(manifest, manifest_key, key))
     return manifest

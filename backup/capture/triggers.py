@@ -59,7 +59,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
     segment_id   text,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO {SCHEMA}.state (watermark) VALUES (pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
+-- trimmed: the position up to which the live log was trimmed (restore's "the log starts here");
+-- NULL on an install older than the column: then the watermark is the safe guess.
+ALTER TABLE {SCHEMA}.state ADD COLUMN IF NOT EXISTS trimmed text;
+INSERT INTO {SCHEMA}.state (watermark, trimmed)
+VALUES (pg_current_snapshot()::text, pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
 
 -- The generic function of earlier versions (dynamic SQL planned on every call); the per-table
 -- functions below replace it.
@@ -127,10 +131,24 @@ END $$;
 """
 
 
+COMMIT_ORDER_WARNING = (
+    "track_commit_timestamp is off: changes will be dated by the capture clock, not by their commit, "
+    "so a transaction that begins before a restore's T and commits after it would count as before "
+    "T (restores name such windows in their warnings). Fix: ALTER SYSTEM SET track_commit_timestamp "
+    "= on; then restart PostgreSQL (the setting takes effect at server start)")
+
+
 @dataclass(frozen=True)
 class CaptureInstall:
+    """commit_timestamps: whether the server dates changes by commit (see COMMIT_ORDER_WARNING)."""
+
     tables: tuple[str, ...]
     watermark: str
+    commit_timestamps: bool = True
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return () if self.commit_timestamps else (COMMIT_ORDER_WARNING,)
 
 
 def _literal(value: str) -> str:
@@ -162,9 +180,10 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
                     "DO UPDATE SET schema_name = excluded.schema_name, primary_key = excluded.primary_key",
                     table.name, table.schema, list(table.primary_key))
             watermark = await conn.fetchval(f"SELECT watermark FROM {SCHEMA}.state")
+            tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
     except asyncpg.PostgresError as exc:
         raise CaptureError(f"cannot install change capture: {exc}") from exc
-    return CaptureInstall(tuple(t.name for t in chosen), watermark)
+    return CaptureInstall(tuple(t.name for t in chosen), watermark, bool(tracked))
 
 
 async def captured_tables(conn: asyncpg.Connection) -> list[tuple[str, str]]:

@@ -15,11 +15,11 @@ from typing import Any
 
 import asyncpg
 
-from backup.restore.changes import apply_changes, create_change_table, load_segments
+from backup.restore.changes import apply_changes, create_change_table, load_live_log, load_segments
 from backup.restore.errors import RestorePlanError
 from backup.restore.predicate import Expr
 from backup.restore.predicate_sql import may_match, quote_identifier, to_inline_sql
-from backup.restore.source import History
+from backup.restore.source import LIVE_LOG, History
 from backup.storage.codec import Key
 from backup.storage.manifest import Chunk, TableImage
 from backup.storage.reader import read_chunk
@@ -128,10 +128,14 @@ async def build_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | Non
 
 async def replay(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
                  live: LiveTable, target: str, changes: str, as_of: datetime) -> int:
-    """Bring `target` (quoted) from the snapshot to `as_of` with the segments' changes of the table,
-    using change table `changes`. Returns how many changes were replayed."""
+    """Bring `target` (quoted) from the snapshot to `as_of` with the history's changes of the table
+    (segments, then the live log when the history has it), using change table `changes`.
+    Returns how many changes were replayed."""
     await create_change_table(conn, changes, target, live.primary_key)
     replayed = await load_segments(conn, repo, key, history.segments, live.name, changes, target,
                                    live.primary_key, until=as_of)
+    if history.live_log:
+        replayed += await load_live_log(conn, LIVE_LOG, live.name, changes, target, live.primary_key,
+                                        history.snapshot.position, until=as_of)
     await apply_changes(conn, changes, target, live.columns, live.primary_key)
     return replayed

@@ -67,17 +67,23 @@ async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | N
 
 
 async def load_live_log(conn: asyncpg.Connection, log: str, table: str, into: str, row_type: str,
-                        primary_key: Sequence[str], after: datetime) -> None:
-    """Add the live change log's changes of `table` committed after `after` (not yet shipped ones
-    among them) to change table `into`, skipping positions already there."""
+                        primary_key: Sequence[str], not_in: str, after: datetime | None = None,
+                        until: datetime | None = None) -> int:
+    """Add the live change log's changes of `table` whose transaction is not visible at position
+    `not_in` (the base snapshot's: older ones are in its image) and that committed in
+    (after, until] to change table `into`, skipping positions a segment already put there.
+    Returns rows added."""
     keys = ", ".join(quote_identifier(c) for c in primary_key)
     typed = ", ".join(f"k.{quote_identifier(c)}" for c in primary_key)
-    await conn.execute(
+    status = await conn.execute(
         f"INSERT INTO {quote_identifier(into)} ({keys}, position, op, new) "
         f"SELECT {typed}, c.position, c.op::text, c.new FROM {log} c "
         f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{row_type}, c.key) k ON true "
-        f"WHERE c.table_name = $1 AND {commit_time_sql('c')} > $2 "
-        "ON CONFLICT (position) DO NOTHING", table, after)
+        "WHERE c.table_name = $1 AND NOT pg_visible_in_snapshot(c.txid, $2::text::pg_snapshot) "
+        f"AND ($3::timestamptz IS NULL OR {commit_time_sql('c')} > $3) "
+        f"AND ($4::timestamptz IS NULL OR {commit_time_sql('c')} <= $4) "
+        "ON CONFLICT (position) DO NOTHING", table, not_in, after, until)
+    return int(status.split()[-1])
 
 
 async def apply_changes(conn: asyncpg.Connection, changes: str, target: str, columns: Sequence[str],

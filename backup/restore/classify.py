@@ -29,18 +29,17 @@ def quoted(name: str) -> str:
 
 
 async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Key | None, history: History,
-                             live: LiveTable, as_of: datetime, use_live_log: bool, temp: str) -> bool:
-    """Fill change table `<temp>_after` with the table's changes committed after `as_of`; return
-    whether the live change log was there to add the unshipped ones."""
+                             live: LiveTable, as_of: datetime, temp: str) -> None:
+    """Fill change table `<temp>_after` with the table's changes committed after `as_of`: the
+    same history (segments, then the live log when it joins them) that rebuilt the rows at T."""
     after, row_type = f"{temp}_after", quoted(temp)
     await create_change_table(conn, after, row_type, live.primary_key)
     await load_segments(conn, repo, key, history.segments, live.name, after, row_type, live.primary_key,
                         after=as_of)
-    has_log = use_live_log and await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None
-    if has_log:
-        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key, as_of)
+    if history.live_log:
+        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key,
+                            history.snapshot.position, after=as_of)
     await conn.execute(f"ANALYZE {quoted(after)}")
-    return has_log
 
 
 @dataclass(frozen=True)
@@ -102,34 +101,52 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
                        f"WHEN decided = 'conflict' THEN {conflict_action} ELSE decided END")
     await conn.execute(f"ANALYZE {act}")
     matched = await conn.fetchval(f"SELECT count(*) FROM {asof} a WHERE {condition}", *params)
-    counts = {row["action"]: row["n"] for row in
-              await conn.fetch(f"SELECT decided AS action, count(*) AS n FROM {act} GROUP BY decided")}
-    overwritten = await conn.fetchval(f"SELECT count(*) FROM {act} WHERE decided = 'conflict' "
-                                      "AND action <> 'skip'")
-    return Classified(int(matched), {a.value: int(counts.get(a.value, 0)) for a in Action
-                                     if a != Action.UNTOUCHED}, int(overwritten))
+    counts, overwritten = await count_decisions(conn, temp)
+    return Classified(int(matched), counts, overwritten)
 
 
+# Every unique index but the primary key, constraint-backed or not: its plain columns, whether it
+# has expressions (then only applying can tell), and whether NULLs count as equal.
 _UNIQUE = """
-SELECT c.conname, ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
-                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
-FROM pg_constraint c WHERE c.conrelid = to_regclass($1) AND c.contype = 'u' ORDER BY c.conname
+SELECT c.relname AS name,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS columns,
+       i.indexprs IS NOT NULL AS expressions, i.indnullsnotdistinct AS nulls_equal
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary ORDER BY c.relname
 """
 
 
 async def _unique_conflicts(conn: asyncpg.Connection, live: LiveTable, temp: str) -> None:
-    """A row to re-insert whose unique key (other than the primary key) a row recorded since now
-    holds (a dose 1 recorded again after the incident) is a conflict, not a failed restore."""
+    """A row to restore (re-insert or write back) whose unique key, other than the primary key, a
+    different live row now holds (a dose 1 recorded again after the incident) is a conflict, not a
+    failed restore. Partial indexes are checked as if whole: at worst a row is listed, never lost.
+    Indexes on expressions are left to apply_actions, which turns a violation into a conflict."""
     act, asof = quoted(f"{temp}_act"), quoted(temp)
     match = " AND ".join(f"k.{quoted(c)} = a.{quoted(c)}" for c in live.primary_key)
-    for name, columns in await conn.fetch(_UNIQUE, live.qualified):
-        if not set(columns) <= set(live.columns):
+    other = " OR ".join(f"l.{quoted(c)} IS DISTINCT FROM a.{quoted(c)}" for c in live.primary_key)
+    for row in await conn.fetch(_UNIQUE, live.qualified):
+        columns = list(row["columns"])
+        if row["expressions"] or not columns or not set(columns) <= set(live.columns):
             continue
-        same = " AND ".join(f"l.{quoted(c)} = a.{quoted(c)}" for c in columns)
+        same = " AND ".join(f"l.{quoted(c)} = a.{quoted(c)}" if not row["nulls_equal"]
+                            else f"l.{quoted(c)} IS NOT DISTINCT FROM a.{quoted(c)}" for c in columns)
         await conn.execute(
             f"UPDATE {act} k SET decided = 'conflict', taken_by = $1 FROM {asof} a WHERE {match} "
-            f"AND k.decided = 'reinsert' AND EXISTS (SELECT 1 FROM {live.qualified} l WHERE {same})",
-            f"{name} ({', '.join(columns)})")
+            f"AND k.decided IN ('reinsert', 'write_back') AND k.taken_by IS NULL "
+            f"AND EXISTS (SELECT 1 FROM {live.qualified} l WHERE {same} AND ({other}))",
+            f"{row['name']} ({', '.join(columns)})")
+
+
+async def count_decisions(conn: asyncpg.Connection, temp: str) -> tuple[dict[str, int], int]:
+    """(decided -> rows, conflicts restored anyway) of `<temp>_act`."""
+    act = quoted(f"{temp}_act")
+    counts = {row["action"]: row["n"] for row in
+              await conn.fetch(f"SELECT decided AS action, count(*) AS n FROM {act} GROUP BY decided")}
+    overwritten = await conn.fetchval(f"SELECT count(*) FROM {act} WHERE decided = 'conflict' "
+                                      "AND action <> 'skip'")
+    return ({a.value: int(counts.get(a.value, 0)) for a in Action if a != Action.UNTOUCHED},
+            int(overwritten))
 
 
 def reason(action: str, gone: bool, first_position: int | None, changes: int,

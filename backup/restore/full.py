@@ -57,7 +57,7 @@ async def restore_full(target_url: str, repo: Repository, key: Key | None,
     a count that disagrees with the manifest, a PostgreSQL failure: nothing is kept then).
     """
     started = time.perf_counter()
-    history = load_history(repo, as_of)
+    history = load_history(repo, as_of, key)
     try:
         conn = await asyncpg.connect(target_url, timeout=10)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:

@@ -1,9 +1,10 @@
 """Point-in-time restore of lost records: rebuild rows as at T, compare with live rows, act per row.
 
 `plan_restore` is the dry run (counts per action and a sample diff, nothing written);
-`restore_records` does the same in ONE transaction and applies it, audited. Both read the
-repository alone for history; the live change log, when present, adds the changes not yet
-shipped. A second run finds every restored row equal to its image at T and restores nothing.
+`restore_records` does the same in ONE transaction and applies it, audited. History is one
+ordered sequence: the repository's snapshot and segments, then the live change log when it is
+there (see backup/restore/source.py), for the rows at T and for the changes after T alike.
+A second run finds every restored row equal to its image at T and restores nothing.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from typing import Any
 
 import asyncpg
 
+from backup.restore.apply import apply_actions
 from backup.restore.asof import LiveTable, build_as_of, describe_live
 from backup.restore.audit import write_audit
-from backup.restore.classify import classify, load_changes_after, reason
+from backup.restore.classify import classify, count_decisions, load_changes_after, reason
 from backup.restore.decision import Action, Comparison
 from backup.restore.errors import RestoreError, RestorePlanError
+from backup.restore.ordering import ordering_warnings
 from backup.restore.parents import restore_parents
 from backup.restore.predicate import Expr, render
 from backup.restore.predicate_sql import quote_identifier, validate
-from backup.restore.source import History, load_history
+from backup.restore.source import History, open_history
 from backup.storage.change import Row
 from backup.storage.codec import Key
 from backup.storage.repository import Repository
@@ -123,7 +126,6 @@ async def restore_records(database_url: str, repo: Repository, key: Key | None,
 async def _run(database_url: str, repo: Repository, key: Key | None, request: RestoreRequest,
                apply: bool) -> RestoreReport:
     started = time.perf_counter()
-    history = load_history(repo, request.as_of)
     try:
         conn = await asyncpg.connect(database_url, timeout=10)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
@@ -132,6 +134,7 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
         transaction = conn.transaction(isolation="repeatable_read")
         await transaction.start()
         try:
+            history = await open_history(conn, repo, key, request.as_of, request.use_live_log)
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
             report = await restore_in_transaction(conn, repo, key, history, request, apply)
         except BaseException:
@@ -145,7 +148,8 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
         raise RestoreError("rows of the restore changed while it ran; nothing was restored, "
                            "run it again") from exc
     except asyncpg.PostgresError as exc:
-        raise RestoreError(f"restore failed in PostgreSQL, nothing was restored: {exc}") from exc
+        raise RestoreError("restore failed in PostgreSQL, nothing was restored: "
+                           f"{describe_failure(exc)}") from exc
     finally:
         await conn.close()
     return replace(report, seconds=round(time.perf_counter() - started, 3))
@@ -168,8 +172,7 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     clock = _Clock()
     as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
     clock.lap("rebuild_as_of")
-    used_log = await load_changes_after(conn, repo, key, history, live, request.as_of,
-                                        request.use_live_log, temp)
+    await load_changes_after(conn, repo, key, history, live, request.as_of, temp)
     clock.lap("changes_after_t")
     overwrite = request.on_conflict == ConflictPolicy.OVERWRITE
     classified = await classify(conn, live, temp, request.where, comparison, overwrite)
@@ -187,23 +190,61 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         snapshot_id=history.snapshot.id, segments=len(history.segments),
         chunks_read=as_of.chunks_read, chunks_total=as_of.chunks_total, matched=classified.matched,
         counts=counts, sample=sample, conflicts=conflicts,
-        conflicts_total=counts[Action.CONFLICT.value], used_live_log=used_log, parents=parents,
-        warnings=_warnings(history))
+        conflicts_total=counts[Action.CONFLICT.value], used_live_log=history.live_log, parents=parents,
+        warnings=_warnings(history, request.as_of)
+        + tuple(await ordering_warnings(conn, history, live.name, request.as_of)))
     if not apply:
         return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
-    reinserted, written_back = await _apply(conn, live, temp, comparison)
+    applied = await apply_actions(conn, live, temp, comparison)
     clock.lap("apply")
-    audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=reinserted,
-                                 written_back=written_back) if depth == 0 else None
     overwritten = classified.overwritten
-    return RestoreReport(plan, True, reinserted, written_back, overwritten, audit_id, 0.0, clock.laps)
+    if applied.conflicts_found:
+        plan, overwritten = await _with_conflicts_found(conn, live, temp, comparison, plan,
+                                                        classified.matched)
+    audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=applied.reinserted,
+                                 written_back=applied.written_back) if depth == 0 else None
+    return RestoreReport(plan, True, applied.reinserted, applied.written_back, overwritten, audit_id, 0.0,
+                         clock.laps)
 
 
-def _warnings(history: History) -> tuple[str, ...]:
-    if history.gap_after is None:
-        return ()
-    return (f"a segment is missing after {history.gap_after.isoformat()}: rows changed legitimately after "
-            "then may be taken for damage; check the sample and conflicts",)
+async def _with_conflicts_found(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,
+                                plan: RestorePlan, matched: int) -> tuple[RestorePlan, int]:
+    """The plan after apply_actions turned violations into conflicts (those rows were not written,
+    so their diff against the live row still holds)."""
+    counts, overwritten = await count_decisions(conn, temp)
+    counts[Action.UNTOUCHED.value] = matched - sum(counts.values())
+    found = await _rows(conn, live, temp, comparison, "decided = 'conflict' AND action = 'skip'",
+                        MAX_CONFLICTS_LISTED)
+    keys = {json.dumps(c.key, sort_keys=True) for c in found}
+    merged = {json.dumps(c.key, sort_keys=True): c for c in (*plan.conflicts, *found)}
+    conflicts = tuple(merged[k] for k in sorted(merged))[:MAX_CONFLICTS_LISTED]
+    sample = tuple(r for r in plan.sample if json.dumps(r.key, sort_keys=True) not in keys)
+    return replace(plan, counts=counts, conflicts=conflicts, sample=sample,
+                   conflicts_total=counts[Action.CONFLICT.value]), overwritten
+
+
+def describe_failure(exc: asyncpg.PostgresError) -> str:
+    """A PostgreSQL failure in words that carry no row value: PostgreSQL's message and detail can
+    quote them ("Key (national_id)=(...) already exists"), and this text reaches job records and
+    logs. The SQLSTATE and the object names are enough to act on."""
+    names = [f"{what} {value}" for what, value in (
+        ("table", getattr(exc, "table_name", None)), ("column", getattr(exc, "column_name", None)),
+        ("constraint", getattr(exc, "constraint_name", None))) if value]
+    where = f" on {', '.join(names)}" if names else ""
+    return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}){where}"
+
+
+def _warnings(history: History, as_of: datetime) -> tuple[str, ...]:
+    found = []
+    if history.gap_after is not None:
+        found.append(f"changes after {history.gap_after.isoformat()} are missing from the history (a segment "
+                     "is missing and the live change log does not reach back to it): rows changed "
+                     "legitimately after then may be taken for damage; check the sample and conflicts")
+    elif not history.live_log and history.reached < as_of:
+        found.append(f"the repository's history ends at {history.reached.isoformat()} and the live change "
+                     "log was not read: changes after then are unknown, so rows are rebuilt as they were "
+                     "then and later legitimate changes may be taken for damage")
+    return tuple(found)
 
 
 async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,
@@ -263,22 +304,3 @@ def _diff(comparison: Comparison, at_t: Row, now: Row | None) -> dict[str, tuple
     if now is None:
         return {name: (None, at_t.get(name)) for name in comparison.columns}
     return {name: (now.get(name), at_t.get(name)) for name in comparison.differing(at_t, now)}
-
-
-async def _apply(conn: asyncpg.Connection, live: LiveTable, temp: str,
-                 comparison: Comparison) -> tuple[int, int]:
-    """Re-insert and write back the rows marked in `<temp>_act`; return how many of each."""
-    table = quote_identifier(temp)
-    act = quote_identifier(f"{temp}_act")
-    keys = ", ".join(quote_identifier(c) for c in live.primary_key)
-    columns = ", ".join(quote_identifier(c) for c in live.columns)
-    picked = ", ".join(f"a.{quote_identifier(c)}" for c in live.columns)
-    inserted = await conn.execute(
-        f"INSERT INTO {live.qualified} ({columns}) OVERRIDING SYSTEM VALUE SELECT {picked} FROM {table} a "
-        f"JOIN {act} k USING ({keys}) WHERE k.action = 'reinsert' ORDER BY {keys}")
-    sets = ", ".join(f"{quote_identifier(c)} = a.{quote_identifier(c)}" for c in comparison.columns)
-    match = " AND ".join(f"l.{quote_identifier(c)} = a.{quote_identifier(c)}" for c in live.primary_key)
-    updated = await conn.execute(
-        f"UPDATE {live.qualified} l SET {sets} FROM {table} a JOIN {act} k USING ({keys}) "
-        f"WHERE k.action = 'write_back' AND {match}")
-    return int(inserted.split()[-1]), int(updated.split()[-1])

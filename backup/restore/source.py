@@ -1,44 +1,72 @@
-"""Where a restore's history comes from: the snapshot and segments to use for T, and their changes.
+"""Where a restore's history comes from: the snapshot, the segments after it, then the live change
+log, as ONE ordered sequence (by position) used both to rebuild rows as at T and after T.
 
-Choosing is a pure function of manifests; reading streams one segment at a time and keeps only
-the changes of one table, so memory follows the table's changes, not the repository's.
+Choosing is a pure function of manifests and the live log's watermark; reading streams one segment
+at a time and keeps only the changes of one table, so memory follows the table's changes.
+
+One consistent view without blocking backups: `open_history` reads the watermark as the first
+statement of the restore's REPEATABLE READ transaction (which fixes its database snapshot) and
+only then lists the repository. The runner trims the live log only after every stage holds the
+segments that shipped the rows, so a change trimmed after our snapshot is still visible to us,
+and one trimmed before it is in a segment we list afterwards: nothing falls between the two.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
+from backup.capture.triggers import SCHEMA
 from backup.restore.errors import RestorePlanError
 from backup.storage import codec
 from backup.storage.change import Change
 from backup.storage.codec import Key
 from backup.storage.manifest import SegmentManifest, SnapshotManifest
+from backup.storage.position import includes
 from backup.storage.reader import list_segments, list_snapshots, read_object
 from backup.storage.repository import Repository
 from backup.storage.segment import decode_changes
 
-LIVE_LOG = "vaxvault_backup.changes"
+LIVE_LOG = f"{SCHEMA}.changes"
 
 
 @dataclass(frozen=True)
 class History:
-    """What the repository holds for a point in time T: the base snapshot and the segments after it."""
+    """The history of a point in time T: the base snapshot, the segments after it and, when
+    `live_log` is set, the live change log's changes not visible in the snapshot (read in the same
+    transaction that read the watermark). Changes of all three are ordered by position.
+
+    reached: the cut up to which the repository's chain is unbroken (the snapshot's when no
+    segment follows it); gap_after: the history breaks there, changes after it are unknown."""
 
     snapshot: SnapshotManifest
     segments: tuple[SegmentManifest, ...]
-    gap_after: datetime | None = None  # the chain breaks after this cut: later changes are unknown
+    gap_after: datetime | None = None
+    live_log: bool = False
+    reached_at: datetime | None = None  # None: the last segment's cut, or the snapshot's
+
+    @property
+    def reached(self) -> datetime:
+        if self.reached_at is not None:
+            return self.reached_at
+        return self.segments[-1].cut_at if self.segments else self.snapshot.cut_at
 
 
 def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentManifest],
-           as_of: datetime) -> History:
-    """The latest snapshot cut at or before `as_of` and the unbroken chain of segments after it.
+           as_of: datetime, live_watermark: str | None = None) -> History:
+    """The latest snapshot cut at or before `as_of`, the unbroken chain of segments after it and,
+    when `live_watermark` is given, the live log (which holds every change not visible there).
 
-    Raises RestorePlanError when no snapshot is old enough, or when a segment is missing between
-    the snapshot and `as_of` (the image at T would be wrong). A gap after `as_of` is recorded in
-    gap_after: changes after it are unknown to the restore.
+    The log joins the chain when everything visible at `live_watermark` (up to where the log was
+    trimmed) is visible at the chain's end; then the history is complete up to now.
+    Raises RestorePlanError when no snapshot is old enough, or when neither segments nor the log
+    cover some moment between the snapshot and `as_of` (the image at T would be wrong). A hole
+    after `as_of` is recorded in gap_after.
     """
     usable = [s for s in snapshots if s.cut_at <= as_of]
     if not usable:
@@ -48,22 +76,40 @@ def choose(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentMani
                                "choose a later --as-of")
     snapshot = max(usable, key=lambda s: s.cut_at)
     by_start = {s.from_position: s for s in segments}
+    # A full run with nothing to ship cuts no segment; its snapshot says the log had no change
+    # between `continues` and its position, which links the chain across it.
+    empty_links = {s.continues: s for s in snapshots if s.continues and s.continues != s.position}
     chain: list[SegmentManifest] = []
     position = snapshot.position
-    while position in by_start:
-        segment = by_start.pop(position)
-        chain.append(segment)
-        position = segment.to_position
-    reached = chain[-1].cut_at if chain else snapshot.cut_at
+    reached = snapshot.cut_at
+    while position in by_start or position in empty_links:
+        if position in by_start:
+            segment = by_start.pop(position)
+            chain.append(segment)
+            position, reached = segment.to_position, segment.cut_at
+        else:
+            link = empty_links.pop(position)
+            position, reached = link.position, link.cut_at
+    if live_watermark is not None:
+        if includes(position, live_watermark):
+            return History(snapshot, tuple(chain), live_log=True, reached_at=reached)
+        if reached < as_of:
+            raise RestorePlanError(
+                f"changes after {reached.isoformat()} are in no segment of the repository and were already "
+                "trimmed from the live change log, so the rows as of T cannot be rebuilt; choose --as-of "
+                f"at or before {reached.isoformat()}, or restore from a stage that holds the later segments "
+                "('vaxvault backup list' shows what each stage holds)")
+        # The log still tells which rows changed after the hole, hence after T.
+        return History(snapshot, tuple(chain), gap_after=reached, live_log=True, reached_at=reached)
     stranded = [s for s in by_start.values() if s.cut_at > reached]
     if not stranded:
-        return History(snapshot, tuple(chain))
+        return History(snapshot, tuple(chain), reached_at=reached)
     if reached < as_of:
         raise RestorePlanError(
             f"a segment is missing after {reached.isoformat()} (the next one, {min(s.id for s in stranded)}, "
             "does not continue the chain), so the rows as of T cannot be rebuilt; choose --as-of at or "
             f"before {reached.isoformat()}, or run 'vaxvault backup verify' and repair the repository")
-    return History(snapshot, tuple(chain), gap_after=reached)
+    return History(snapshot, tuple(chain), gap_after=reached, reached_at=reached)
 
 
 def segments_in_window(segments: Sequence[SegmentManifest], table: str, after: datetime | None,
@@ -79,8 +125,24 @@ def segments_in_window(segments: Sequence[SegmentManifest], table: str, after: d
         yield segment
 
 
-def load_history(repo: Repository, as_of: datetime) -> History:
-    return choose(list_snapshots(repo), list_segments(repo), as_of)
+def load_history(repo: Repository, as_of: datetime, key: Key | None = None) -> History:
+    """The repository's history for `as_of`, without the live log (see choose)."""
+    return choose(list_snapshots(repo, key), list_segments(repo, key), as_of)
+
+
+async def open_history(conn: asyncpg.Connection, repo: Repository, key: Key | None, as_of: datetime,
+                       use_live_log: bool) -> History:
+    """The history for `as_of` in one consistent view: must be the FIRST read of the caller's
+    REPEATABLE READ transaction (it fixes the snapshot the live log is read in), see the module doc.
+    Raises RestorePlanError as choose does."""
+    watermark = None
+    if await conn.fetchval("SELECT to_regclass($1)", LIVE_LOG) is not None and use_live_log:
+        # Up to where the log was trimmed; the cut watermark runs ahead of it while a stage is
+        # down (segments wait in the spool, the log keeps their changes).
+        watermark = await conn.fetchval(f"SELECT coalesce(trimmed, watermark) FROM {SCHEMA}.state")
+    snapshots, segments = await asyncio.to_thread(
+        lambda: (list_snapshots(repo, key), list_segments(repo, key)))
+    return choose(snapshots, segments, as_of, watermark)
 
 
 def shipped_changes(repo: Repository, segments: Sequence[SegmentManifest], table: str,

@@ -1,7 +1,8 @@
 """How object bytes are encoded: zstd, then optionally AES-256-GCM bound to the object key.
 
 Encrypted layout: b"VVE1" + 12-byte random nonce + ciphertext-with-tag; the associated data is
-the object key, so an object moved to another key fails to decrypt.
+the object key, so an object moved to another key fails to decrypt. With a key, encryption is also
+the authentication: a reader that has a key refuses any object that is not sealed with it.
 """
 
 from __future__ import annotations
@@ -61,8 +62,14 @@ def is_sealed(data: bytes) -> bool:
 
 
 def open_sealed(data: bytes, object_key: str, key: Key | None) -> bytes:
-    """Inverse of seal; raise DecryptionError when the object is encrypted and the key is wrong or absent."""
+    """Inverse of seal; raise DecryptionError when the object is encrypted and the key is wrong or
+    absent, or when a key is set and the object is not sealed (unauthenticated: refused)."""
     if not is_sealed(data):
+        if key is not None:
+            raise DecryptionError(
+                f"{object_key} is not authenticated (stored unencrypted) in a repository read with key "
+                f"{key.id}; vaxvault never writes such an object with a key set, so it was planted or "
+                "replaced by someone without the key: it is refused, nothing was read from it")
         return data
     if key is None:
         raise DecryptionError(
@@ -72,7 +79,8 @@ def open_sealed(data: bytes, object_key: str, key: Key | None) -> bytes:
         return AESGCM(key.secret).decrypt(nonce, data[len(MAGIC) + NONCE_BYTES:], object_key.encode())
     except InvalidTag as exc:
         raise DecryptionError(
-            f"{object_key} cannot be decrypted with key {key.id}: wrong key or corrupted object") from exc
+            f"{object_key} cannot be decrypted and authenticated with key {key.id}: wrong key, or the "
+            "object was corrupted or forged; it is refused") from exc
 
 
 def encode(data: bytes, object_key: str, key: Key | None) -> bytes:

@@ -1,4 +1,9 @@
-"""A repository in a local directory (also the layout of the stage-1 spool)."""
+"""A repository in a local directory (also the layout of the stage-1 spool).
+
+Durable before it counts: a file is fsynced before it is renamed into place, and the directory
+that holds the new name (and every directory the write created) is fsynced after, so a power
+cut never leaves a manifest whose objects, or whose own name, were still in the page cache.
+"""
 
 from __future__ import annotations
 
@@ -31,20 +36,20 @@ class FileRepository:
         target = self._path(key)
         temp = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
         try:
+            created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
             write(temp)
+            _fsync_file(temp)
             os.replace(temp, target)
+            _fsync_dir(target.parent)
+            for directory in created:  # deepest first: each new name lives in its parent
+                _fsync_dir(directory.parent)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
 
     def put(self, key: str, data: bytes) -> None:
-        def write(temp: Path) -> None:
-            with open(temp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-        self._write(key, write)
+        self._write(key, lambda temp: temp.write_bytes(data))
 
     def put_file(self, key: str, path: Path) -> None:
         self._write(key, lambda temp: shutil.copyfile(path, temp))
@@ -72,6 +77,8 @@ class FileRepository:
             return ObjectInfo(key, self._path(key).stat().st_size)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StorageError(f"cannot inspect {key} in {self.url}: {exc}") from exc
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.exists():
@@ -91,6 +98,9 @@ class FileRepository:
         path = self._path(key)
         try:
             path.unlink(missing_ok=True)
+            # Units are deleted manifest first: that order must survive a crash too.
+            if path.parent.exists():
+                _fsync_dir(path.parent)
             for parent in path.parents:
                 if parent == self.root or not parent.is_relative_to(self.root):
                     break
@@ -107,3 +117,19 @@ class FileRepository:
                 temp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _fsync_file(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

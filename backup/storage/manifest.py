@@ -1,6 +1,9 @@
 """Snapshot and segment manifests: the JSON commit points of the repository format.
 
-A reader refuses a manifest whose major format version is newer than FORMAT_MAJOR.
+A reader refuses a manifest whose major format version is newer than FORMAT_MAJOR. With a key,
+the whole manifest is sealed like any object (AES-256-GCM bound to its object key): it is
+authenticated, and the SHA-256s it vouches for authenticate every object it lists, while the date
+bounds of personal columns stay out of sight. Listing needs only the object keys, which stay clear.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backup.errors import FormatError
+from backup.errors import DecryptionError, FormatError
+from backup.storage import codec
+from backup.storage.codec import Key
 
-FORMAT_MAJOR = 1
+# 2: manifests sealed with the key (authenticated) when one is set; segments say how commit
+# times were taken (commit_time). 1.x manifests are read only without a key (FORMAT.md).
+FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
@@ -74,6 +81,9 @@ class SnapshotManifest:
     tables: tuple[TableImage, ...]
     format_version: str = FORMAT_VERSION
     kind: str = "snapshot"
+    # Set when the run that cut this snapshot had no change to ship since `continues` (so it cut
+    # no segment): a chain that reaches `continues` reaches `position` too. Format 2.0 on.
+    continues: str | None = None
 
     def table(self, name: str) -> TableImage:
         for table in self.tables:
@@ -105,6 +115,9 @@ class SegmentManifest:
     object: ObjectRef
     format_version: str = FORMAT_VERSION
     kind: str = "segment"
+    # "commit": committed_at is the commit timestamp; "capture": the capture clock, a lower bound
+    # (track_commit_timestamp off); None: written by format 1, which did not say.
+    commit_time: str | None = "commit"
 
     def objects(self) -> list[ObjectRef]:
         return [self.object]
@@ -175,7 +188,7 @@ def _load_snapshot(raw: dict) -> SnapshotManifest:
         id=raw["id"], cut_at=datetime.fromisoformat(raw["cut_at"]), position=raw["position"],
         database=raw["database"], server_version=raw["server_version"],
         encryption_key_id=raw["encryption_key_id"], schema=_ref(raw["schema"]), tables=tables,
-        format_version=raw["format_version"],
+        format_version=raw["format_version"], continues=raw.get("continues"),
     )
 
 
@@ -189,4 +202,35 @@ def _load_segment(raw: dict) -> SegmentManifest:
         last_committed_at=_dt(raw["last_committed_at"]),
         tables=tuple(raw["tables"]), encryption_key_id=raw["encryption_key_id"],
         object=_ref(raw["object"]), format_version=raw["format_version"],
+        commit_time=raw.get("commit_time"),
     )
+
+
+Manifest = SnapshotManifest | SegmentManifest
+
+
+def encode_manifest(manifest: Manifest, object_key: str, key: Key | None) -> bytes:
+    """The stored bytes of a manifest: its JSON, sealed for `object_key` when a key is set."""
+    return codec.seal(dump(manifest), object_key, key)
+
+
+def decode_manifest(data: bytes, object_key: str, key: Key | None, what: str) -> Manifest:
+    """Inverse of encode_manifest. With a key, only a manifest sealed with it is accepted
+    (DecryptionError names it otherwise); without one, a sealed manifest asks for the key."""
+    if key is not None and not codec.is_sealed(data):
+        version = _version_of(data)
+        if version is not None and not version.startswith(f"{FORMAT_MAJOR}."):
+            raise DecryptionError(
+                f"{what} is an unauthenticated manifest of repository format {version}; with a key, this "
+                f"vaxvault reads only format {FORMAT_MAJOR} (authenticated) repositories. Read it without "
+                "VAXVAULT_BACKUP_ENCRYPTION_KEY if it was written unencrypted, or take a new full backup "
+                "('vaxvault backup run --full') and prune the old one")
+    return load(codec.open_sealed(data, object_key, key), what)
+
+
+def _version_of(data: bytes) -> str | None:
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return str(raw.get("format_version")) if isinstance(raw, dict) else None

@@ -1,7 +1,8 @@
 """Reading a repository: committed snapshots and segments, chunk rows and segment changes.
 
 This is the interface restore builds on; it needs nothing but the repository (and the key when
-objects are encrypted). Every read checks the object's SHA-256 against its manifest.
+objects are encrypted). Every read checks the object's SHA-256 against its manifest; with a key,
+manifests and objects alike must be sealed with it (authenticated) or they are refused.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from backup.errors import ChecksumMismatch, FormatError, ObjectNotFound, Snapsho
 from backup.storage import codec, keys
 from backup.storage.change import Change
 from backup.storage.codec import Key
-from backup.storage.manifest import Chunk, ObjectRef, SegmentManifest, SnapshotManifest, TableImage, load
+from backup.storage.manifest import (
+    Chunk,
+    ObjectRef,
+    SegmentManifest,
+    SnapshotManifest,
+    TableImage,
+    decode_manifest,
+)
 from backup.storage.repository import Repository
 from backup.storage.segment import decode_changes
 
@@ -32,40 +40,40 @@ def _manifest_ids(repo: Repository, root: str) -> list[str]:
     return sorted(ids)
 
 
-def list_snapshots(repo: Repository) -> list[SnapshotManifest]:
+def list_snapshots(repo: Repository, key: Key | None = None) -> list[SnapshotManifest]:
     """Every committed snapshot (one with a manifest), oldest first."""
-    return [read_snapshot(repo, sid) for sid in _manifest_ids(repo, keys.SNAPSHOTS)]
+    return [read_snapshot(repo, sid, key) for sid in _manifest_ids(repo, keys.SNAPSHOTS)]
 
 
-def list_segments(repo: Repository) -> list[SegmentManifest]:
+def list_segments(repo: Repository, key: Key | None = None) -> list[SegmentManifest]:
     """Every committed segment, in cut order (which is the order to replay them)."""
-    return [read_segment_manifest(repo, sid) for sid in _manifest_ids(repo, keys.SEGMENTS)]
+    return [read_segment_manifest(repo, sid, key) for sid in _manifest_ids(repo, keys.SEGMENTS)]
 
 
-def read_snapshot(repo: Repository, snapshot_id: str) -> SnapshotManifest:
+def read_snapshot(repo: Repository, snapshot_id: str, key: Key | None = None) -> SnapshotManifest:
     """The manifest of one snapshot; SnapshotNotFound when it has none (incomplete or absent)."""
-    key = keys.format_snapshot_manifest_key(snapshot_id)
+    object_key = keys.format_snapshot_manifest_key(snapshot_id)
     try:
-        data = repo.get(key)
+        data = repo.get(object_key)
     except ObjectNotFound as exc:
         raise SnapshotNotFound(
             f"snapshot {snapshot_id} is absent or incomplete (no manifest) in {repo.url}; "
             "run 'vaxvault backup list' and choose another") from exc
-    manifest = load(data, f"{repo.url}/{key}")
+    manifest = decode_manifest(data, object_key, key, f"{repo.url}/{object_key}")
     if not isinstance(manifest, SnapshotManifest):
-        raise FormatError(f"{repo.url}/{key} is not a snapshot manifest")
+        raise FormatError(f"{repo.url}/{object_key} is not a snapshot manifest")
     return manifest
 
 
-def read_segment_manifest(repo: Repository, segment_id: str) -> SegmentManifest:
-    key = keys.format_segment_manifest_key(segment_id)
+def read_segment_manifest(repo: Repository, segment_id: str, key: Key | None = None) -> SegmentManifest:
+    object_key = keys.format_segment_manifest_key(segment_id)
     try:
-        data = repo.get(key)
+        data = repo.get(object_key)
     except ObjectNotFound as exc:
         raise SnapshotNotFound(f"segment {segment_id} is absent or incomplete in {repo.url}") from exc
-    manifest = load(data, f"{repo.url}/{key}")
+    manifest = decode_manifest(data, object_key, key, f"{repo.url}/{object_key}")
     if not isinstance(manifest, SegmentManifest):
-        raise FormatError(f"{repo.url}/{key} is not a segment manifest")
+        raise FormatError(f"{repo.url}/{object_key} is not a segment manifest")
     return manifest
 
 

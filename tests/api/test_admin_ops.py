@@ -33,7 +33,7 @@ from tests.live_server import live_server
 pytestmark = pytest.mark.slow
 
 PLAN = """query Plan($input: RestoreInput!) { planRestore(input: $input) { __typename
-  ... on RestorePlan { table predicate snapshotId segments matched conflictsTotal
+  ... on RestorePlan { table predicate snapshotId segments matched conflictsTotal warnings usedLiveLog
         counts { reinsert writeBack conflict untouched }
         sample { key { column value } action reason columns { column now atT } } }
   ... on RestoreNotConfigured { message } ... on OperationFailed { message } } }"""
@@ -42,7 +42,7 @@ RESTORE = """mutation Restore($input: RestoreInput!) { restoreRecords(input: $in
   ... on RestoreNotConfigured { message } ... on OperationFailed { message } } }"""
 JOB = """query Job($id: ID!) { restoreJob(id: $id) { id status progress error restored reinserted
   writtenBack overwritten conflictsTotal auditEntryId counts { reinsert writeBack conflict untouched }
-  } }"""
+  warnings } }"""
 START = """mutation Start($kind: BackupKind!) { startBackup(kind: $kind) { __typename
   ... on BackupCompleted { kind snapshotId segmentId changes rows pushed { stage ids } }
   ... on BackupBusy { message } ... on BackupNotConfigured { message }
@@ -152,6 +152,7 @@ async def test_backup_plan_restore_and_restore_again(
     plan = _data(await run(pool, admin_settings, cast.admin, PLAN,
                            {"input": _input(as_of)}))["planRestore"]
     assert plan["__typename"] == "RestorePlan", plan
+    assert plan["warnings"] == [] and plan["usedLiveLog"]
     counts = plan["counts"]
     assert counts["reinsert"] == sum(1 for i in before if json.loads(before[i])["dose_number"] == 2)
     assert counts["writeBack"] == len(before) - counts["reinsert"] - 1 and counts["conflict"] == 1
@@ -168,6 +169,7 @@ async def test_backup_plan_restore_and_restore_again(
     job = await _wait(second_pool, admin_settings, cast, started["id"])
     assert job["status"] == "SUCCEEDED", job
     assert job["restored"] == counts["reinsert"] + counts["writeBack"] and job["conflictsTotal"] == 1
+    assert job["warnings"] == []
     now = {r["id"]: r["image"] for r in await owner.fetch(
         "SELECT id, to_jsonb(d)::text AS image FROM doses d WHERE id = ANY($1::bigint[])",
         list(before))}
@@ -350,3 +352,21 @@ def test_over_http_a_running_restore_finishes_before_shutdown(
         "SELECT status, result->>'restored' AS restored FROM restore_jobs WHERE id = $1",
         int(job["id"]))))
     assert (row["status"], int(row["restored"])) == ("succeeded", len(before) - 1)
+
+
+async def test_plan_and_job_carry_the_restores_warnings(pool: asyncpg.Pool, admin_settings: Settings,
+                                                       cast: Cast, captured: asyncpg.Connection) -> None:
+    """No live change log and nothing shipped since the snapshot: the restore can only rebuild rows
+    as at the snapshot, and the admin must be told so on the plan and on the job."""
+    full = await _backup(pool, admin_settings, cast, "FULL")
+    await captured.execute("DROP SCHEMA vaxvault_backup CASCADE")
+    as_of = await captured.fetchval("SELECT clock_timestamp()")
+    plan = _data(await run(pool, admin_settings, cast.admin, PLAN,
+                           {"input": _input(as_of)}))["planRestore"]
+    assert plan["usedLiveLog"] is False and plan["snapshotId"] == full["snapshotId"]
+    [warning] = plan["warnings"]
+    assert "history ends at" in warning and "live change log was not read" in warning
+    started = _data(await run(pool, admin_settings, cast.admin, RESTORE,
+                              {"input": _input(as_of)}))["restoreRecords"]
+    job = await _wait(pool, admin_settings, cast, started["id"])
+    assert job["status"] == "SUCCEEDED" and job["warnings"] == [warning]

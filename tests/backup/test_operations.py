@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,20 +96,23 @@ async def test_prune_dry_run_lists_and_real_run_deletes_at_every_stage(
     await install_capture(cli_env.database_url)
     first = await run_backup(cli_env, full=True)
     second = await run_backup(cli_env, full=True)
-    assert main(["backup", "prune", "--keep-full", "1", "--keep-days", "0", "--dry-run"]) == 0
+    # The CLI runs its own event loop (prune takes the backup lock): call it off this test's loop.
+    assert await asyncio.to_thread(main, ["backup", "prune", "--keep-full", "1", "--keep-days", "0",
+                                          "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"would delete 1 snapshot(s) and 0 segment(s)\n  snapshot {first.snapshot_id}" in out
     primary = _path(cli_env.primary_url or "")
     assert (primary / keys.format_snapshot_manifest_key(first.snapshot_id or "")).exists()
-    assert main(["backup", "prune", "--keep-full", "1", "--keep-days", "0"]) == 0
+    assert await asyncio.to_thread(main, ["backup", "prune", "--keep-full", "1", "--keep-days", "0"]) == 0
+    assert "at primary: 1 snapshot(s), 0 segment(s)" in capsys.readouterr().out
     for url in (cli_env.primary_url or "", *cli_env.replica_urls):
         assert sorted(p.name for p in (_path(url) / "snapshots").iterdir()) == [second.snapshot_id]
     assert main(["backup", "verify", "--deep"]) == 0
 
 
 def test_a_newer_major_format_is_refused_with_a_clear_error() -> None:
-    data = json.dumps({"format_version": "2.0", "kind": "snapshot"}).encode()
-    with pytest.raises(FormatError, match=r"format 2\.0, newer than this vaxvault reads \(1\.0\); upgrade"):
+    data = json.dumps({"format_version": "3.0", "kind": "snapshot"}).encode()
+    with pytest.raises(FormatError, match=r"format 3\.0, newer than this vaxvault reads \(2\.0\); upgrade"):
         manifest.load(data, "s3://b/snapshots/x/manifest.json")
     with pytest.raises(FormatError, match="not valid JSON"):
         manifest.load(b"{", "x")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from backup.errors import ConfigError, ObjectNotFound, StorageError
+from backup.storage.file import FileRepository
 from backup.storage.repository import Repository, open_repository
 from tests.faulty_proxy import FaultyProxy
 
@@ -88,3 +90,36 @@ def test_partial_uploads_are_invisible_and_cleaned(repo: Repository) -> None:
     assert repo.list() == []
     assert repo.clean_incomplete() == 1
     assert repo.clean_incomplete() == 0
+
+
+@pytest.mark.parametrize("how", ["put", "put_file"])
+def test_file_stage_syncs_the_object_and_every_new_directory(tmp_path: Path, how: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durable before it counts: the object's bytes, its name in its directory, and the names of the
+    directories the write created. Recorded by path from the real fsync calls."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real(descriptor)
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    repository = FileRepository(root)
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"chunk")
+    monkeypatch.setattr(os, "fsync", recording)
+    if how == "put":
+        repository.put("snapshots/a/tables/doses/000000.copy.zst", b"chunk")
+    else:
+        repository.put_file("snapshots/a/tables/doses/000000.copy.zst", source)
+    assert (root / "snapshots/a/tables/doses/000000.copy.zst").read_bytes() == b"chunk"
+    [written] = [p for p in synced if p.endswith(".partial")]
+    assert written.startswith(str(root / "snapshots/a/tables/doses/000000.copy.zst."))
+    directories = {p for p in synced if not p.endswith(".partial")}
+    assert directories == {str(root / d) for d in ("snapshots/a/tables/doses", "snapshots/a/tables",
+                                                   "snapshots/a", "snapshots")} | {str(root)}
+    synced.clear()
+    repository.delete("snapshots/a/tables/doses/000000.copy.zst")
+    assert synced == [str(root / "snapshots/a/tables/doses")]

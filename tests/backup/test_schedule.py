@@ -69,6 +69,7 @@ class CronClock:
 async def test_scheduler_runs_logs_one_line_per_run_and_updates_metrics(
         file_config: BackupConfig, caplog: pytest.LogCaptureFixture) -> None:
     await install_capture(file_config.database_url)
+    await run_backup(file_config, full=True)  # the base: without one an incremental run takes a full
     stop = asyncio.Event()
     every_minute = Schedule(full="0 0 1 1 *", incremental="* * * * *")
     started = time.time()

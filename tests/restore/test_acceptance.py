@@ -52,7 +52,8 @@ async def test_find_the_incident_and_restore_exactly_the_damaged_rows(config: Ba
         await conn.close()
     repo = open_repository(config.primary_url or "", config.s3_endpoint_url)
 
-    windows = find_loss(shipped_changes(repo, list_segments(repo), "doses", config.key), table="doses")
+    segments = list_segments(repo, config.key)
+    windows = find_loss(shipped_changes(repo, segments, "doses", config.key), table="doses")
     found = {w.signal: w for w in windows}
     assert found["update administered_on"].set_to_null == len(incident.nulled)
     assert found["delete"].count == len(incident.deleted)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backup.restore.errors import RestorePlanError
 from backup.restore.source import choose
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest
+from backup.storage.position import Position, format_position, includes, parse_position
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 REF = ObjectRef("k", "0" * 64, 1)
@@ -56,3 +60,29 @@ def test_no_snapshot_old_enough() -> None:
         choose(SNAPSHOTS, SEGMENTS, at(-1))
     with pytest.raises(RestorePlanError, match="the repository has none"):
         choose([], [], at(1))
+
+
+def test_a_full_run_with_nothing_to_ship_links_the_chain() -> None:
+    """A full run that found no change cut no segment; its snapshot's `continues` bridges it."""
+    quiet = replace(snapshot(2, "b2"), continues="b")
+    segments = [segment(1, "a", "b"), segment(3, "b2", "c")]
+    history = choose([snapshot(0, "a"), quiet], segments, at(1.5))
+    assert history.snapshot.id == "s0" and [s.id for s in history.segments] == ["g1", "g3"]
+    assert history.gap_after is None and history.reached == at(3)
+    with pytest.raises(RestorePlanError, match="a segment is missing after"):
+        choose([snapshot(0, "a"), snapshot(2, "b2")], segments, at(1.5))
+
+
+@given(st.data())
+def test_includes_is_inclusion_of_visible_transactions(data: st.DataObject) -> None:
+    def position() -> Position:
+        xmin = data.draw(st.integers(3, 12))
+        xmax = data.draw(st.integers(xmin, 14))
+        running = data.draw(st.frozensets(st.integers(xmin, max(xmin, xmax - 1)), max_size=3))
+        return Position(xmin, xmax, frozenset(x for x in running if x < xmax))
+
+    later, earlier = position(), position()
+    visible = {t for t in range(20) if earlier.visible(t)} <= {t for t in range(20) if later.visible(t)}
+    text_later, text_earlier = format_position(later), format_position(earlier)
+    assert parse_position(text_later) == later
+    assert includes(text_later, text_earlier) == visible
