@@ -291,3 +291,27 @@ def test_a_snapshot_from_newer_or_other_code_is_refused_by_name() -> None:
         split_migrations(CODE, {**ledger, 31: "x"}, "s1")
     with pytest.raises(RestorePlanError, match="0004_m4 differ"):
         split_migrations(CODE, {**ledger, 4: "edited"}, "s1")
+
+
+def test_a_restore_that_fails_half_way_leaves_the_target_empty(
+        database_url: str, empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name in list(os.environ):
+        if name.startswith("VAXVAULT_") and not name.startswith("VAXVAULT_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VAXVAULT_DATABASE_URL", database_url)
+    monkeypatch.setenv("VAXVAULT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VAXVAULT_BACKUP_URL", (tmp_path / "repo").as_uri())
+    assert cli(capsys, "db", "seed", "--recipients", "40")[0] == 0
+    # A source whose rows break a key the code's schema has: found only after everything is
+    # loaded and the foreign keys are checked, so the whole restore must roll back.
+    execute(database_url, "ALTER TABLE doses DROP CONSTRAINT doses_recipient_id_fkey",
+            "UPDATE doses SET recipient_id = 999999 WHERE id = (SELECT min(id) FROM doses)")
+    assert cli(capsys, "backup", "init")[0] == 0
+    assert cli(capsys, "backup", "run", "--full")[0] == 0
+    code, _, err = cli(capsys, "restore", "full", "--as-of", "latest", "--target-url",
+                       empty_database_url)
+    assert code == 1 and "doses_recipient_id_fkey" in err and "nothing was kept" in err
+    left = fetch(empty_database_url, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                     "c.relnamespace WHERE n.nspname IN ('public', 'vaxvault_backup')")
+    assert left[0][0] == 0
