@@ -19,11 +19,12 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
 
 from api.embedded_postgres import EmbeddedPostgres, free_port
-from bench import machine
+from bench import machine, pgbackrest_peer
 from bench.cluster import CACHE, admin, clone_database, drop_database, seeded_database, start_cluster
 from bench.process import Measured, run_pipeline
 from bench.progress import say
@@ -85,6 +86,21 @@ def _to_ready(side: str, cluster: EmbeddedPostgres, name: str, load: list[str], 
     return ready
 
 
+def _pgbackrest_to_ready(source: EmbeddedPostgres, config: Path) -> Ready:
+    """pgbackrest restore into an empty data directory, start, migrate, serve until ready."""
+    started = time.perf_counter()
+    url, restored, recovered, target = pgbackrest_peer.restore_to_running(source, config)
+    try:
+        migrated = run_pipeline([[str(VAXVAULT), "db", "migrate"]], env={"VAXVAULT_DATABASE_URL": url})
+        serve = _serve_until_ready(url)
+        total = round(time.perf_counter() - started, 2)
+    finally:
+        target.destroy()
+    say(f"pgbackrest: ready in {total} s (restore {restored} s, start and recovery {recovered} s, "
+        f"migrate {migrated.seconds} s, serve {serve} s)")
+    return Ready("pgbackrest restore", round(restored + recovered, 2), migrated.seconds, serve, total, 0.0)
+
+
 def measure(recipients: int, rounds: int) -> dict[str, object]:
     cluster = start_cluster()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -108,6 +124,7 @@ def measure(recipients: int, rounds: int) -> dict[str, object]:
     ours = [str(VAXVAULT), "restore", "full", "--as-of", "latest", "--target-url", "{url}"]
     peer = [str(cluster.bindir / "pg_restore"), "-j2", "--no-owner", "-d", "{url}", str(dump)]
     sides: dict[str, list[Ready]] = {"vaxvault restore full": [], "pg_restore -j2": []}
+    physical = pgbackrest_peer.prepare(dump) if pgbackrest_peer.available() else None
     for round_number in range(rounds):
         say(f"round {round_number + 1} of {rounds}")
         # Alternate which side goes first: the machine is shared and its load drifts.
@@ -115,7 +132,11 @@ def measure(recipients: int, rounds: int) -> dict[str, object]:
         for side, command in (order if round_number % 2 == 0 else order[::-1]):
             sides[side].append(_to_ready(side, cluster, f"bench_disaster_{round_number}", command,
                                          {"VAXVAULT_BACKUP_URL": repository.as_uri()}))
+        if physical is not None:
+            sides.setdefault("pgbackrest restore", []).append(_pgbackrest_to_ready(*physical))
     dump.unlink(missing_ok=True)
+    if physical is not None:
+        physical[0].destroy()
     ratios = [o.total_seconds / p.total_seconds
               for o, p in zip(sides["vaxvault restore full"], sides["pg_restore -j2"], strict=True)]
     return {
@@ -126,6 +147,7 @@ def measure(recipients: int, rounds: int) -> dict[str, object]:
         "median_total_seconds": {side: statistics.median(r.total_seconds for r in runs)
                                  for side, runs in sides.items()},
         "ratio_per_round": [round(r, 2) for r in ratios],
+        "pgbackrest": "driven" if physical else "pgbackrest not on PATH",
         "median_ratio": round(statistics.median(ratios), 2),
     }
 
