@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from api.auth import mint_token
 from api.cli import main
-from api.db.migrate import Migration
+from api.db.migrate import CREATE_LEDGER, Migration, apply_migrations, available_migrations
 from api.domain.disaster_recovery import split_migrations
 from api.principal import Role
 from api.settings import Settings
@@ -104,6 +104,16 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+async def _migrate_all_but_the_newest(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute(CREATE_LEDGER)
+            await apply_migrations(conn, available_migrations()[:-1])
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def new_server() -> Iterator[str]:
     """A superuser URL on a server that never saw vaxvault (a new cluster), or on the test server
@@ -145,18 +155,19 @@ def test_total_loss_to_a_serving_registry_and_a_new_chain(
     monkeypatch.setenv("VAXVAULT_S3_ENDPOINT_URL", s3_endpoint_url)
     monkeypatch.setenv("VAXVAULT_BACKUP_ENCRYPTION_KEY", base64.b64encode(os.urandom(32)).decode())
 
-    # The registry as it ran: migrated, seeded, captured, backed up, written to, shipped.
-    assert cli(capsys, "db", "migrate")[0] == 0
+    # The registry as it ran, one migration behind the code when its snapshot was taken, then
+    # upgraded (restore must build the old level, load, and apply the newest on the rows).
+    newest = available_migrations()[-1]
+    asyncio.run(_migrate_all_but_the_newest(lost))
     assert cli(capsys, "db", "seed", "--recipients", str(RECIPIENTS), "--seed", "3")[0] == 0
     assert cli(capsys, "backup", "init")[0] == 0
-    # The snapshot is taken one migration behind the code: restore must bring it up to date.
-    newest = fetch(lost, "SELECT max(version) FROM vaxvault_migrations")[0][0]
-    execute(lost, "DELETE FROM vaxvault_migrations WHERE version = (SELECT max(version) FROM "
-                  "vaxvault_migrations)",
-            "INSERT INTO audit_log (actor_sub, actor_role, action, operation) "
-            "VALUES ('nurse-9', 'center_staff', 'read', 'before the snapshot')")
+    execute(lost, "INSERT INTO audit_log (actor_sub, actor_role, action, operation) "
+                  "VALUES ('nurse-9', 'center_staff', 'read', 'before the snapshot')")
     audit_at_snapshot = rows(lost, "audit_log")
     assert cli(capsys, "backup", "run", "--full")[0] == 0
+    code, out, _ = cli(capsys, "db", "migrate")
+    assert code == 0 and f"{newest.version:04d}_{newest.name}" in out
+    assert cli(capsys, "backup", "init")[0] == 0  # capture any table the upgrade added
     execute(lost,
             "UPDATE recipients SET phone = '+8801712345678' WHERE id % 7 = 0",
             "DELETE FROM doses WHERE id IN (SELECT id FROM doses ORDER BY id DESC LIMIT 5)",
@@ -167,7 +178,6 @@ def test_total_loss_to_a_serving_registry_and_a_new_chain(
             "INSERT INTO audit_log (actor_role, action, operation) VALUES ('admin', 'read', 'after')")
     assert cli(capsys, "backup", "run", "--incremental")[0] == 0
     at_t = {table: rows(lost, table) for table in REGISTRY_TABLES}
-    # The lost registry at T as a migrated one has it (the ledger row was removed above).
     before = structure(lost)
     # Written after the last shipped change: gone with the server.
     execute(lost, "INSERT INTO recipients (national_id, full_name, birth_date, sex, district_id, "
@@ -189,7 +199,7 @@ def test_total_loss_to_a_serving_registry_and_a_new_chain(
         code, out, err = cli(capsys, "restore", "full", "--as-of", "latest", "--target-url", target)
         assert code == 0, err
         assert "the history reaches" in out and " ago): rows written after it were never shipped" in out
-        assert f"then {newest:04d}_" in out
+        assert f"then {newest.version:04d}_{newest.name} on the restored rows" in out
         assert ("created role vaxvault_api" in out) == (not role_existed)
         assert (not role_existed) == (harness.TEST_DATABASE_URL is None)
         code, _, err = cli(capsys, "restore", "full", "--as-of", "latest", "--target-url", target)
