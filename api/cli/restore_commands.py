@@ -9,17 +9,18 @@ import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.domain.audit import diff_reads, record_operator_read
+from api.domain.disaster_recovery import API_ROLE, RegistryRestore, age, restore_registry
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
 from backup.errors import BackupError
 from backup.restore.find_loss import LossWindow, find_loss, snapshot_differences
-from backup.restore.full import FullRestoreReport, restore_full
+from backup.restore.full import plan_full
 from backup.restore.predicate import parse
 from backup.restore.records import (
     ConflictPolicy,
@@ -63,9 +64,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     loss.add_argument("--until", type=instant, metavar="T")
     loss.set_defaults(handler=run_find_loss)
 
-    full = actions.add_parser("full", help="rebuild every table as at T in an empty database")
-    full.add_argument("--as-of", type=instant, required=True, metavar="T")
-    full.add_argument("--target-url", required=True, metavar="DSN")
+    full = actions.add_parser("full", help="rebuild the registry as at T in an empty database")
+    full.add_argument("--as-of", type=instant_or_latest, required=True, metavar="T",
+                      help="ISO 8601 time with offset, or 'latest' for as far as the history reaches")
+    full.add_argument("--target-url", required=True, metavar="DSN",
+                      help="an empty database (CREATE DATABASE ...); its user becomes the owner")
     full.set_defaults(handler=run_full)
 
     for parser in (records, loss, full):
@@ -82,6 +85,11 @@ def instant(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} has no UTC offset; add one, e.g. {value}Z")
     return parsed
+
+
+def instant_or_latest(value: str) -> datetime | None:
+    """`instant`, or None for 'latest' (argparse type)."""
+    return None if value == "latest" else instant(value)
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -213,18 +221,47 @@ def _loss_text(table: str, windows: list[LossWindow]) -> str:
 
 
 def run_full(args: argparse.Namespace, settings: Settings) -> int:
-    with _translated(f"rebuilding every table as of {args.as_of.isoformat()}"):
+    with _translated("rebuilding the registry" + (f" as of {args.as_of.isoformat()}" if args.as_of else "")):
         repo, key = _repository(settings)
-        report = asyncio.run(restore_full(args.target_url, repo, key, args.as_of))
-    emit(args, _full_text(report), asdict(report))
+        plan = plan_full(repo, key, args.as_of)
+        report = asyncio.run(restore_registry(args.target_url, repo, key, plan, _operator()))
+    now = datetime.now(UTC)
+    emit(args, _full_text(report, now), _full_json(report, now))
     return 0
 
 
-def _full_text(report: FullRestoreReport) -> str:
-    lines = [f"restored snapshot {report.snapshot_id} + {report.segments} segment(s) as of "
-             f"{report.as_of.isoformat()} in {report.seconds} s",
+def _full_json(report: RegistryRestore, now: datetime) -> dict[str, Any]:
+    data = asdict(report.load)
+    data.update(history_reaches=report.plan.reach.reaches, history_age_seconds=round(
+                    (now - report.plan.reach.reaches).total_seconds()),
+                history_broken_after=report.plan.reach.broken_after,
+                migrations_at_snapshot=report.migrations_at_snapshot,
+                migrations_after=list(report.migrations_after), role_created=report.role_created,
+                captured=list(report.captured), audit_id=report.audit_id)
+    return data
+
+
+def _full_text(report: RegistryRestore, now: datetime) -> str:
+    load, reach = report.load, report.plan.reach
+    lines = [f"the history reaches {reach.reaches.isoformat()} ({age(reach.reaches, now)} ago): rows written "
+             "after it were never shipped and are gone with the lost database",
+             f"restored snapshot {load.snapshot_id} + {load.segments} segment(s) as of "
+             f"{load.as_of.isoformat()} in {load.seconds} s",
              f"  {'TABLE':20} {'SNAPSHOT':>9} {'LOADED':>9} {'REPLAYED':>9} {'AT T':>9}"]
+    if reach.broken_after:
+        lines.insert(1, f"warning: segments after {reach.broken_after.isoformat()} do not continue the "
+                        "chain and were not used; run 'vaxvault backup verify'")
     lines.extend(f"  {t.table:20} {t.snapshot_rows:>9} {t.loaded_rows:>9} {t.changes_replayed:>9} "
-                 f"{t.rows_at_t:>9}" for t in report.tables)
-    lines.append("row counts verified against the manifest")
+                 f"{t.rows_at_t:>9}" for t in load.tables)
+    lines.append("row counts verified against the manifest; "
+                 f"{load.set_aside} keys and indexes built after loading")
+    lines.append(f"schema: migrations up to the snapshot's level ({report.migrations_at_snapshot}) before "
+                 "loading" + (f", then {', '.join(report.migrations_after)} on the restored rows"
+                              if report.migrations_after else ""))
+    if report.role_created:
+        lines.append(f"created role {API_ROLE} (the server lacked it) with the API's grants")
+    lines.append(f"change capture installed on {', '.join(report.captured)} with an empty log; "
+                 f"audit entry {report.audit_id}")
+    lines.append("next: point VAXVAULT_DATABASE_URL at the target, 'vaxvault db migrate' (nothing to do), "
+                 "'vaxvault serve', and 'vaxvault backup run --full' to start a new backup chain")
     return "\n".join(lines)

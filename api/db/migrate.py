@@ -87,20 +87,29 @@ async def migrate(url: str) -> list[Migration]:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
             await conn.execute(CREATE_LEDGER)
             pending = await pending_migrations(conn)
-            for migration in pending:
-                try:
-                    await conn.execute(migration.sql)
-                except asyncpg.PostgresError as exc:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} failed: {exc}"
-                    ) from exc
-                await conn.execute(
-                    "INSERT INTO vaxvault_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
-                )
+            await apply_migrations(conn, pending)
             return pending
     finally:
         await conn.close()
+
+
+async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration]) -> None:
+    """Run `migrations` in order on `conn` and record each in the ledger (which must exist).
+
+    The caller holds the transaction and the migration lock; raises MigrationError naming the
+    migration that failed.
+    """
+    for migration in migrations:
+        try:
+            await conn.execute(migration.sql)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} failed: {exc}"
+            ) from exc
+        await conn.execute(
+            "INSERT INTO vaxvault_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            migration.version, migration.name, migration.checksum,
+        )
 
 
 async def is_current(conn: asyncpg.Connection) -> bool:

@@ -14,8 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from api.domain.disaster_recovery import restore_registry
 from backup.config import BackupConfig
-from backup.restore.full import restore_full
+from backup.restore.full import plan_full
 from backup.restore.predicate import parse
 from backup.restore.records import ConflictPolicy, RestoreRequest, plan_restore, restore_records
 from backup.runner import run_backup
@@ -54,8 +55,8 @@ async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupCo
     await run_backup(config, full=False)
     repo = open_repository(config.primary_url or "")
     # A full restore as of after the TRUNCATE replays it: no doses, everything else there.
-    full = await restore_full(empty_database_url, repo, None, await _now(config.database_url))
-    rows = {t.table: t.rows_at_t for t in full.tables}
+    full = await restore_registry(empty_database_url, repo, None, plan_full(repo, None, None), "test")
+    rows = {t.table: t.rows_at_t for t in full.load.tables}
     assert rows["doses"] == 0 and rows["recipients"] > 0
     narrow = RestoreRequest(table="doses", as_of=as_of, where=parse("id BETWEEN 1 AND 50"))
     plan = await plan_restore(config.database_url, repo, None, narrow)

@@ -1,0 +1,97 @@
+"""pgBackRest as a second peer of `restore full`: a physical backup of a cluster holding only the
+registry, restored into an empty data directory, started (WAL replayed from the archive),
+migrated (nothing to do) and served until /readyz answers.
+
+It needs pgbackrest on PATH (`apt-get install pgbackrest`); without it the result says so.
+The cluster runs as the same system user as the bench cluster, and so does pgbackrest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from api.embedded_postgres import EmbeddedPostgres, free_port
+from bench.cluster import CACHE, admin
+from bench.process import run_pipeline
+from bench.progress import say
+
+ROOT = CACHE / "pgbackrest"
+STANZA = "bench"
+
+
+def available() -> bool:
+    return shutil.which("pgbackrest") is not None
+
+
+def _as_user(cluster: EmbeddedPostgres, *command: str) -> list[str]:
+    return ["runuser", "-u", cluster.user, "--", *command] if cluster.user else list(command)
+
+
+def _owned(cluster: EmbeddedPostgres, *paths: Path) -> None:
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if cluster.user:
+            shutil.chown(path, cluster.user, cluster.user)
+
+
+def _config(cluster: EmbeddedPostgres, data: Path, port: int) -> Path:
+    config = ROOT / "pgbackrest.conf"
+    config.write_text(
+        "[global]\n"
+        f"repo1-path={ROOT / 'repo'}\nlog-path={ROOT / 'log'}\nlock-path={ROOT / 'lock'}\n"
+        "compress-type=lz4\nprocess-max=2\nstart-fast=y\nlog-level-console=warn\n"
+        f"[{STANZA}]\npg1-path={data}\npg1-socket-path={ROOT / 'sock'}\npg1-port={port}\n")
+    if cluster.user:
+        shutil.chown(config, cluster.user, cluster.user)
+    return config
+
+
+def prepare(dump: Path) -> tuple[EmbeddedPostgres, Path]:
+    """A cluster with the dump restored as database `registry`, archived and fully backed up
+    by pgBackRest; stopped afterwards (the lost server). Returns it and the config file."""
+    shutil.rmtree(ROOT, ignore_errors=True)
+    ROOT.mkdir(parents=True)
+    source = EmbeddedPostgres(ROOT / "source", port=free_port())
+    source.initialise()
+    _owned(source, ROOT / "repo", ROOT / "log", ROOT / "lock", ROOT / "sock")
+    config = _config(source, source.data_dir, source.port or 0)
+    with open(source.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
+        conf.write(f"unix_socket_directories = '{ROOT / 'sock'}'\narchive_mode = on\n"
+                   f"archive_command = 'pgbackrest --config={config} --stanza={STANZA} archive-push %p'\n")
+    source.start()
+    # A dump carries grants to the API role but not the role (that is pg_dumpall --roles-only).
+    admin(source.url(), 'CREATE DATABASE "registry"', "CREATE ROLE vaxvault_api NOLOGIN NOINHERIT")
+    run_pipeline([[str(source.bindir / "pg_restore"), "-j2", "--no-owner", "-d", source.url("registry"),
+                   str(dump)]])
+    run_pipeline([_as_user(source, "pgbackrest", f"--config={config}", f"--stanza={STANZA}",
+                           "stanza-create")])
+    backup = run_pipeline([_as_user(source, "pgbackrest", f"--config={config}", f"--stanza={STANZA}",
+                                    "--type=full", "backup")])
+    say(f"pgbackrest backup --type=full: {backup.seconds} s")
+    source.stop()
+    return source, config
+
+
+def restore_to_running(source: EmbeddedPostgres, config: Path) -> tuple[str, float, float, EmbeddedPostgres]:
+    """Restore into an empty data directory and start it; (registry URL, restore s, start s, cluster)."""
+    target = EmbeddedPostgres(ROOT / "restored", port=free_port())
+    shutil.rmtree(target.root, ignore_errors=True)
+    target.root.mkdir(parents=True)
+    _owned(source, target.data_dir)
+    restored = run_pipeline([_as_user(source, "pgbackrest", f"--config={config}", f"--stanza={STANZA}",
+                                      f"--pg1-path={target.data_dir}", "restore")])
+    started = time.perf_counter()
+    log = target.root / "postgres.log"
+    log.touch()
+    if source.user:
+        shutil.chown(log, source.user, source.user)
+    subprocess.run(_as_user(source, str(source.bindir / "pg_ctl"), "-D", str(target.data_dir), "-l", str(log),
+                            "-w", "-t", "600", "-o", f"-p {target.port} -c archive_mode=off", "start"),
+                   check=True, capture_output=True)
+    # pg_ctl -w returns once connections are accepted; recovery ends with the promotion.
+    while str(admin(target.url(), "SELECT pg_is_in_recovery()")) == "True":
+        time.sleep(0.05)
+    return target.url("registry"), restored.seconds, round(time.perf_counter() - started, 2), target
