@@ -33,7 +33,9 @@ _BEGIN_SQL = f"""
 SELECT set_config('vaxvault.role', $1, true), set_config('vaxvault.sub', $2, true),
        set_config('vaxvault.center_id', $3, true), set_config('vaxvault.district_id', $4, true),
        home.district_id AS home_district, f.district_id AS freeze_district, f.until, f.reason,
-       (SELECT coalesce(array_agg(DISTINCT district_id), '{{}}') FROM privacy_freezes
+       -- As text, not int[]: an array type costs asyncpg a type-introspection round trip on
+       -- each new connection.
+       (SELECT coalesce(string_agg(DISTINCT district_id::text, ','), '') FROM privacy_freezes
         WHERE lifted_at IS NULL AND until > now() AND district_id IS NOT NULL)
            AS frozen_districts
 FROM (SELECT {HOME_DISTRICT_SQL} AS district_id) home
@@ -77,7 +79,8 @@ def request_state(p: Principal, row: asyncpg.Record) -> RequestState:
         freeze = Freeze(district_id=row["freeze_district"], until=row["until"],
                         reason=row["reason"])
     return RequestState(home_district_id=row["home_district"], freeze=freeze,
-                        frozen_districts=frozenset(row["frozen_districts"]))
+                        frozen_districts=frozenset(
+                            int(d) for d in row["frozen_districts"].split(",") if d))
 
 
 class Session:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -76,9 +77,10 @@ class CoverageCache(TtlCache[Hashable, list["CoverageRow"]]):
     The protected national release (for counts-only roles) is kept by `release`.
     """
 
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024) -> None:
-        super().__init__(ttl_s, max_entries)
-        self.release = ReleaseKeeper()
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(ttl_s, max_entries, clock)
+        self.release = ReleaseKeeper(clock=clock)
 
 
 async def counts(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
