@@ -21,6 +21,14 @@ class DatabaseUnavailable(DatabaseError):
         return {"code": "SERVICE_UNAVAILABLE"}
 
 
+class InvalidText(DatabaseError):
+    """A text argument holds a character PostgreSQL cannot store (U+0000): the client's to fix."""
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return {"code": "BAD_USER_INPUT"}
+
+
 class MigrationError(DatabaseError):
     """A migration could not be applied."""
 

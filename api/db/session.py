@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from api.db.pool import ACQUIRE_TIMEOUT_S
-from api.errors import DatabaseError, DatabaseUnavailable
+from api.errors import DatabaseError, DatabaseUnavailable, InvalidText
 from api.policy import HOME_DISTRICT_SQL, Freeze, freeze_applies
 from api.principal import Principal
 
@@ -147,6 +147,11 @@ class Session:
             await self._recover(conn)
             try:
                 return await getattr(conn, method)(sql, *args)
+            except asyncpg.CharacterNotInRepertoireError as exc:
+                # Text types cannot hold NUL; no GraphQL String rule refuses it, so say it here.
+                self._broken = True
+                raise InvalidText("a text argument contains a character the registry cannot "
+                                  "store (U+0000, NUL); remove it and send the request again") from exc
             except asyncpg.PostgresError:
                 self._broken = True
                 raise

@@ -9,7 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from api.domain.errors import Refusal
-from api.errors import DatabaseUnavailable
+from api.errors import DatabaseUnavailable, InvalidText
 from api.observability import log_event
 from api.schema.context import Context
 
@@ -49,7 +49,7 @@ class RequestLifecycle(SchemaExtension):
 def should_mask(error: GraphQLError) -> bool:
     """Mask what the client cannot act on: anything raised that is not a Refusal."""
     original = error.original_error
-    if original is None or isinstance(original, Refusal | DatabaseUnavailable):
+    if original is None or isinstance(original, Refusal | DatabaseUnavailable | InvalidText):
         return False
     log_event("unexpected error", error=type(original).__name__, path=error.path)
     return True

@@ -273,9 +273,6 @@ def test_generated_recipient_filters(served_registry: tuple[str, httpx.Client],
     assert compared >= 10, f"only {compared} generated filters matched rows to compare"
 
 
-@pytest.mark.xfail(strict=True, reason="a NUL character in a text argument reaches PostgreSQL, "
-                   "which refuses it, and the client gets a masked 'Unexpected error.' instead of "
-                   "a clear BAD_USER_INPUT; found by the generated filters, not fixed here")
 def test_a_nul_character_in_text_is_a_clear_error(served_registry: tuple[str, httpx.Client],
                                                   headers: dict[str, dict[str, str]]) -> None:
     _, http = served_registry
