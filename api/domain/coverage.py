@@ -16,7 +16,7 @@ from api.domain.errors import BadUserInput, Forbidden
 from api.domain.records import Center, District, Vaccine
 from api.domain.release import Release, ReleaseKeeper
 from api.policy import PUBLIC_COVERAGE_DIMENSIONS, ROW_SCOPES, RowScope, counts_only
-from api.principal import Role
+from api.principal import Principal, Role
 from api.ttl_cache import TtlCache
 
 
@@ -118,23 +118,11 @@ async def _release(session: Session, min_cell: int) -> Release:
 
 async def _released(session: Session, group_by: Sequence[Dimension], filters: CoverageFilter,
                     cache: CoverageCache | None, min_cell: int) -> list[CoverageRow]:
-    principal = session.principal
-    scope = ROW_SCOPES[principal.role].coverage
     dims = {d.value for d in group_by}
-    district_id, center_id = filters.district_id, filters.center_id
-    if principal.role is Role.PUBLIC and (dims - PUBLIC_COVERAGE_DIMENSIONS or center_id):
-        raise Forbidden("the public sees national and per-district totals only; group by "
-                        f"DISTRICT or nothing (asked: {sorted(dims) or 'centerId'})")
-    if scope is RowScope.DISTRICT:
-        if district_id is not None and district_id != principal.district_id:
-            return []
-        district_id = principal.district_id
-    elif scope is RowScope.CENTER:
-        if center_id is not None and center_id != principal.center_id:
-            return []
-        center_id = principal.center_id
-    elif scope is RowScope.NONE:
-        raise Forbidden(f"role {principal.role.value} sees no coverage counts")
+    scoped = _scoped_ids(session.principal, dims, filters)
+    if scoped is None:
+        return []
+    district_id, center_id = scoped
     dose_number = check_dose_number(filters.dose_number)
     question = release.question(sorted(dims), district_id, {
         "CENTER": None if center_id is None else str(center_id),
@@ -161,25 +149,11 @@ async def _released(session: Session, group_by: Sequence[Dimension], filters: Co
 
 async def _counts(session: Session, group_by: Sequence[Dimension],
                   filters: CoverageFilter) -> list[CoverageRow]:
-    principal = session.principal
-    scope = ROW_SCOPES[principal.role].coverage
     dims = set(group_by)
-    district_id, center_id = filters.district_id, filters.center_id
-    if principal.role is Role.PUBLIC:
-        extra = {d.value for d in dims} - PUBLIC_COVERAGE_DIMENSIONS
-        if extra or center_id is not None:
-            raise Forbidden("the public sees national and per-district totals only; "
-                            f"group by DISTRICT or nothing (asked: {sorted(extra) or 'centerId'})")
-    if scope is RowScope.DISTRICT:
-        if district_id is not None and district_id != principal.district_id:
-            return []
-        district_id = principal.district_id
-    elif scope is RowScope.CENTER:
-        if center_id is not None and center_id != principal.center_id:
-            return []
-        center_id = principal.center_id
-    elif scope is RowScope.NONE:
-        raise Forbidden(f"role {principal.role.value} sees no coverage counts")
+    scoped = _scoped_ids(session.principal, {d.value for d in dims}, filters)
+    if scoped is None:
+        return []
+    district_id, center_id = scoped
     rows = await session.fetch(
         _SQL, Dimension.DISTRICT in dims, Dimension.CENTER in dims, Dimension.DAY in dims,
         Dimension.DOSE_NUMBER in dims, Dimension.VACCINE in dims, district_id, center_id,
@@ -197,3 +171,28 @@ async def _counts(session: Session, group_by: Sequence[Dimension],
         vaccine=Vaccine(r["vaccine_code"], r["vaccine_name"], r["doses_required"],
                         r["dose_interval_days"]) if r["vaccine_code"] is not None else None,
         doses=r["doses"], recipients=r["recipients"]) for r in rows]
+
+
+def _scoped_ids(principal: Principal, dims: set[str],
+                filters: CoverageFilter) -> tuple[int | None, int | None] | None:
+    """The (district, center) a coverage question is narrowed to by the role's scope; None when
+    the filter names a district or center outside it (an empty answer, not an error).
+    Forbidden for the public asking past district totals and for roles with no coverage."""
+    scope = ROW_SCOPES[principal.role].coverage
+    district_id, center_id = filters.district_id, filters.center_id
+    if principal.role is Role.PUBLIC:
+        extra = dims - PUBLIC_COVERAGE_DIMENSIONS
+        if extra or center_id is not None:
+            raise Forbidden("the public sees national and per-district totals only; "
+                            f"group by DISTRICT or nothing (asked: {sorted(extra) or 'centerId'})")
+    if scope is RowScope.DISTRICT:
+        if district_id is not None and district_id != principal.district_id:
+            return None
+        district_id = principal.district_id
+    elif scope is RowScope.CENTER:
+        if center_id is not None and center_id != principal.center_id:
+            return None
+        center_id = principal.center_id
+    elif scope is RowScope.NONE:
+        raise Forbidden(f"role {principal.role.value} sees no coverage counts")
+    return district_id, center_id
