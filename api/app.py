@@ -27,6 +27,7 @@ from api.domain import restore_jobs
 from api.domain.coverage import CoverageCache
 from api.errors import AuthError
 from api.graphql_http import ResponseMediaType
+from api.http_body import replay as replay_body
 from api.observability import Metrics, configure_logging, log_event
 from api.principal import Principal
 from api.schema import build_schema
@@ -104,14 +105,7 @@ class _LimitBody:
             chunks.append(body)
             more = message.get("more_body", False)
         whole = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": whole, "more_body": False}
-            return await receive()
+        replay = replay_body(whole, receive)
 
         # strawberry fails with a 500 on JSON that is not an object; answer it here instead.
         if _is_json(headers) and scope["method"] == "POST" and \

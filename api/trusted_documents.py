@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import SettingsError
+from api.http_body import replay
 from api.principal import Role
 from api.settings import Settings
 
@@ -153,20 +154,20 @@ class TrustedDocuments:
         headers = dict(scope.get("headers") or [])
         if b"json" not in headers.get(b"content-type", b"").lower():
             if self._free(scope):
-                return _replay(body, receive)
+                return replay(body, receive)
             raise _Refused(415, "TRUSTED_DOCUMENT_REQUIRED",
                            "send trusted documents as JSON (application/json)")
         try:
             data = json.loads(body)
         except ValueError:
-            return _replay(body, receive)  # strawberry explains malformed JSON itself
+            return replay(body, receive)  # strawberry explains malformed JSON itself
         if not isinstance(data, dict):
-            return _replay(body, receive)
+            return replay(body, receive)
         query = data.get("query") if isinstance(data.get("query"), str) else None
         document = self._resolve(scope, query, data.get("extensions"))
         if document is None or document == query:
-            return _replay(body, receive)
-        return _replay(json.dumps({**data, "query": document}).encode(), receive)
+            return replay(body, receive)
+        return replay(json.dumps({**data, "query": document}).encode(), receive)
 
 
 def _sha256(extensions: Any) -> str | None:
@@ -182,16 +183,3 @@ def _json_param(value: str | None) -> Any:
         return json.loads(value)
     except ValueError as exc:
         raise _Refused(400, "BAD_REQUEST", f"extensions={value!r} is not JSON") from exc
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
