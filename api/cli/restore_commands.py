@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import pwd
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -16,6 +17,8 @@ from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.domain.audit import diff_reads, record_operator_read
 from api.domain.disaster_recovery import API_ROLE, RegistryRestore, age, restore_registry
+from api.domain.loss_admin import read_changes
+from api.domain.restore_admin import Source
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
 from backup.errors import BackupError
@@ -29,9 +32,8 @@ from backup.restore.records import (
     plan_restore,
     restore_records,
 )
-from backup.restore.source import shipped_changes
 from backup.storage.codec import Key
-from backup.storage.reader import list_segments, list_snapshots
+from backup.storage.reader import list_snapshots
 from backup.storage.repository import Repository, open_repository
 
 
@@ -193,23 +195,30 @@ def _show(value: Any) -> str:
 
 
 def run_find_loss(args: argparse.Namespace, settings: Settings) -> int:
-    with _translated(f"reading the segments of {args.table}"):
+    with _translated(f"reading the changes of {args.table}"):
         repo, key = _repository(settings)
-        segments = list_segments(repo, key)
-        changes = shipped_changes(repo, segments, args.table, key, until=args.until)
-        windows = find_loss(changes, table=args.table, since=args.since, until=args.until)
-        windows += [w for w in snapshot_differences(list_snapshots(repo, key), segments, args.table)
+        # No database URL (a total loss) still reads the segments; read_changes says what is missing.
+        found = Source(settings.database_url or "", repo, key)
+        read = asyncio.run(read_changes(found, args.table, args.since, args.until))
+        windows = find_loss(read.changes, table=args.table, since=args.since, until=args.until)
+        windows += [w for w in snapshot_differences(list_snapshots(repo, key), read.segments, args.table)
                     if (args.since is None or w.end >= args.since)
                     and (args.until is None or w.start <= args.until)]
-    emit(args, _loss_text(args.table, windows), {"table": args.table,
-                                                 "windows": [w.as_json() for w in windows]})
+    for warning in read.warnings:
+        print(f"vaxvault: warning: {warning}", file=sys.stderr)
+    emit(args, _loss_text(args.table, windows, read.unshipped),
+         {"table": args.table, "unshipped_changes": read.unshipped, "warnings": list(read.warnings),
+          "windows": [w.as_json() for w in windows]})
     return 0
 
 
-def _loss_text(table: str, windows: list[LossWindow]) -> str:
+def _loss_text(table: str, windows: list[LossWindow], unshipped: int) -> str:
+    where = "the shipped segments and the live change log" + (
+        f" ({unshipped} changes not shipped yet)" if unshipped else "")
     if not windows:
-        return f"no unusual deletes, updates or truncates of {table} in the shipped segments"
-    lines = [f"{'START':32} {'END':32} {'SIGNAL':28} {'ROWS':>8} {'TO NULL':>8} {'TXNS':>5}  EXAMPLE KEYS"]
+        return f"no unusual deletes, updates or truncates of {table} in {where}"
+    lines = [f"read {where}",
+             f"{'START':32} {'END':32} {'SIGNAL':28} {'ROWS':>8} {'TO NULL':>8} {'TXNS':>5}  EXAMPLE KEYS"]
     for w in windows:
         keys = " ".join(",".join(f"{k}={v}" for k, v in key.items()) for key in w.example_keys)
         lines.append(f"{w.start.isoformat():32} {w.end.isoformat():32} {w.signal:28} {w.count:>8} "

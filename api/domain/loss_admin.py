@@ -1,5 +1,6 @@
 """Finding loss as an admin operation: the console's chart over time, and the windows that
-`vaxvault restore find-loss` reports, from the shipped segments of one table.
+`vaxvault restore find-loss` reports, from the shipped segments of one table and the live change
+log (damage found before the next incremental ships it is the common case at 2 a.m.).
 
 Reading segments is blocking storage I/O, so it runs in a worker thread.
 """
@@ -11,13 +12,16 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import asyncpg
+
 from api.domain.errors import BadUserInput
 from api.domain.restore_admin import RestoreFailed, RestoreNotConfigured, Source, explain, source
 from api.settings import Settings
 from backup.errors import BackupError
 from backup.restore.find_loss import LossSettings, LossWindow, find_loss, signals_of
-from backup.restore.source import shipped_changes
+from backup.restore.source import live_changes, merged, shipped_changes
 from backup.storage.change import Change
+from backup.storage.manifest import SegmentManifest
 from backup.storage.reader import list_segments
 
 # A chart with more bars than this is unreadable; ask for a wider bin instead.
@@ -40,6 +44,8 @@ class LossReport:
     bin: timedelta
     buckets: tuple[Bucket, ...]
     windows: tuple[LossWindow, ...]
+    unshipped: int  # changes read from the live log that no segment holds yet
+    warnings: tuple[str, ...]
 
 
 def buckets(changes: list[Change], bin: timedelta,
@@ -61,12 +67,43 @@ def buckets(changes: list[Change], bin: timedelta,
             for (start, signal), count in sorted(counts.items())]
 
 
-def _read(found: Source, table: str, since: datetime | None,
-          until: datetime | None) -> list[Change]:
-    segments = list_segments(found.repo)
-    return [c for c in shipped_changes(found.repo, segments, table, found.key, after=None,
-                                       until=until)
-            if since is None or c.committed_at >= since]
+def _shipped(found: Source, table: str,
+             until: datetime | None) -> tuple[list[SegmentManifest], list[Change]]:
+    segments = list_segments(found.repo, found.key)
+    return segments, list(shipped_changes(found.repo, segments, table, found.key, until=until))
+
+
+@dataclass(frozen=True)
+class Changes:
+    changes: list[Change]  # shipped and live, one per position, in position order
+    segments: list[SegmentManifest]
+    unshipped: int
+    warnings: tuple[str, ...]
+
+
+async def read_changes(found: Source, table: str, since: datetime | None,
+                       until: datetime | None) -> Changes:
+    """The changes of `table` committed in [since, until] from the live log, then the segments.
+
+    A live log that cannot be read (database down after a total loss) leaves the segments'
+    answer with a warning; a repository that cannot be read raises BackupError.
+    """
+    warnings: list[str] = []
+    live: list[Change] = []
+    unread = "changes since the last incremental backup are not shown"
+    if not found.database_url:
+        warnings.append(f"VAXVAULT_DATABASE_URL is not set, so the live change log was not read; {unread}")
+    else:
+        try:
+            live = await live_changes(found.database_url, table, after=None, until=until)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            warnings.append(f"the live change log could not be read ({exc}); {unread}")
+    segments, shipped = await asyncio.to_thread(_shipped, found, table, until)
+    positions = {c.position for c in shipped}
+    changes = [c for c in merged(shipped, live) if since is None or c.committed_at >= since]
+    unshipped = sum(1 for c in live if c.position not in positions
+                    and (since is None or c.committed_at >= since))
+    return Changes(changes, segments, unshipped, tuple(warnings))
 
 
 async def report(settings: Settings, table: str, since: datetime | None, until: datetime | None,
@@ -83,9 +120,10 @@ async def report(settings: Settings, table: str, since: datetime | None, until: 
     if found is None:
         return RestoreNotConfigured()
     try:
-        changes = await asyncio.to_thread(_read, found, table, since, until)
+        read = await read_changes(found, table, since, until)
     except BackupError as exc:
         return RestoreFailed(explain(exc))
+    changes = read.changes
     times = [c.committed_at for c in changes]
     first, last = since or min(times, default=None), until or max(times, default=None)
     if first is not None and last is not None and (last - first) / bin > MAX_BUCKETS:
@@ -93,4 +131,5 @@ async def report(settings: Settings, table: str, since: datetime | None, until: 
                            "bars over this window; choose a wider bin or a shorter window")
     chart = buckets(changes, bin)
     return LossReport(table=table, bin=bin, buckets=tuple(chart),
-                      windows=tuple(find_loss(changes, table=table)))
+                      windows=tuple(find_loss(changes, table=table)), unshipped=read.unshipped,
+                      warnings=read.warnings)

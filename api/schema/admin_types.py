@@ -379,20 +379,26 @@ class LossWindow:
                    proposed_as_of=window.proposed_as_of)
 
 
-@strawberry.type(description="The shipped changes of one table over time, and its bursts of loss "
-                             "(what `vaxvault restore find-loss` reports), largest first.")
+@strawberry.type(description="The changes of one table over time, from the shipped segments and "
+                             "the live change log, and its bursts of loss (what `vaxvault restore "
+                             "find-loss` reports), largest first.")
 class LossReport:
     table: str
     bin_seconds: float
     buckets: list[LossBucket]
     windows: list[LossWindow]
+    unshipped_changes: int = strawberry.field(
+        description="Changes read from the live change log that no incremental backup has shipped yet.")
+    warnings: list[str] = strawberry.field(
+        description="What could not be read, e.g. the live change log when the database is down.")
 
     @classmethod
     def of(cls, found: loss_admin.LossReport) -> LossReport:
         return cls(table=found.table, bin_seconds=found.bin.total_seconds(),
                    buckets=[LossBucket(start=b.start, signal=b.signal, count=b.count,
                                        set_to_null=b.set_to_null) for b in found.buckets],
-                   windows=[LossWindow.of(w) for w in found.windows])
+                   windows=[LossWindow.of(w) for w in found.windows],
+                   unshipped_changes=found.unshipped, warnings=list(found.warnings))
 
 
 FindLossResult = Annotated[LossReport | RestoreNotConfigured | OperationFailed,

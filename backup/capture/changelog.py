@@ -30,13 +30,27 @@ WHERE txid >= pg_snapshot_xmin($1::text::pg_snapshot)
 # are written compactly, as json.dumps(separators=(",", ":")) did: restore's source filters
 # lines by the bytes '"table":"<name>"' before parsing them. Parsing and
 # re-serialising every row image in Python made a 266,561-change segment take minutes.
-_LINES = f"""
-SELECT '{{"position":' || position || ',"txid":' || txid::text
+_LINE = f"""
+'{{"position":' || position || ',"txid":' || txid::text
        || ',"committed_at":' || to_json({commit_time_sql("c")})::text
        || ',"table":' || to_json(table_name)::text || ',"op":"' || op::text
        || '","key":' || coalesce(key::text, 'null') || ',"old":' || coalesce(old::text, 'null')
-       || ',"new":' || coalesce(new::text, 'null') || '}}' AS line
+       || ',"new":' || coalesce(new::text, 'null') || '}}'
+"""
+_LINES = f"""
+SELECT {_LINE} AS line
 {_SHIPPED}
+ORDER BY position
+"""
+# Every change of one table still in the live log (shipped or not: trimming keeps some shipped
+# ones), in the segment line format, committed in (after, until]; for finding loss before the
+# next incremental has shipped it.
+LIVE_LINES = f"""
+SELECT {_LINE} AS line
+FROM {SCHEMA}.changes c
+WHERE table_name = $1
+  AND ($2::timestamptz IS NULL OR {commit_time_sql("c")} > $2)
+  AND ($3::timestamptz IS NULL OR {commit_time_sql("c")} <= $3)
 ORDER BY position
 """
 _SUMMARY = f"""

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from backup.capture.changelog import LIVE_LINES
 from backup.capture.triggers import SCHEMA
 from backup.restore.errors import RestorePlanError
 from backup.storage import codec
@@ -164,3 +165,31 @@ def shipped_changes(repo: Repository, segments: Sequence[SegmentManifest], table
                 if change.table == table and (after is None or change.committed_at > after) \
                         and (until is None or change.committed_at <= until):
                     yield change
+
+
+async def live_changes(database_url: str, table: str, after: datetime | None = None,
+                       until: datetime | None = None) -> list[Change]:
+    """Every committed change of `table` still in the live log, committed in (after, until]: what
+    finding loss sees before the next incremental ships it.
+
+    Read it BEFORE listing the repository (as open_history does): a change trimmed in between
+    has by then been shipped to every stage, so the later listing holds it. Some changes are in
+    both; `merged` keeps one per position.
+    """
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(LIVE_LINES, table, after, until)
+    finally:
+        await conn.close()
+    if not rows:
+        return []
+    return decode_changes("\n".join(r["line"] for r in rows).encode(), LIVE_LOG)
+
+
+def merged(*sources: Iterable[Change]) -> list[Change]:
+    """The changes of all sources, one per position (the first seen wins), in position order."""
+    by_position: dict[int, Change] = {}
+    for source in sources:
+        for change in source:
+            by_position.setdefault(change.position, change)
+    return [by_position[p] for p in sorted(by_position)]

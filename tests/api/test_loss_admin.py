@@ -7,8 +7,6 @@ Real PostgreSQL and a real file:// repository; the chart's bucketing is checked 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -34,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 FIND_LOSS = """query Loss($since: DateTime, $until: DateTime, $bin: Float!) {
   findLoss(table: DOSES, since: $since, until: $until, binSeconds: $bin) { __typename
-    ... on LossReport { table binSeconds buckets { start signal count setToNull }
+    ... on LossReport { table binSeconds unshippedChanges warnings
+      buckets { start signal count setToNull }
       windows { signal start end count setToNull transactions proposedAsOf
                 exampleKeys { column value } } }
     ... on RestoreNotConfigured { message } ... on OperationFailed { message } } }"""
@@ -91,28 +90,20 @@ def test_buckets_count_every_signal_once_in_its_bin(changes: list[Change], bin_s
     assert [(b.start, b.signal) for b in chart] == sorted((b.start, b.signal) for b in chart)
 
 
-def _cli_find_loss(settings: Settings) -> dict[str, Any]:
-    env = {"VAXVAULT_DATABASE_URL": settings.database_url or "",
-           "VAXVAULT_BACKUP_URL": settings.backup_url or "",
-           "VAXVAULT_STATE_DIR": str(settings.state_dir)}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            assert main(["restore", "find-loss", "--table", "doses", "--json"]) == 0
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return dict(json.loads(out.getvalue()))
+async def _cli_find_loss(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    monkeypatch.setenv("VAXVAULT_DATABASE_URL", settings.database_url or "")
+    monkeypatch.setenv("VAXVAULT_BACKUP_URL", settings.backup_url or "")
+    monkeypatch.setenv("VAXVAULT_STATE_DIR", str(settings.state_dir))
+    capsys.readouterr()
+    # The CLI runs its own event loop, so not on this test's.
+    assert await asyncio.to_thread(main, ["restore", "find-loss", "--table", "doses", "--json"]) == 0
+    return dict(json.loads(capsys.readouterr().out))
 
 
 async def test_find_loss_charts_a_lost_day_and_proposes_the_moment_before_it(
-        pool: asyncpg.Pool, admin_settings: Settings, cast: Cast,
-        owner: asyncpg.Connection) -> None:
+        pool: asyncpg.Pool, admin_settings: Settings, cast: Cast, owner: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     await install(owner)
     full = _data(await run(pool, admin_settings, cast.admin, START, {"kind": "FULL"}))
     assert full["startBackup"]["__typename"] == "BackupCompleted"
@@ -122,11 +113,18 @@ async def test_find_loss_charts_a_lost_day_and_proposes_the_moment_before_it(
     await asyncio.sleep(0.01)
     deleted = await owner.fetch("DELETE FROM doses WHERE administered_on = $1 RETURNING id", day)
     assert len(deleted) >= 20, "the seed should have a busy day to lose"
+    # Before any incremental ships it, the loss is already on the chart (from the live log).
+    unshipped = _data(await run(pool, admin_settings, cast.admin, FIND_LOSS,
+                                {"since": None, "bin": 60.0}))["findLoss"]
+    assert unshipped["unshippedChanges"] == len(deleted) and unshipped["warnings"] == []
+    assert sum(b["count"] for b in unshipped["buckets"] if b["signal"] == "delete") == len(deleted)
     _data(await run(pool, admin_settings, cast.admin, START, {"kind": "INCREMENTAL"}))
 
     found = _data(await run(pool, admin_settings, cast.admin, FIND_LOSS,
                             {"since": None, "bin": 60.0}))["findLoss"]
     assert found["__typename"] == "LossReport", found
+    assert found["unshippedChanges"] == 0
+    assert found["windows"] == unshipped["windows"]
     deletes = [b for b in found["buckets"] if b["signal"] == "delete"]
     assert sum(b["count"] for b in deletes) == len(deleted)
     top = found["windows"][0]
@@ -135,7 +133,7 @@ async def test_find_loss_charts_a_lost_day_and_proposes_the_moment_before_it(
     assert before < proposed < datetime.fromisoformat(top["start"])
     assert {int(k[0]["value"]) for k in top["exampleKeys"]} <= {r["id"] for r in deleted}
 
-    cli = _cli_find_loss(admin_settings)
+    cli = await _cli_find_loss(admin_settings, monkeypatch, capsys)
     assert [(w["signal"], w["count"], datetime.fromisoformat(w["proposed_as_of"]))
             for w in cli["windows"]] == \
         [(w["signal"], w["count"], datetime.fromisoformat(w["proposedAsOf"]))

@@ -75,6 +75,7 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
     assert await burst.count() == 1
     assert int(await burst.first.get_attribute("data-count") or 0) == len(before)
     assert f"{len(before)} rows: delete" in await page.inner_text("#loss-windows")
+    await expect(page.locator("#loss-source")).to_contain_text("(0 changes not shipped")
     await tab.shot("loss-chart")
 
     await burst.first.click()

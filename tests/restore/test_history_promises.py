@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from backup.restore.records import RestoreRequest, restore_records
 from backup.runner import run_backup
 from backup.storage.repository import open_repository
 from tests.restore.scenario import Incident, doses_now, prepare, strike
+from tests.sockets import refusing_port
 
 pytestmark = pytest.mark.slow
 
@@ -101,22 +103,70 @@ async def test_a_live_log_overlapping_shipped_segments_is_applied_once(
         i: incident.before[i] for i in incident.damaged if i != incident.lot_fixed}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: find-loss reads the shipped segments only "
-                   "(api/cli/restore_commands.py run_find_loss); damage not yet shipped is not seen")
+async def _find_loss(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                     config: BackupConfig, tmp_path: Path, database_url: str) -> tuple[dict, str]:
+    """`vaxvault restore find-loss --table doses --json`: its JSON and its standard error."""
+    for name in ("VAXVAULT_BACKUP_REPLICA_URLS", "VAXVAULT_BACKUP_ENCRYPTION_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAXVAULT_DATABASE_URL", database_url)
+    monkeypatch.setenv("VAXVAULT_BACKUP_URL", config.primary_url or "")
+    monkeypatch.setenv("VAXVAULT_STATE_DIR", str(tmp_path / "state"))
+    # The CLI runs its own event loop, so not on this test's.
+    assert await asyncio.to_thread(main, ["restore", "find-loss", "--table", "doses", "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def _nulled_window(found: dict) -> dict:
+    nulled = [w for w in found["windows"] if w["signal"] == "update administered_on"]
+    assert len(nulled) == 1, found["windows"]
+    return nulled[0]
+
+
 async def test_find_loss_sees_damage_not_yet_shipped(config: BackupConfig, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     await prepare(config)
     incident = await strike(config)  # not shipped: only the live change log holds it
-    for name in ("VAXVAULT_BACKUP_REPLICA_URLS", "VAXVAULT_BACKUP_ENCRYPTION_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VAXVAULT_DATABASE_URL", config.database_url)
-    monkeypatch.setenv("VAXVAULT_BACKUP_URL", config.primary_url or "")
-    monkeypatch.setenv("VAXVAULT_STATE_DIR", str(tmp_path / "state"))
-    assert main(["restore", "find-loss", "--table", "doses", "--json"]) == 0
-    windows = json.loads(capsys.readouterr().out)["windows"]
-    nulled = [w for w in windows if w["signal"] == "update administered_on"]
-    assert nulled and nulled[0]["count"] == len(incident.nulled)
+    found, err = await _find_loss(monkeypatch, capsys, config, tmp_path, config.database_url)
+    assert _nulled_window(found)["count"] == len(incident.nulled)
+    # The strike's changes and the legitimate work after it, none in a segment yet.
+    assert found["unshipped_changes"] >= len(incident.damaged)
+    assert found["warnings"] == [] and err == ""
+
+
+async def test_find_loss_counts_a_change_in_the_live_log_and_a_segment_once(
+        config: BackupConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    await prepare(config)
+    incident = await strike(config)
+    # Shipped to the primary, but a broken replica fails the run before the trim: every change
+    # of the incident is now in a segment AND still in the live log.
+    (tmp_path / "not-a-directory").write_text("")
+    broken = BackupConfig(database_url=config.database_url, spool_dir=config.spool_dir,
+                          primary_url=config.primary_url,
+                          replica_urls=((tmp_path / "not-a-directory" / "replica").as_uri(),),
+                          chunk_rows=config.chunk_rows)
+    with pytest.raises(Exception, match="replica"):
+        await run_backup(broken, full=False)
+    found, _ = await _find_loss(monkeypatch, capsys, config, tmp_path, config.database_url)
+    assert _nulled_window(found)["count"] == len(incident.nulled)
+    assert found["unshipped_changes"] == 0
+
+
+async def test_find_loss_without_the_database_answers_from_segments_and_says_so(
+        config: BackupConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    await prepare(config)
+    incident = await strike(config)
+    await run_backup(config, full=False)  # shipped; then the database server is lost
+    with refusing_port() as port:
+        found, err = await _find_loss(monkeypatch, capsys, config, tmp_path,
+                                f"postgresql://postgres@127.0.0.1:{port}/gone")
+    assert _nulled_window(found)["count"] == len(incident.nulled)
+    assert found["unshipped_changes"] == 0
+    assert len(found["warnings"]) == 1 and "live change log could not be read" in found["warnings"][0]
+    assert "vaxvault: warning: the live change log could not be read" in err
 
 
 async def test_a_restore_is_captured_and_ships_like_any_other_write(config: BackupConfig) -> None:

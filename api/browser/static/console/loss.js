@@ -8,7 +8,8 @@ import { fillTableSelect } from './tables.js';
 const FIND = `query FindLoss($table: RestoreTable!, $since: DateTime, $until: DateTime,
     $bin: Float!) {
   findLoss(table: $table, since: $since, until: $until, binSeconds: $bin) { __typename
-    ... on LossReport { table binSeconds buckets { start signal count setToNull }
+    ... on LossReport { table binSeconds unshippedChanges warnings
+      buckets { start signal count setToNull }
       windows { signal start end count setToNull transactions proposedAsOf
                 exampleKeys { column value } } }
     ... on RestoreNotConfigured { message } ... on OperationFailed { message } } }`;
@@ -116,10 +117,14 @@ async function show(button) {
     const report = expect(findLoss, 'LossReport');
     const chart = byId('loss-chart');
     const windows = byId('loss-windows');
+    byId('loss-source').replaceChildren(...[
+      el('p', {}, `Read the shipped segments and the live change log (${report.unshippedChanges} `
+        + 'changes not shipped by a backup yet).'),
+      ...report.warnings.map((w) => el('p', { class: 'warning' }, `Warning: ${w}.`)),
+    ]);
     if (!report.buckets.length) {
-      chart.replaceChildren(el('p', {}, 'No deletes, truncates or updates of this table in the '
-        + 'shipped segments of this window. Changes since the last backup are not shipped yet: '
-        + 'run an incremental backup first.'));
+      chart.replaceChildren(el('p', {}, 'No deletes, truncates or updates of this table in this '
+        + 'window.'));
       windows.replaceChildren();
       return;
     }
