@@ -53,6 +53,18 @@ async def _execute(url: str, sql: str, *args: object) -> str:
         await conn.close()
 
 
+async def _ship_to_primary_only(config: BackupConfig, tmp_path: Path) -> None:
+    """An incremental with a replica that cannot be written: the segment reaches the primary, the
+    run fails, and the live change log is not trimmed, so it still holds every change shipped."""
+    (tmp_path / "not-a-directory").write_text("")
+    broken = BackupConfig(database_url=config.database_url, spool_dir=config.spool_dir,
+                          primary_url=config.primary_url,
+                          replica_urls=((tmp_path / "not-a-directory" / "replica").as_uri(),),
+                          chunk_rows=config.chunk_rows)
+    with pytest.raises(Exception, match="replica"):
+        await run_backup(broken, full=False)
+
+
 def _request(incident: Incident, as_of: datetime) -> RestoreRequest:
     return RestoreRequest(table="doses", as_of=as_of, actor="history-promises", where=parse(
         f"administered_on = '{incident.day.isoformat()}' AND dose_number = 1"))
@@ -83,15 +95,7 @@ async def test_a_live_log_overlapping_shipped_segments_is_applied_once(
     await prepare(config)
     as_of = await _now(config.database_url)
     incident = await strike(config)
-    # A replica that cannot be written: the segment reaches the primary, the run fails, and
-    # the live change log is not trimmed, so it still holds every change just shipped.
-    (tmp_path / "not-a-directory").write_text("")
-    broken = BackupConfig(database_url=config.database_url, spool_dir=config.spool_dir,
-                          primary_url=config.primary_url,
-                          replica_urls=((tmp_path / "not-a-directory" / "replica").as_uri(),),
-                          chunk_rows=config.chunk_rows)
-    with pytest.raises(Exception, match="replica"):
-        await run_backup(broken, full=False)
+    await _ship_to_primary_only(config, tmp_path)
     overlap = await _execute(config.database_url, "SELECT 1 FROM vaxvault_backup.changes")
     assert overlap != "SELECT 0", "the live log was trimmed; the overlap this test needs is gone"
     report = await restore_records(config.database_url, open_repository(config.primary_url or ""),
@@ -140,15 +144,7 @@ async def test_find_loss_counts_a_change_in_the_live_log_and_a_segment_once(
         capsys: pytest.CaptureFixture[str]) -> None:
     await prepare(config)
     incident = await strike(config)
-    # Shipped to the primary, but a broken replica fails the run before the trim: every change
-    # of the incident is now in a segment AND still in the live log.
-    (tmp_path / "not-a-directory").write_text("")
-    broken = BackupConfig(database_url=config.database_url, spool_dir=config.spool_dir,
-                          primary_url=config.primary_url,
-                          replica_urls=((tmp_path / "not-a-directory" / "replica").as_uri(),),
-                          chunk_rows=config.chunk_rows)
-    with pytest.raises(Exception, match="replica"):
-        await run_backup(broken, full=False)
+    await _ship_to_primary_only(config, tmp_path)  # every change in a segment AND the live log
     found, _ = await _find_loss(monkeypatch, capsys, config, tmp_path, config.database_url)
     assert _nulled_window(found)["count"] == len(incident.nulled)
     assert found["unshipped_changes"] == 0
