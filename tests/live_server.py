@@ -7,10 +7,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import uvicorn
 
 from api.app import create_app
 from api.settings import Settings
+from tests.conftest import JWT_SECRET
 from tests.sockets import listening_socket
 
 
@@ -39,3 +41,20 @@ def live_server(settings: Settings) -> Iterator[str]:
         finally:
             server.should_exit = True
             thread.join(timeout=15)
+
+
+@contextmanager
+def live_migrated_server(postgres_url: str, migrated_template: str,
+                         tmp_path_factory: pytest.TempPathFactory, prefix: str) -> Iterator[str]:
+    """The API on a fresh migrated database of its own (dropped afterwards); yields the base URL."""
+    from tests import harness
+
+    name = harness.unique_name(prefix)
+    url = harness.create_database(postgres_url, name, template=migrated_template)
+    settings = Settings(database_url=url, jwt_secret=JWT_SECRET,
+                        state_dir=tmp_path_factory.mktemp("state"))
+    try:
+        with live_server(settings) as base:
+            yield base
+    finally:
+        harness.drop_database(postgres_url, name)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from api.db.pool import create_pool
+from api.db.pool import API_ROLE, create_pool
 from api.principal import Principal, Role
 from api.settings import Settings
 from tests.api.client import principal
@@ -66,3 +66,17 @@ async def cast(owner: asyncpg.Connection) -> Cast:
                 recipient=principal(Role.RECIPIENT, sub=str(recipient_id)),
                 public=principal(Role.PUBLIC), center_id=center_id, district_id=district_id,
                 recipient_id=recipient_id)
+
+
+@pytest.fixture
+async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A one-connection API pool and the list of every statement it sends (round trips)."""
+    statements: list[str] = []
+
+    async def count(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+
+    pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=1, init=count,
+                                     server_settings={"role": API_ROLE})
+    yield pool, statements
+    await pool.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from api.auth import mint_token
-from api.db.pool import API_ROLE
 from api.principal import Role
 from api.settings import Settings
 from tests.api.client import run
@@ -29,19 +28,6 @@ LISTING = """query Listing($first: Int) { recipients(first: $first) { edges { no
   id fullName nationalId district { name } registeredAt
   doses { id doseNumber administeredOn vaccine { code name } center { id name } nextDueOn
           recipient { id phone } } } } } }"""
-
-
-@pytest.fixture
-async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
-    statements: list[str] = []
-
-    async def count(conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(lambda record: statements.append(record.query))
-
-    pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=1, init=count,
-                                     server_settings={"role": API_ROLE})
-    yield pool, statements
-    await pool.close()
 
 
 async def test_a_compiled_read_is_three_round_trips_whatever_its_size(

@@ -21,7 +21,7 @@ from api.graphql_http import GRAPHQL_RESPONSE, JSON, negotiate
 from api.principal import Role
 from api.settings import Settings
 from tests.conftest import JWT_SECRET
-from tests.live_server import live_server
+from tests.live_server import live_migrated_server, live_server
 
 RESPONSE_TYPE = f"{GRAPHQL_RESPONSE}; charset=utf-8"
 
@@ -29,15 +29,8 @@ RESPONSE_TYPE = f"{GRAPHQL_RESPONSE}; charset=utf-8"
 @pytest.fixture(scope="module")
 def api_url(postgres_url: str, migrated_template: str, tmp_path_factory: pytest.TempPathFactory,
             ) -> Iterator[str]:
-    from tests import harness
-
-    name = harness.unique_name("vvt_media")
-    url = harness.create_database(postgres_url, name, template=migrated_template)
-    settings = Settings(database_url=url, jwt_secret=JWT_SECRET,
-                        state_dir=tmp_path_factory.mktemp("state"))
-    with live_server(settings) as base:
+    with live_migrated_server(postgres_url, migrated_template, tmp_path_factory, "vvt_media") as base:
         yield base
-    harness.drop_database(postgres_url, name)
 
 
 def _post(url: str, body: object, accept: str | None, token: str | None = None) -> httpx.Response:

@@ -22,21 +22,14 @@ from api.principal import Role
 from api.settings import Settings
 from tests.browser import tools as browser_tools
 from tests.conftest import JWT_SECRET
-from tests.live_server import live_server
+from tests.live_server import live_migrated_server, live_server
 
 
 @pytest.fixture(scope="module")
 def api_url(postgres_url: str, migrated_template: str, tmp_path_factory: pytest.TempPathFactory,
             ) -> Iterator[str]:
-    from tests import harness
-
-    name = harness.unique_name("vvt_http")
-    url = harness.create_database(postgres_url, name, template=migrated_template)
-    settings = Settings(database_url=url, jwt_secret=JWT_SECRET,
-                        state_dir=tmp_path_factory.mktemp("state"))
-    with live_server(settings) as base:
+    with live_migrated_server(postgres_url, migrated_template, tmp_path_factory, "vvt_http") as base:
         yield base
-    harness.drop_database(postgres_url, name)
 
 
 def _post(url: str, query: str, token: str | None = None, **kwargs: object) -> httpx.Response:

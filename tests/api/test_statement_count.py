@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 
-from api.db.pool import API_ROLE
 from tests.api.client import run
 from tests.api.conftest import Cast
 
@@ -16,19 +13,6 @@ LISTING = """query Listing($first: Int) { recipients(first: $first) { edges { no
   id fullName nationalId district { name } registeredAt
   doses { id doseNumber administeredOn vaccine { code name } center { id name } nextDueOn
           recipient { id phone } } } } } }"""
-
-
-@pytest.fixture
-async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
-    statements: list[str] = []
-
-    async def count(conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(lambda record: statements.append(record.query))
-
-    pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=1, init=count,
-                                     server_settings={"role": API_ROLE})
-    yield pool, statements
-    await pool.close()
 
 
 async def test_listing_recipients_with_doses_is_a_constant_number_of_statements(

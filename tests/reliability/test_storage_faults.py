@@ -34,18 +34,9 @@ from backup.storage.file import FileRepository
 from backup.storage.reader import list_snapshots
 from backup.storage.repository import open_repository
 from tests.faulty_proxy import ALL_FAULTS, FaultyProxy
-from tests.restore.scenario import Incident, doses_now, prepare, strike
+from tests.restore.scenario import Incident, database_now, doses_now, prepare, strike
 
 VAXVAULT = Path(sys.executable).parent / "vaxvault"
-
-
-async def _now(url: str) -> datetime:
-    conn = await asyncpg.connect(url)
-    try:
-        moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
-        return moment
-    finally:
-        await conn.close()
 
 
 async def _restore_audits(url: str) -> int:
@@ -74,7 +65,7 @@ async def _state(url: str, incident: Incident) -> str:
 
 async def _incident(config: BackupConfig) -> tuple[datetime, Incident]:
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     incident = await strike(config)
     await run_backup(config, full=False)
     return as_of, incident

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 
 import asyncpg
 
@@ -18,6 +19,22 @@ from backup.config import BackupConfig
 from backup.runner import run_backup
 
 RECIPIENTS = 1500
+
+
+def scenario_config(database_url: str, tmp_path: Path) -> BackupConfig:
+    """A file:// primary and a spool under tmp_path; small chunks so key ranges can prune."""
+    return BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
+                        primary_url=(tmp_path / "primary").as_uri(), chunk_rows=300)
+
+
+async def database_now(url: str) -> datetime:
+    """The database's clock (T for a restore is taken there, never from the test's clock)."""
+    conn = await asyncpg.connect(url)
+    try:
+        moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        return moment
+    finally:
+        await conn.close()
 
 
 @dataclass(frozen=True)

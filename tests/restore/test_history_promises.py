@@ -24,7 +24,7 @@ from backup.restore.predicate import parse
 from backup.restore.records import RestoreRequest, restore_records
 from backup.runner import run_backup
 from backup.storage.repository import open_repository
-from tests.restore.scenario import Incident, doses_now, prepare, strike
+from tests.restore.scenario import Incident, database_now, doses_now, prepare, scenario_config, strike
 from tests.sockets import refusing_port
 
 pytestmark = pytest.mark.slow
@@ -32,17 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def config(database_url: str, tmp_path: Path) -> BackupConfig:
-    return BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
-                        primary_url=(tmp_path / "primary").as_uri(), chunk_rows=300)
-
-
-async def _now(url: str) -> datetime:
-    conn = await asyncpg.connect(url)
-    try:
-        moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
-        return moment
-    finally:
-        await conn.close()
+    return scenario_config(database_url, tmp_path)
 
 
 async def _execute(url: str, sql: str, *args: object) -> str:
@@ -73,7 +63,7 @@ def _request(incident: Incident, as_of: datetime) -> RestoreRequest:
 async def test_a_change_known_only_to_the_live_log_is_a_conflict_and_skipped(
         config: BackupConfig) -> None:
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     incident = await strike(config)
     await run_backup(config, full=False)  # the damage is shipped
     # A nurse fixes one damaged dose by hand after the last shipment: only the live log has it.
@@ -93,7 +83,7 @@ async def test_a_change_known_only_to_the_live_log_is_a_conflict_and_skipped(
 async def test_a_live_log_overlapping_shipped_segments_is_applied_once(
         config: BackupConfig, tmp_path: Path) -> None:
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     incident = await strike(config)
     await _ship_to_primary_only(config, tmp_path)
     overlap = await _execute(config.database_url, "SELECT 1 FROM vaxvault_backup.changes")
@@ -167,7 +157,7 @@ async def test_find_loss_without_the_database_answers_from_segments_and_says_so(
 
 async def test_a_restore_is_captured_and_ships_like_any_other_write(config: BackupConfig) -> None:
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     incident = await strike(config)
     await run_backup(config, full=False)
     report = await restore_records(config.database_url, open_repository(config.primary_url or ""),

@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -21,30 +20,20 @@ from backup.restore.predicate import parse
 from backup.restore.records import ConflictPolicy, RestoreRequest, plan_restore, restore_records
 from backup.runner import run_backup
 from backup.storage.repository import open_repository
-from tests.restore.scenario import doses_now, prepare, strike
+from tests.restore.scenario import database_now, doses_now, prepare, scenario_config, strike
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def config(database_url: str, tmp_path: Path) -> BackupConfig:
-    return BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
-                        primary_url=(tmp_path / "primary").as_uri(), chunk_rows=300)
-
-
-async def _now(url: str) -> datetime:
-    conn = await asyncpg.connect(url)
-    try:
-        moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
-        return moment
-    finally:
-        await conn.close()
+    return scenario_config(database_url, tmp_path)
 
 
 async def test_key_ranges_prune_chunks_and_truncate_is_restored(config: BackupConfig,
                                                                 empty_database_url: str) -> None:
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     conn = await asyncpg.connect(config.database_url)
     try:
         total = await conn.fetchval("SELECT count(*) FROM doses")
@@ -97,7 +86,7 @@ async def test_overwrite_takes_conflicts_back_too(config: BackupConfig) -> None:
 
 async def test_a_deleted_row_recorded_again_since_is_a_conflict_not_a_failure(config: BackupConfig) -> None:
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     incident = await strike(config)
     again = min(incident.deleted)
     conn = await asyncpg.connect(config.database_url)
@@ -125,7 +114,7 @@ async def test_a_deleted_row_recorded_again_since_is_a_conflict_not_a_failure(co
 async def test_kill_9_mid_restore_leaves_nothing(config: BackupConfig, tmp_path: Path) -> None:
     """The restore blocks on a row lock after re-inserting rows; kill -9 must leave none of them."""
     await prepare(config)
-    as_of = await _now(config.database_url)
+    as_of = await database_now(config.database_url)
     incident = await strike(config)
     await run_backup(config, full=False)
     where = f"administered_on = '{incident.day.isoformat()}' AND dose_number = 1"
