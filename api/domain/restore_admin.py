@@ -19,7 +19,7 @@ from api.settings import Settings
 from backup.errors import BackupError
 from backup.restore.errors import MissingParents, PredicateError, RestorePlanError
 from backup.restore.records import RestorePlan, RestoreRequest, plan_restore
-from backup.restore.source import load_history
+from backup.restore.source import check_history as source_check_history
 from backup.storage.codec import Key
 from backup.storage.repository import Repository, open_repository
 
@@ -74,10 +74,13 @@ async def in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def check_history(found: Source, request: RestoreRequest) -> RestoreFailed | None:
-    """None when the repository has a snapshot at or before the request's T; BadUserInput when
-    it has none; RestoreFailed when the repository cannot be read."""
+    """None when the restore could build the rows as at the request's T (from the repository and
+    the live change log, as the restore itself does); BadUserInput when no snapshot is old enough
+    or the history has a hole before T; RestoreFailed when the repository or database cannot be
+    read."""
     try:
-        await asyncio.to_thread(load_history, found.repo, request.as_of, found.key)
+        await source_check_history(found.database_url, found.repo, found.key, request.as_of,
+                                   request.use_live_log)
     except RestorePlanError as exc:
         raise BadUserInput(f"asOf: {explain(exc)}") from exc
     except BackupError as exc:

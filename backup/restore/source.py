@@ -23,7 +23,7 @@ import asyncpg
 
 from backup.capture.changelog import LIVE_LINES
 from backup.capture.triggers import SCHEMA
-from backup.restore.errors import RestorePlanError
+from backup.restore.errors import RestoreError, RestorePlanError
 from backup.storage import codec
 from backup.storage.change import Change
 from backup.storage.codec import Key
@@ -144,6 +144,24 @@ async def open_history(conn: asyncpg.Connection, repo: Repository, key: Key | No
     snapshots, segments = await asyncio.to_thread(
         lambda: (list_snapshots(repo, key), list_segments(repo, key)))
     return choose(snapshots, segments, as_of, watermark)
+
+
+async def check_history(database_url: str, repo: Repository, key: Key | None, as_of: datetime,
+                        use_live_log: bool = True) -> History:
+    """The history a restore as of `as_of` would use (open_history, live log included, in its own
+    read-only transaction): a pre-check that accepts exactly what the restore accepts.
+
+    Raises RestorePlanError as choose does, RestoreError when PostgreSQL cannot be reached.
+    """
+    try:
+        conn = await asyncpg.connect(database_url, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise RestoreError(f"cannot connect to PostgreSQL to read the live change log: {exc}") from exc
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return await open_history(conn, repo, key, as_of, use_live_log)
+    finally:
+        await conn.close()
 
 
 def shipped_changes(repo: Repository, segments: Sequence[SegmentManifest], table: str,

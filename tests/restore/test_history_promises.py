@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -19,9 +20,13 @@ import asyncpg
 import pytest
 
 from api.cli import main
+from api.domain import restore_admin
+from api.domain.restore_admin import Source
 from backup.config import BackupConfig
+from backup.restore.errors import RestorePlanError
 from backup.restore.predicate import parse
 from backup.restore.records import RestoreRequest, restore_records
+from backup.restore.source import load_history
 from backup.runner import run_backup
 from backup.storage.repository import open_repository
 from tests.restore.scenario import Incident, database_now, doses_now, prepare, scenario_config, strike
@@ -176,3 +181,33 @@ async def test_a_restore_is_captured_and_ships_like_any_other_write(config: Back
     assert {op for op, i in captured if i in incident.nulled} == {"U"}
     shipped = await run_backup(config, full=False)
     assert shipped.changes == len(restored)
+
+
+async def test_the_graphql_pre_check_accepts_a_hole_the_live_log_covers(
+        config: BackupConfig, tmp_path: Path) -> None:
+    """A segment lost from the primary while the live log still holds its changes: the restore
+    rebuilds T from the log, so the admin pre-check must not refuse it (it read only the
+    repository and did)."""
+    await prepare(config)
+    as_of = await database_now(config.database_url)
+    incident = await strike(config)
+    await _ship_to_primary_only(config, tmp_path)  # segment B: primary only, log not trimmed
+    lost = {p.name for p in (tmp_path / "primary" / "segments").iterdir()}
+    await _execute(config.database_url, "UPDATE centers SET name = name || ' ' WHERE id = 1")
+    with pytest.raises(Exception, match="replica"):  # segment C after B, same broken replica
+        await run_backup(BackupConfig(
+            database_url=config.database_url, spool_dir=config.spool_dir,
+            primary_url=config.primary_url, chunk_rows=config.chunk_rows,
+            replica_urls=((tmp_path / "not-a-directory" / "replica").as_uri(),)), full=False)
+    segments = sorted(p.name for p in (tmp_path / "primary" / "segments").iterdir())
+    hole = max(lost)  # B: the newest segment of the first broken run
+    assert hole in segments and segments[-1] > hole, segments
+    shutil.rmtree(tmp_path / "primary" / "segments" / hole)
+    repo = open_repository(config.primary_url or "")
+    request = _request(incident, as_of)
+    with pytest.raises(RestorePlanError, match="a segment is missing"):
+        load_history(repo, request.as_of)  # the repository alone has a hole before T
+    found = Source(config.database_url, repo, None)
+    assert await restore_admin.check_history(found, request) is None
+    report = await restore_records(config.database_url, repo, None, request)
+    assert report.plan.used_live_log and report.restored == len(incident.damaged) - 1
