@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import strawberry
 
-from api.domain import backup_admin, loss_admin
+from api.domain import backup_admin, backup_schedule, backup_verify, loss_admin
+from api.domain.audit import PERSONAL_COLUMNS
 from api.domain.restore_jobs import RestoreJob as JobRecord
 from api.domain.restore_order import Condition, Operator, RestoreOrder
 from backup.inventory import UnitState
@@ -66,16 +67,102 @@ class BackupUnit:
                            for name, state in unit.states.items()])
 
 
+@strawberry.type(description="The newest snapshot or segment one stage holds.")
+class NewestUnit:
+    stage: str
+    id: str | None = strawberry.field(description="Null: the stage holds none.")
+    at: datetime | None = strawberry.field(description="When it was cut.")
+
+
+@strawberry.type(description="One kind of scheduled run: its cron expression, when it was last "
+                             "and is next due, and the newest unit of that kind at each stage "
+                             "(the last run that succeeded: a failed run leaves nothing).")
+class ScheduledRun:
+    kind: BackupKind
+    cron: str
+    last_due: datetime
+    next_due: datetime
+    newest: list[NewestUnit]
+    late: str | None = strawberry.field(
+        description="Set when the last due full run is not in the primary repository: why, and "
+                    "what to do. (An incremental run with nothing new leaves no segment, so "
+                    "none is inferred for incremental runs.)")
+
+    @classmethod
+    def of(cls, run: backup_schedule.KindSchedule) -> ScheduledRun:
+        return cls(kind=BackupKind(run.kind), cron=run.cron, last_due=run.last_due,
+                   next_due=run.next_due, late=run.late,
+                   newest=[NewestUnit(stage=n.stage, id=n.unit_id, at=n.at) for n in run.newest])
+
+
+@strawberry.type(description="The schedule `vaxvault backup schedule` follows "
+                             "(VAXVAULT_BACKUP_SCHEDULE_FULL / _INCREMENTAL, or its defaults).")
+class BackupScheduleInfo:
+    full: ScheduledRun
+    incremental: ScheduledRun
+    next_kind: BackupKind = strawberry.field(description="The kind of the next run.")
+    next_at: datetime
+
+    @classmethod
+    def of(cls, found: backup_schedule.BackupSchedule) -> BackupScheduleInfo:
+        return cls(full=ScheduledRun.of(found.full), incremental=ScheduledRun.of(found.incremental),
+                   next_kind=BackupKind(found.next_kind), next_at=found.next_at)
+
+
 @strawberry.type(description="What every backup stage holds, oldest first.")
 class Backups:
     configured: bool = strawberry.field(description="False when VAXVAULT_BACKUP_URL is not set.")
     stages: list[str] = strawberry.field(description="spool, primary, replica-1, ... in order.")
     units: list[BackupUnit]
+    schedule: BackupScheduleInfo | None = strawberry.field(
+        description="Last and next scheduled runs; null when the schedule's settings are not "
+                    "cron expressions (scheduleProblem says which).")
+    schedule_problem: str | None
 
     @classmethod
-    def of(cls, listing: backup_admin.Listing) -> Backups:
+    def of(cls, listing: backup_admin.Listing,
+           schedule: backup_schedule.BackupSchedule | str) -> Backups:
         return cls(configured=listing.configured, stages=list(listing.stages),
-                   units=[BackupUnit.of(u) for u in listing.units])
+                   units=[BackupUnit.of(u) for u in listing.units],
+                   schedule=None if isinstance(schedule, str) else BackupScheduleInfo.of(schedule),
+                   schedule_problem=schedule if isinstance(schedule, str) else None)
+
+
+@strawberry.type(description="An object (or manifest) that failed verification, and why.")
+class VerifyProblem:
+    key: str
+    reason: str
+
+
+@strawberry.type(description="What verification checked at one stage and what failed there.")
+class StageVerification:
+    stage: str
+    url: str
+    units: int = strawberry.field(description="Snapshots and segments checked.")
+    objects: int = strawberry.field(description="Objects checked (size and SHA-256; with deep, "
+                                                "decrypted, decompressed and re-counted too).")
+    ok: bool
+    problems: list[VerifyProblem]
+
+    @classmethod
+    def of(cls, verdict: backup_verify.StageVerdict) -> StageVerification:
+        return cls(stage=verdict.stage, url=verdict.url, units=verdict.units,
+                   objects=verdict.objects, ok=not verdict.problems,
+                   problems=[VerifyProblem(key=p.key, reason=p.reason) for p in verdict.problems])
+
+
+@strawberry.type(description="The result of verifyBackups, per stage.")
+class BackupVerification:
+    ok: bool
+    deep: bool
+    id: str | None = strawberry.field(description="The unit checked; null: every unit.")
+    checked_at: datetime
+    stages: list[StageVerification]
+
+    @classmethod
+    def of(cls, found: backup_verify.Verification) -> BackupVerification:
+        return cls(ok=found.ok, deep=found.deep, id=found.unit_id, checked_at=found.checked_at,
+                   stages=[StageVerification.of(v) for v in found.stages])
 
 
 @strawberry.type
@@ -123,6 +210,8 @@ class OperationFailed:
 
 StartBackupResult = Annotated[BackupCompleted | BackupBusy | BackupNotConfigured | OperationFailed,
                               strawberry.union("StartBackupResult")]
+VerifyBackupsResult = Annotated[BackupVerification | BackupNotConfigured | OperationFailed,
+                                strawberry.union("VerifyBackupsResult")]
 
 
 # --- restore -----------------------------------------------------------------------------------
@@ -201,6 +290,11 @@ def _text(value: Any) -> str | None:
     return json.dumps(value)
 
 
+def withheld(table: str, reveal: bool) -> frozenset[str]:
+    """The columns of `table` whose values a restore diff withholds unless revealed."""
+    return PERSONAL_COLUMNS if table == "recipients" and not reveal else frozenset()
+
+
 @strawberry.type
 class ColumnValue:
     column: str
@@ -208,11 +302,14 @@ class ColumnValue:
 
 
 @strawberry.type(description="One column of one row: its value now and at T (null = NULL, or no "
-                             "row now).")
+                             "row now, or masked).")
 class ColumnChange:
     column: str
     now: str | None
     at_t: str | None = strawberry.field(name="atT")
+    masked: bool = strawberry.field(
+        default=False, description="A personal value withheld: ask again with revealPersonal: true "
+                                   "(audited as a read of that person).")
 
 
 @strawberry.type(description="One row's action, why, and the columns that differ.")
@@ -223,13 +320,15 @@ class RowDiff:
     columns: list[ColumnChange]
 
     @classmethod
-    def of(cls, diff: DiffRecord | dict[str, Any]) -> RowDiff:
+    def of(cls, diff: DiffRecord | dict[str, Any], masked: frozenset[str] = frozenset()) -> RowDiff:
+        """The diff as shown; the values of `masked` columns are withheld (null, masked)."""
         d: dict[str, Any] = diff if isinstance(diff, dict) else {
             "key": diff.key, "action": diff.action, "reason": diff.reason,
             "columns": diff.columns}
         return cls(key=[ColumnValue(column=k, value=_text(v)) for k, v in d["key"].items()],
                    action=d["action"], reason=d["reason"],
-                   columns=[ColumnChange(column=c, now=_text(pair[0]), at_t=_text(pair[1]))
+                   columns=[ColumnChange(column=c, now=None, at_t=None, masked=True) if c in masked
+                            else ColumnChange(column=c, now=_text(pair[0]), at_t=_text(pair[1]))
                             for c, pair in d["columns"].items()])
 
 
@@ -260,13 +359,14 @@ class RestorePlan:
                     "cannot order, a history that ends before T); read them before running it.")
 
     @classmethod
-    def of(cls, plan: PlanRecord) -> RestorePlan:
+    def of(cls, plan: PlanRecord, reveal: bool = False) -> RestorePlan:
+        masked = withheld(plan.table, reveal)
         return cls(table=plan.table, as_of=plan.as_of, predicate=plan.predicate,
                    snapshot_id=plan.snapshot_id, segments=plan.segments,
                    chunks_read=plan.chunks_read, chunks_total=plan.chunks_total,
                    matched=plan.matched, counts=RestoreCounts.of(plan.counts),
-                   sample=[RowDiff.of(d) for d in plan.sample],
-                   conflicts=[RowDiff.of(d) for d in plan.conflicts],
+                   sample=[RowDiff.of(d, masked) for d in plan.sample],
+                   conflicts=[RowDiff.of(d, masked) for d in plan.conflicts],
                    conflicts_total=plan.conflicts_total,
                    parents=[TableCount(table=t, rows=n) for t, n in plan.parents.items()],
                    used_live_log=plan.used_live_log, warnings=list(plan.warnings))
@@ -285,6 +385,9 @@ class RestoreJob:
     id: strawberry.ID
     status: RestoreJobStatus
     progress: str = strawberry.field(description="The current step, in words.")
+    fraction: float = strawberry.field(
+        description="How far the restore has come, 0 to 1: the share of its steps behind it "
+                    "(steps differ in length, so it is not a share of the time). 1 once SUCCEEDED.")
     table: str
     as_of: datetime
     predicate: str | None
@@ -312,12 +415,13 @@ class RestoreJob:
         description="Once SUCCEEDED: what the restore could not vouch for (see RestorePlan.warnings).")
 
     @classmethod
-    def of(cls, job: JobRecord) -> RestoreJob:
+    def of(cls, job: JobRecord, reveal: bool = False) -> RestoreJob:
         result = job.result or {}
+        masked = withheld(job.table, reveal)
         audit_id = result.get("audit_id")
         return cls(
             id=strawberry.ID(str(job.id)), status=RestoreJobStatus(job.status),
-            progress=job.progress, table=job.table, as_of=job.as_of,
+            progress=job.progress, fraction=job.fraction, table=job.table, as_of=job.as_of,
             predicate=job.request.get("predicate"), columns=job.request.get("columns"),
             on_conflict=OnConflict(job.request.get("on_conflict", "skip")),
             with_parents=bool(job.request.get("with_parents")), requested_by=job.requested_by,
@@ -326,7 +430,7 @@ class RestoreJob:
             matched=result.get("matched"), reinserted=result.get("reinserted"),
             written_back=result.get("written_back"), overwritten=result.get("overwritten"),
             restored=result.get("restored"), conflicts_total=result.get("conflicts_total"),
-            conflicts=[RowDiff.of(c) for c in result["conflicts"]] if "conflicts" in result
+            conflicts=[RowDiff.of(c, masked) for c in result["conflicts"]] if "conflicts" in result
             else None,
             snapshot_id=result.get("snapshot_id"), seconds=result.get("seconds"),
             audit_entry_id=strawberry.ID(str(audit_id)) if audit_id is not None else None,
