@@ -27,15 +27,8 @@ from api.domain import (
 from api.domain.audit import diff_reads
 from api.domain.errors import BadUserInput, Refusal
 from api.schema.admin_types import (
-    BackupBusy,
-    BackupCompleted,
-    BackupKind,
-    BackupNotConfigured,
-    Backups,
-    BackupVerification,
     FindLossResult,
     LossReport,
-    OperationFailed,
     PlanRestoreResult,
     RestoreInput,
     RestoreJob,
@@ -43,6 +36,15 @@ from api.schema.admin_types import (
     RestorePlan,
     RestoreRecordsResult,
     RestoreTable,
+)
+from api.schema.backup_types import (
+    BackupBusy,
+    BackupCompleted,
+    BackupKind,
+    BackupNotConfigured,
+    Backups,
+    BackupVerification,
+    OperationFailed,
     StartBackupResult,
     VerifyBackupsResult,
 )
