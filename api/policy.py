@@ -104,6 +104,7 @@ ROOTS: dict[str, frozenset[Role]] = {
     "setPrivacyFreeze": frozenset({ADMIN}),
     "backups": frozenset({ADMIN}),
     "startBackup": frozenset({ADMIN}),
+    "verifyBackups": frozenset({ADMIN}),
     "planRestore": frozenset({ADMIN}),
     "findLoss": frozenset({ADMIN}),
     "privacyFreezes": frozenset({ADMIN}),

@@ -33,6 +33,10 @@ class Settings:
     backup_spool_dir: Path | None = None
     s3_endpoint_url: str | None = None
     backup_encryption_key: bytes | None = field(default=None, repr=False)
+    # Cron expressions of `vaxvault backup schedule` (None: its defaults); the API reads them too,
+    # to show the next runs in the console.
+    backup_schedule_full: str | None = None
+    backup_schedule_incremental: str | None = None
     state_dir: Path = DEFAULT_STATE_DIR
     statement_timeout_ms: int = 5000
     pool_max_size: int = 10
@@ -136,6 +140,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backup_spool_dir=Path(spool) if spool else None,
         s3_endpoint_url=env.get("VAXVAULT_S3_ENDPOINT_URL") or None,
         backup_encryption_key=_encryption_key(env.get("VAXVAULT_BACKUP_ENCRYPTION_KEY")),
+        backup_schedule_full=env.get("VAXVAULT_BACKUP_SCHEDULE_FULL") or None,
+        backup_schedule_incremental=env.get("VAXVAULT_BACKUP_SCHEDULE_INCREMENTAL") or None,
         state_dir=state_dir,
         statement_timeout_ms=_positive_int(
             "VAXVAULT_STATEMENT_TIMEOUT_MS", env.get("VAXVAULT_STATEMENT_TIMEOUT_MS"), 5000

@@ -67,8 +67,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     prune.set_defaults(handler=run_prune)
 
     schedule = actions.add_parser("schedule", help="run backups on a schedule until stopped")
-    schedule.add_argument("--full", default=DEFAULT_FULL, metavar="CRON")
-    schedule.add_argument("--incremental", default=DEFAULT_INCREMENTAL, metavar="CRON")
+    schedule.add_argument("--full", metavar="CRON", help="default: VAXVAULT_BACKUP_SCHEDULE_FULL, "
+                          f"else '{DEFAULT_FULL}'")
+    schedule.add_argument("--incremental", metavar="CRON", help="default: "
+                          f"VAXVAULT_BACKUP_SCHEDULE_INCREMENTAL, else '{DEFAULT_INCREMENTAL}'")
     schedule.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     schedule.set_defaults(handler=run_schedule_command)
 
@@ -199,7 +201,11 @@ def run_schedule_command(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per run, nothing else
     with _translated():
-        schedule = Schedule(full=args.full, incremental=args.incremental)
+        # The same settings tell the API (and so the console) when the next runs are due.
+        schedule = Schedule(
+            full=args.full or settings.backup_schedule_full or DEFAULT_FULL,
+            incremental=args.incremental or settings.backup_schedule_incremental
+            or DEFAULT_INCREMENTAL)
     if args.metrics_port:
         from prometheus_client import start_http_server
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from api.errors import VaxvaultError
 from api.fields import is_id
 from backup.errors import BackupError
 from backup.restore.predicate import render
-from backup.restore.records import RestoreReport, RestoreRequest, restore_records
+from backup.restore.records import RestoreReport, RestoreRequest, RestoreStep, restore_records
 
 log = logging.getLogger("vaxvault.restore_jobs")
 
@@ -42,7 +42,7 @@ SELECT id, table_name, as_of, request, requested_by, created_at, started_at, fin
             THEN 'failed' ELSE status END AS status,
        CASE WHEN status IN ('pending', 'running')
                  AND heartbeat_at < now() - interval '{STALE_AFTER_S} seconds'
-            THEN 'stopped' ELSE progress END AS progress,
+            THEN 'stopped' ELSE progress END AS progress, fraction,
        CASE WHEN status IN ('pending', 'running')
                  AND heartbeat_at < now() - interval '{STALE_AFTER_S} seconds'
             THEN 'the API process running this job stopped (last heartbeat ' || heartbeat_at
@@ -58,6 +58,7 @@ class RestoreJob:
     id: int
     status: str                 # pending, running, succeeded, failed
     progress: str
+    fraction: float             # 0..1: the share of the restore's steps done (1 once succeeded)
     table: str
     as_of: datetime
     request: dict[str, Any]
@@ -77,6 +78,7 @@ def _describe(request: RestoreRequest) -> dict[str, Any]:
 
 def _record(row: asyncpg.Record) -> RestoreJob:
     return RestoreJob(id=row["id"], status=row["status"], progress=row["progress"],
+                      fraction=row["fraction"],
                       table=row["table_name"], as_of=row["as_of"],
                       request=json.loads(row["request"]), requested_by=row["requested_by"],
                       created_at=row["created_at"], started_at=row["started_at"],
@@ -134,16 +136,20 @@ async def _run(found: Source, job_id: int, request: RestoreRequest) -> None:
             "UPDATE restore_jobs SET status = 'running', started_at = now(), heartbeat_at = now(), "
             "progress = $2 WHERE id = $1", job_id,
             f"restoring {request.table} as of {request.as_of.isoformat()} in one transaction")
+        steps: asyncio.Queue[RestoreStep] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def told(step: RestoreStep) -> None:  # in the restore's thread: hand over to this loop
+            loop.call_soon_threadsafe(steps.put_nowait, step)
+
+        request = replace(request, on_step=told)
         work = asyncio.ensure_future(in_thread(
             lambda: restore_records(found.database_url, found.repo, found.key, request)))
-        while not work.done():
-            await asyncio.wait({work}, timeout=HEARTBEAT_S)
-            if not work.done():
-                await conn.execute("UPDATE restore_jobs SET heartbeat_at = now() WHERE id = $1",
-                                   job_id)
+        await _follow(conn, job_id, work, steps)
         status, result, error = _outcome(work)
         await conn.execute(
             "UPDATE restore_jobs SET status = $2, progress = $3, result = $4::jsonb, error = $5, "
+            "fraction = CASE WHEN $2 = 'succeeded' THEN 1 ELSE fraction END, "
             "finished_at = now(), heartbeat_at = now() WHERE id = $1", job_id, status,
             "done" if status == "succeeded" else "failed",
             json.dumps(result, default=str) if result is not None else None, error)
@@ -152,6 +158,26 @@ async def _run(found: Source, job_id: int, request: RestoreRequest) -> None:
         log.error("restore job %s lost its state connection: %s", job_id, exc)
     finally:
         await conn.close()
+
+
+async def _follow(conn: asyncpg.Connection, job_id: int, work: asyncio.Future[RestoreReport],
+                  steps: asyncio.Queue[RestoreStep]) -> None:
+    """Until the restore ends: write each step it starts as the job's progress (a write per
+    step, so restoreJob moves as the restore does), and renew the heartbeat while a step is long."""
+    while not work.done():
+        told: asyncio.Future[RestoreStep] = asyncio.ensure_future(steps.get())
+        waited: set[asyncio.Future[Any]] = {work, told}
+        await asyncio.wait(waited, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED)
+        if told.done():
+            step = told.result()
+            await conn.execute(
+                "UPDATE restore_jobs SET progress = $2, fraction = $3, heartbeat_at = now() "
+                "WHERE id = $1", job_id,
+                f"step {step.done + 1} of {step.total}: {step.words}", step.fraction)
+            continue
+        told.cancel()
+        if not work.done():
+            await conn.execute("UPDATE restore_jobs SET heartbeat_at = now() WHERE id = $1", job_id)
 
 
 def _outcome(work: asyncio.Future[RestoreReport]) -> tuple[str, dict[str, Any] | None, str | None]:

@@ -1,5 +1,5 @@
-"""Resolvers of the admin operations: backups, startBackup, findLoss, planRestore, restoreRecords,
-restoreJob, privacyFreezes.
+"""Resolvers of the admin operations: backups, startBackup, verifyBackups, findLoss, planRestore,
+restoreRecords, restoreJob, privacyFreezes.
 
 Each is guarded by the policy table (admin only), audited (action 'backup' or 'restore', refusals
 and failures included), and thin: check, call one domain function, present.
@@ -9,23 +9,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import strawberry
 
-from api.domain import backup_admin, freeze, loss_admin, restore_admin, restore_jobs, restore_order
+from api.domain import (
+    backup_admin,
+    backup_schedule,
+    backup_verify,
+    freeze,
+    loss_admin,
+    restore_admin,
+    restore_jobs,
+    restore_order,
+)
 from api.domain.audit import diff_reads
-from api.domain.errors import Refusal
+from api.domain.errors import BadUserInput, Refusal
 from api.schema.admin_types import (
-    BackupBusy,
-    BackupCompleted,
-    BackupKind,
-    BackupNotConfigured,
-    Backups,
     FindLossResult,
     LossReport,
-    OperationFailed,
     PlanRestoreResult,
     RestoreInput,
     RestoreJob,
@@ -33,10 +36,21 @@ from api.schema.admin_types import (
     RestorePlan,
     RestoreRecordsResult,
     RestoreTable,
+)
+from api.schema.backup_types import (
+    BackupBusy,
+    BackupCompleted,
+    BackupKind,
+    BackupNotConfigured,
+    Backups,
+    BackupVerification,
+    OperationFailed,
     StartBackupResult,
+    VerifyBackupsResult,
 )
 from api.schema.guard import Info, check_root
 from api.schema.types import PrivacyFreeze
+from backup.errors import BackupError
 from backup.restore.predicate import render
 
 
@@ -68,7 +82,31 @@ async def backups(info: Info) -> Backups | None:
     async with _audited(info, "backup", "backups") as entry:
         listing = await backup_admin.list_backups(info.context.settings)
         entry["units"] = len(listing.units)
-    return Backups.of(listing)
+    schedule: backup_schedule.BackupSchedule | str
+    try:
+        schedule = backup_schedule.schedule_report(
+            backup_schedule.configured(info.context.settings), listing.units, listing.stages,
+            datetime.now(UTC))
+    except BadUserInput as exc:  # a bad setting must not hide the listing
+        schedule = str(exc)
+    return Backups.of(listing, schedule)
+
+
+async def verify_backups(info: Info, deep: bool = False,
+                         id: str | None = None) -> VerifyBackupsResult | None:
+    await check_root(info, "verifyBackups")
+    async with _audited(info, "backup", "verifyBackups", deep=deep, id=id) as entry:
+        try:
+            found = await backup_verify.verify_backups(info.context.settings, id, deep)
+        except BackupError as exc:
+            entry["outcome"], entry["message"] = "failed", str(exc)
+            return OperationFailed(message=str(exc))
+        if isinstance(found, backup_admin.BackupNotConfigured):
+            entry["outcome"] = "not configured"
+            return BackupNotConfigured(message=found.message)
+        entry.update(outcome="ok" if found.ok else "problems",
+                     problems=sum(len(s.problems) for s in found.stages))
+        return BackupVerification.of(found)
 
 
 async def start_backup(info: Info, kind: BackupKind) -> StartBackupResult | None:
@@ -90,15 +128,27 @@ async def start_backup(info: Info, kind: BackupKind) -> StartBackupResult | None
     return OperationFailed(message=outcome.message)
 
 
-def _note_personal_reads(info: Info, table: str, diffs: Iterable[Any]) -> None:
-    """Restore diffs of recipients show personal values: note them as reads of those people
-    (policy.PERSONAL_PATHS: planRestore.sample, restoreJob.conflicts)."""
-    for recipient_id, fields in diff_reads(table, diffs).items():
+RevealArg = Annotated[bool, strawberry.argument(
+    description="Show the personal values (name, national ID, phone, birth date) in the diffs "
+                "instead of withholding them. An explicit act: audited as a read of each person "
+                "shown, which appears in their accessLog.")]
+
+
+def _reveal_personal(info: Info, table: str, diffs: Iterable[Any],
+                     entry: dict[str, Any]) -> None:
+    """Restore diffs of recipients show personal values once revealed: note them as reads of
+    those people (policy.PERSONAL_PATHS: planRestore.sample, restoreJob.conflicts), and say in
+    the operation's own audit entry that it revealed them."""
+    reads = diff_reads(table, diffs)
+    for recipient_id, fields in reads.items():
         for field_name in fields:
             info.context.audit.note_read(recipient_id, field_name)
+    entry["revealed"] = sorted({f for fields in reads.values() for f in fields})
+    entry["revealed_recipients"] = len(reads)
 
 
-async def plan_restore(info: Info, input: RestoreInput) -> PlanRestoreResult | None:
+async def plan_restore(info: Info, input: RestoreInput,
+                       reveal_personal: RevealArg = False) -> PlanRestoreResult | None:
     await check_root(info, "planRestore")
     ctx = info.context
     order = input.to_domain()
@@ -117,8 +167,9 @@ async def plan_restore(info: Info, input: RestoreInput) -> PlanRestoreResult | N
         if isinstance(outcome, restore_admin.RestoreNotConfigured):
             return RestoreNotConfigured(message=outcome.message)
         entry.update(outcome="planned", counts=outcome.counts, snapshot=outcome.snapshot_id)
-        _note_personal_reads(info, outcome.table, (*outcome.sample, *outcome.conflicts))
-        return RestorePlan.of(outcome)
+        if reveal_personal:
+            _reveal_personal(info, outcome.table, (*outcome.sample, *outcome.conflicts), entry)
+        return RestorePlan.of(outcome, reveal=reveal_personal)
 
 
 async def restore_records(info: Info, input: RestoreInput) -> RestoreRecordsResult | None:
@@ -142,13 +193,15 @@ async def restore_records(info: Info, input: RestoreInput) -> RestoreRecordsResu
         return RestoreJob.of(job)
 
 
-async def restore_job(info: Info, id: strawberry.ID) -> RestoreJob | None:
+async def restore_job(info: Info, id: strawberry.ID,
+                      reveal_personal: RevealArg = False) -> RestoreJob | None:
     await check_root(info, "restoreJob")
     async with _audited(info, "restore", "restoreJob", job_id=str(id)) as entry:
         job = await restore_jobs.get(info.context.session, restore_jobs.parse_job_id(str(id)))
         entry["status"] = job.status
-        _note_personal_reads(info, job.table, (job.result or {}).get("conflicts") or [])
-        return RestoreJob.of(job)
+        if reveal_personal:
+            _reveal_personal(info, job.table, (job.result or {}).get("conflicts") or [], entry)
+        return RestoreJob.of(job, reveal=reveal_personal)
 
 
 async def find_loss(info: Info, table: RestoreTable, since: datetime | None = None,

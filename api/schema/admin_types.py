@@ -1,5 +1,6 @@
-"""GraphQL types of the admin operations (backups, restore plans, restore jobs), each built from
-the record of the domain or backup module that holds the facts."""
+"""GraphQL types of the restore admin operations (restore plans, restore jobs, loss reports), each
+built from the record of the domain or backup module that holds the facts. The backup operations'
+types are in api/schema/backup_types.py."""
 
 from __future__ import annotations
 
@@ -10,122 +11,16 @@ from typing import Annotated, Any
 
 import strawberry
 
-from api.domain import backup_admin, loss_admin
+from api.domain import loss_admin
+from api.domain.audit import PERSONAL_COLUMNS
 from api.domain.restore_jobs import RestoreJob as JobRecord
 from api.domain.restore_order import Condition, Operator, RestoreOrder
-from backup.inventory import UnitState
+from api.schema.backup_types import OperationFailed
 from backup.restore.find_loss import LossWindow as LossRecord
 from backup.restore.records import ConflictPolicy
 from backup.restore.records import RestorePlan as PlanRecord
 from backup.restore.records import RowDiff as DiffRecord
 
-
-@strawberry.enum(description="FULL: a consistent snapshot of every table (and the segment up to "
-                             "it). INCREMENTAL: the changes since the last run.")
-class BackupKind(Enum):
-    FULL = "full"
-    INCREMENTAL = "incremental"
-
-
-@strawberry.enum(description="A snapshot or segment at one stage.")
-class StageState(Enum):
-    STORED = "stored"
-    PENDING = strawberry.enum_value("pending", description="Committed in the spool, waiting "
-                                                           "for upload.")
-    PARTIAL = strawberry.enum_value("partial", description="Objects without a manifest (an "
-                                                           "interrupted run; the next run "
-                                                           "removes them).")
-    MISSING = "missing"
-    UNREACHABLE = "unreachable"
-    REFUSED = strawberry.enum_value("refused", description="Its manifest fails authentication "
-                                                           "with the key (forged or corrupted).")
-    ORPHAN = strawberry.enum_value("orphan", description="A stored segment that no snapshot at "
-                                                         "this stage reaches: it restores nothing.")
-    RELEASED = strawberry.enum_value("-", description="Not in the spool: released once every "
-                                                      "stage stored it.")
-
-
-@strawberry.type
-class StageHolding:
-    stage: str
-    state: StageState
-
-
-@strawberry.type(description="One snapshot or segment and its state at every stage.")
-class BackupUnit:
-    kind: str = strawberry.field(description="snapshot or segment")
-    id: str
-    rows: int = strawberry.field(description="Table rows of a snapshot, changes of a segment.")
-    bytes: float = strawberry.field(description="Stored bytes (a Float: GraphQL Int is 32-bit).")
-    stages: list[StageHolding]
-
-    @classmethod
-    def of(cls, unit: UnitState) -> BackupUnit:
-        return cls(kind=unit.kind, id=unit.id, rows=unit.rows, bytes=float(unit.bytes),
-                   stages=[StageHolding(stage=name, state=StageState(state))
-                           for name, state in unit.states.items()])
-
-
-@strawberry.type(description="What every backup stage holds, oldest first.")
-class Backups:
-    configured: bool = strawberry.field(description="False when VAXVAULT_BACKUP_URL is not set.")
-    stages: list[str] = strawberry.field(description="spool, primary, replica-1, ... in order.")
-    units: list[BackupUnit]
-
-    @classmethod
-    def of(cls, listing: backup_admin.Listing) -> Backups:
-        return cls(configured=listing.configured, stages=list(listing.stages),
-                   units=[BackupUnit.of(u) for u in listing.units])
-
-
-@strawberry.type
-class StagePush:
-    stage: str
-    ids: list[str]
-
-
-@strawberry.type(description="The backup ran: what it cut and where it was stored (verified).")
-class BackupCompleted:
-    kind: BackupKind
-    snapshot_id: str | None
-    segment_id: str | None
-    changes: int
-    rows: int
-    bytes: float
-    seconds: float
-    pushed: list[StagePush]
-    finished_at: datetime
-
-    @classmethod
-    def of(cls, done: backup_admin.BackupDone) -> BackupCompleted:
-        s = done.summary
-        return cls(kind=BackupKind(s.kind), snapshot_id=s.snapshot_id, segment_id=s.segment_id,
-                   changes=s.changes, rows=s.rows, bytes=float(s.bytes), seconds=s.seconds,
-                   pushed=[StagePush(stage=k, ids=v) for k, v in s.pushed.items()],
-                   finished_at=done.finished_at)
-
-
-@strawberry.type(description="Another backup run holds the lock; try again when it finishes.")
-class BackupBusy:
-    message: str
-
-
-@strawberry.type(description="No backup repository is configured (VAXVAULT_BACKUP_URL).")
-class BackupNotConfigured:
-    message: str
-
-
-@strawberry.type(description="The backup or restore failed; `message` says where and what to do. "
-                             "A backup that could not reach a stage keeps its data in the spool.")
-class OperationFailed:
-    message: str
-
-
-StartBackupResult = Annotated[BackupCompleted | BackupBusy | BackupNotConfigured | OperationFailed,
-                              strawberry.union("StartBackupResult")]
-
-
-# --- restore -----------------------------------------------------------------------------------
 
 @strawberry.enum(description="The registry tables a restore may write to.")
 class RestoreTable(Enum):
@@ -201,6 +96,11 @@ def _text(value: Any) -> str | None:
     return json.dumps(value)
 
 
+def withheld(table: str, reveal: bool) -> frozenset[str]:
+    """The columns of `table` whose values a restore diff withholds unless revealed."""
+    return PERSONAL_COLUMNS if table == "recipients" and not reveal else frozenset()
+
+
 @strawberry.type
 class ColumnValue:
     column: str
@@ -208,11 +108,14 @@ class ColumnValue:
 
 
 @strawberry.type(description="One column of one row: its value now and at T (null = NULL, or no "
-                             "row now).")
+                             "row now, or masked).")
 class ColumnChange:
     column: str
     now: str | None
     at_t: str | None = strawberry.field(name="atT")
+    masked: bool = strawberry.field(
+        default=False, description="A personal value withheld: ask again with revealPersonal: true "
+                                   "(audited as a read of that person).")
 
 
 @strawberry.type(description="One row's action, why, and the columns that differ.")
@@ -223,13 +126,15 @@ class RowDiff:
     columns: list[ColumnChange]
 
     @classmethod
-    def of(cls, diff: DiffRecord | dict[str, Any]) -> RowDiff:
+    def of(cls, diff: DiffRecord | dict[str, Any], masked: frozenset[str] = frozenset()) -> RowDiff:
+        """The diff as shown; the values of `masked` columns are withheld (null, masked)."""
         d: dict[str, Any] = diff if isinstance(diff, dict) else {
             "key": diff.key, "action": diff.action, "reason": diff.reason,
             "columns": diff.columns}
         return cls(key=[ColumnValue(column=k, value=_text(v)) for k, v in d["key"].items()],
                    action=d["action"], reason=d["reason"],
-                   columns=[ColumnChange(column=c, now=_text(pair[0]), at_t=_text(pair[1]))
+                   columns=[ColumnChange(column=c, now=None, at_t=None, masked=True) if c in masked
+                            else ColumnChange(column=c, now=_text(pair[0]), at_t=_text(pair[1]))
                             for c, pair in d["columns"].items()])
 
 
@@ -260,13 +165,14 @@ class RestorePlan:
                     "cannot order, a history that ends before T); read them before running it.")
 
     @classmethod
-    def of(cls, plan: PlanRecord) -> RestorePlan:
+    def of(cls, plan: PlanRecord, reveal: bool = False) -> RestorePlan:
+        masked = withheld(plan.table, reveal)
         return cls(table=plan.table, as_of=plan.as_of, predicate=plan.predicate,
                    snapshot_id=plan.snapshot_id, segments=plan.segments,
                    chunks_read=plan.chunks_read, chunks_total=plan.chunks_total,
                    matched=plan.matched, counts=RestoreCounts.of(plan.counts),
-                   sample=[RowDiff.of(d) for d in plan.sample],
-                   conflicts=[RowDiff.of(d) for d in plan.conflicts],
+                   sample=[RowDiff.of(d, masked) for d in plan.sample],
+                   conflicts=[RowDiff.of(d, masked) for d in plan.conflicts],
                    conflicts_total=plan.conflicts_total,
                    parents=[TableCount(table=t, rows=n) for t, n in plan.parents.items()],
                    used_live_log=plan.used_live_log, warnings=list(plan.warnings))
@@ -285,6 +191,9 @@ class RestoreJob:
     id: strawberry.ID
     status: RestoreJobStatus
     progress: str = strawberry.field(description="The current step, in words.")
+    fraction: float = strawberry.field(
+        description="How far the restore has come, 0 to 1: the share of its steps behind it "
+                    "(steps differ in length, so it is not a share of the time). 1 once SUCCEEDED.")
     table: str
     as_of: datetime
     predicate: str | None
@@ -312,12 +221,13 @@ class RestoreJob:
         description="Once SUCCEEDED: what the restore could not vouch for (see RestorePlan.warnings).")
 
     @classmethod
-    def of(cls, job: JobRecord) -> RestoreJob:
+    def of(cls, job: JobRecord, reveal: bool = False) -> RestoreJob:
         result = job.result or {}
+        masked = withheld(job.table, reveal)
         audit_id = result.get("audit_id")
         return cls(
             id=strawberry.ID(str(job.id)), status=RestoreJobStatus(job.status),
-            progress=job.progress, table=job.table, as_of=job.as_of,
+            progress=job.progress, fraction=job.fraction, table=job.table, as_of=job.as_of,
             predicate=job.request.get("predicate"), columns=job.request.get("columns"),
             on_conflict=OnConflict(job.request.get("on_conflict", "skip")),
             with_parents=bool(job.request.get("with_parents")), requested_by=job.requested_by,
@@ -326,7 +236,7 @@ class RestoreJob:
             matched=result.get("matched"), reinserted=result.get("reinserted"),
             written_back=result.get("written_back"), overwritten=result.get("overwritten"),
             restored=result.get("restored"), conflicts_total=result.get("conflicts_total"),
-            conflicts=[RowDiff.of(c) for c in result["conflicts"]] if "conflicts" in result
+            conflicts=[RowDiff.of(c, masked) for c in result["conflicts"]] if "conflicts" in result
             else None,
             snapshot_id=result.get("snapshot_id"), seconds=result.get("seconds"),
             audit_entry_id=strawberry.ID(str(audit_id)) if audit_id is not None else None,

@@ -102,6 +102,11 @@ class Mutation:
     start_backup = root_field(
         "startBackup", "Run a backup now (exclusive across machines: BackupBusy while another "
                        "runs). Audited.", mutation=True, resolver=admin.start_backup)
+    verify_backups = root_field(
+        "verifyBackups", "Check every stored snapshot and segment (or only `id`) at every stage: "
+                         "manifests readable and authentic, every object present with its SHA-256; "
+                         "with deep, decrypted, decompressed and re-counted. Problems are in the "
+                         "answer, per stage. Audited.", mutation=True, resolver=admin.verify_backups)
     restore_records = root_field(
         "restoreRecords", "Restore rows of one table as they were at asOf (missing rows "
                           "re-inserted, damaged rows written back, rows changed since reported "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -38,6 +39,29 @@ MAX_CONFLICTS_LISTED = 100
 _TEMP_NAMES = itertools.count()
 
 
+@dataclass(frozen=True)
+class RestoreStep:
+    """A step of restore_records starting: `done` of `total` steps are behind it."""
+
+    name: str
+    words: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total
+
+
+# The steps of an applied restore, in order (a dry run stops before "apply").
+STEPS = (("rebuild_as_of", "rebuilding the rows as at T from the snapshot and segments"),
+         ("changes_after_t", "reading the changes made after T"),
+         ("classify", "deciding per row: re-insert, write back, conflict or untouched"),
+         ("parents", "checking parent rows"),
+         ("apply", "writing the restored rows"),
+         ("audit", "writing the audit entry and committing"))
+
+
 class ConflictPolicy(StrEnum):
     SKIP = "skip"
     OVERWRITE = "overwrite"
@@ -58,6 +82,9 @@ class RestoreRequest:
     actor_role: str = "admin"
     use_live_log: bool = True
     sample_size: int = 10
+    # Told (from the restore's thread) as each step of the top-level restore starts: a job
+    # shows it as progress. Not part of what is restored, so not compared or shown.
+    on_step: Callable[[RestoreStep], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -169,7 +196,7 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         validate(request.where, live.types, live.name)
     comparison = _comparison(live, request.columns)
     temp = f"vv_asof_{next(_TEMP_NAMES)}"  # parents restore in the same transaction
-    clock = _Clock()
+    clock = _Clock(request.on_step if depth == 0 else None)
     as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
     clock.lap("rebuild_as_of")
     await load_changes_after(conn, repo, key, history, live, request.as_of, temp)
@@ -271,14 +298,24 @@ async def _rows(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison
 
 
 class _Clock:
-    def __init__(self) -> None:
+    """Times each step and tells `on_step` which one starts next (the first at once)."""
+
+    def __init__(self, on_step: Callable[[RestoreStep], None] | None = None) -> None:
         self.laps: dict[str, float] = {}
         self.last = time.perf_counter()
+        self.on_step = on_step
+        self._tell(0)
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.laps[name] = round(now - self.last, 3)
         self.last = now
+        self._tell(len(self.laps))
+
+    def _tell(self, done: int) -> None:
+        if self.on_step is not None and done < len(STEPS):
+            name, words = STEPS[done]
+            self.on_step(RestoreStep(name, words, done, len(STEPS)))
 
 
 def _has_table(history: History, name: str) -> bool:

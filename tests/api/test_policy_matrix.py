@@ -41,6 +41,7 @@ ROOT_CALLS: dict[str, str] = {
     # No backup repository in these settings: the admin operations answer "not configured".
     "backups": "backups { configured }",
     "startBackup": "startBackup(kind: INCREMENTAL) { __typename }",
+    "verifyBackups": "verifyBackups { __typename }",
     "planRestore": "planRestore(input: {asOf: \"2021-01-01T00:00:00Z\", table: DOSES}) "
                    "{ __typename }",
     "restoreRecords": "restoreRecords(input: {asOf: \"2021-01-01T00:00:00Z\", table: DOSES}) "
@@ -50,7 +51,7 @@ ROOT_CALLS: dict[str, str] = {
     "privacyFreezes": "privacyFreezes { active }",
 }
 MUTATIONS = {"registerRecipient", "recordDose", "correctDose", "setPrivacyFreeze", "startBackup",
-             "restoreRecords"}
+             "verifyBackups", "restoreRecords"}
 # Roots that look up one row by id: a role granted them reaches the lookup (NOT_FOUND, not
 # FORBIDDEN) when the row does not exist.
 LOOKUPS = {"restoreJob"}

@@ -67,6 +67,10 @@ def test_cli_refuses_a_run_without_a_primary(cli_env: BackupConfig, monkeypatch:
     assert "set VAXVAULT_BACKUP_URL" in capsys.readouterr().err
     assert main(["backup", "schedule", "--full", "every day"]) == 1
     assert "'every day' is not a cron expression" in capsys.readouterr().err
+    # Without the flag, the setting the API also reads (to show the next runs) is the schedule.
+    monkeypatch.setenv("VAXVAULT_BACKUP_SCHEDULE_INCREMENTAL", "every hour")
+    assert main(["backup", "schedule"]) == 1
+    assert "'every hour' is not a cron expression" in capsys.readouterr().err
 
 
 def _unit(kind: str, days_ago: float, now: datetime) -> Unit:

@@ -39,12 +39,13 @@ async def test_console_walks_the_incident_from_loss_to_restored_rows(
     try:
         await install(owner)
         with live_server(settings) as base:
-            await _walk_the_incident(tab, owner, base)
+            await _walk_the_incident(tab, owner, base, settings.require_database_url())
     finally:
         await owner.close()
 
 
-async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> None:
+async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str,
+                             database_url: str) -> None:
     page = tab.page
     await _sign_in(tab, base, mint_token(JWT_SECRET, Role.ADMIN, sub="night-ops"))
     await page.locator("#backups-table").wait_for()
@@ -54,7 +55,15 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
 
     await page.click("#backup-full")
     await expect(page.locator("#backup-result")).to_contain_text("Full backup")
+    # The schedule beside what the stages hold: the next run, and the snapshot just made.
+    await expect(page.locator("#next-run")).to_contain_text("incremental at")
+    assert "Newest snapshot: spool: none, primary: " in await page.inner_text(
+        "#backup-schedule [data-kind=full]")
     await tab.shot("full-backup")
+    await page.click("#verify")
+    await expect(page.locator("#verify-result")).to_contain_text("every stage is sound")
+    assert "sound: 1 unit(s)" in await page.inner_text("#verify-stages")
+    await tab.shot("verified")
 
     day = await owner.fetchval("SELECT administered_on FROM doses GROUP BY 1 "
                                "ORDER BY count(*) DESC, 1 LIMIT 1")
@@ -99,8 +108,23 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
     assert await page.inner_text("[data-count=conflict] strong") == "0"
     await tab.shot("plan")
 
-    await page.click("#restore-button")
+    # A barrier, not a clock: while this SHARE lock holds, the restore reads doses but cannot
+    # write them, so the job waits at its write step and the bar shows where it is.
+    barrier = await asyncpg.connect(database_url)
+    hold = barrier.transaction()
+    await hold.start()
+    await barrier.execute("LOCK TABLE doses IN SHARE MODE")
     status = page.locator("#restore-status")
+    try:
+        await page.click("#restore-button")
+        await expect(status).to_contain_text("writing the restored rows", timeout=60_000)
+        moving = await page.eval_on_selector("#restore-progress", "p => p.value")
+        assert 0 < moving < 1
+        assert f"{round(moving * 100)}%" in await status.inner_text()
+        await tab.shot("restoring")
+    finally:
+        await hold.rollback()
+        await barrier.close()
     await expect(status).to_contain_text(f"Restored {len(before)} row(s)")
     assert await page.locator("#restore-progress").is_visible()
     assert await page.eval_on_selector("#restore-progress", "p => p.value") == 1
@@ -109,6 +133,7 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
     await tab.shot("restored")
     assert [tuple(r) for r in await owner.fetch(DOSES_OF_DAY, day)] == \
         [tuple(r) for r in before]
+    await _reveal_and_warnings(tab, owner)
 
     await page.click("nav [data-tab=freeze]")
     await page.fill("#freeze-until", (datetime.now(UTC) + timedelta(hours=2)).isoformat())
@@ -124,6 +149,47 @@ async def _walk_the_incident(tab: Tab, owner: asyncpg.Connection, base: str) -> 
     assert await owner.fetchval("SELECT count(*) FROM privacy_freezes WHERE lifted_at IS NULL "
                                 "AND until > now()") == 0
     assert tab.problems == []
+
+
+async def _reveal_and_warnings(tab: Tab, owner: asyncpg.Connection) -> None:
+    """A name overwritten by mistake: the plan withholds it until the admin reveals it, which
+    is audited; with the change log gone, the plan says what it cannot vouch for."""
+    page = tab.page
+    rid = await owner.fetchval("SELECT min(id) FROM recipients")
+    as_of = await owner.fetchval("SELECT clock_timestamp()")
+    await owner.execute("UPDATE recipients SET full_name = 'Wrong Name' WHERE id = $1", rid)
+    reads = ("SELECT count(*) FROM audit_log WHERE action = 'read' "
+             "AND recipient_ids @> ARRAY[$1::bigint]")
+    read_before = await owner.fetchval(reads, rid)
+    await page.fill("#plan-as-of", as_of.isoformat())
+    await page.select_option("#plan-table", "RECIPIENTS")
+    await page.fill("#conditions .condition .column", "id")
+    await page.fill("#conditions .condition .values", str(rid))
+    await page.click("#plan-button")
+    await expect(page.locator("[data-count=write-back] strong")).to_have_text("1")
+    sample = page.locator("#plan-sample")
+    assert "Wrong Name" not in await sample.inner_text()
+    assert await sample.locator(".masked").count() == 2  # full_name now and at T
+    assert await owner.fetchval(reads, rid) == read_before  # nothing shown, nothing read
+    await tab.shot("plan-withheld")
+    await page.click("#reveal")
+    await expect(sample).to_contain_text("Wrong Name")
+    await expect(page.locator("#plan-result")).to_contain_text("Personal values revealed")
+    assert await owner.fetchval(reads, rid) == read_before + 1
+    await tab.shot("plan-revealed")
+
+    await owner.execute("DROP SCHEMA vaxvault_backup CASCADE")  # the live change log is lost
+    await page.click("#plan-button")
+    warnings = page.locator("#plan-warnings")
+    await expect(warnings).to_contain_text("Read before restoring")
+    assert "live change log was not read" in await warnings.inner_text()
+    await tab.shot("plan-warnings")
+    await page.click("#restore-button")  # the job carries the plan's warnings to its end
+    await expect(page.locator("#restore-status")).to_contain_text("Restored 1 row(s)")
+    await expect(page.locator("#job-warnings")).to_contain_text("live change log was not read")
+    assert await owner.fetchval("SELECT full_name FROM recipients WHERE id = $1", rid) != \
+        "Wrong Name"
+    await tab.shot("restored-with-warnings")
 
 
 async def test_console_refuses_a_token_that_is_not_admin(tab: Tab, settings: Settings) -> None:

@@ -163,9 +163,14 @@ async def test_admin_reading_restore_conflict_values_is_a_read(
         "('succeeded', 'recipients', now(), '{}'::jsonb, $1::jsonb) RETURNING id",
         json.dumps({"conflicts": [conflict], "conflicts_total": 1}))
     before = len(await _reads_of(owner, rid))
-    answer = await run(pool, seeded_settings, cast.admin,
-                       f'{{ restoreJob(id: "{job}") {{ conflicts {{ columns {{ column now atT }} '
-                       '} } }')
+    query = (f'{{ restoreJob(id: "{job}", revealPersonal: %s) {{ conflicts {{ columns {{ column '
+             'now atT masked } } } }')
+    withheld = await run(pool, seeded_settings, cast.admin, query % "false")
+    assert withheld.data is not None, withheld.errors
+    assert withheld.data["restoreJob"]["conflicts"][0]["columns"] == [
+        {"column": "phone", "now": None, "atT": None, "masked": True}]
+    assert len(await _reads_of(owner, rid)) == before  # nothing shown, nothing read
+    answer = await run(pool, seeded_settings, cast.admin, query % "true")
     assert answer.data is not None, answer.errors
     assert answer.data["restoreJob"]["conflicts"][0]["columns"][0]["now"] == "+8801711111111"
     reads = await _reads_of(owner, rid)
@@ -186,8 +191,9 @@ def backup_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     return config
 
 
-PLAN = """query Plan($input: RestoreInput!) { planRestore(input: $input) {
-  ... on RestorePlan { sample { columns { column now atT } } } } }"""
+PLAN = """query Plan($input: RestoreInput!, $reveal: Boolean!) {
+  planRestore(input: $input, revealPersonal: $reveal) {
+  ... on RestorePlan { sample { columns { column now atT masked } } } } }"""
 
 
 @covers("cli:restore records", "planRestore.sample")
@@ -223,20 +229,27 @@ def test_restore_row_values_shown_by_the_command_or_over_graphql_are_reads(
     assert actor.startswith("cli:") and operation == "cli:restore records"
     assert fields == ["fullName"]
 
-    async def plan_over_graphql() -> dict[str, Any]:
+    async def plan_over_graphql(reveal: bool) -> dict[str, Any]:
         settings = Settings(database_url=backup_env.database_url,
                             backup_url=backup_env.primary_url, state_dir=tmp_path / "state")
         pool = await create_pool(settings)
         try:
             answer = await run(pool, settings, principal(Role.ADMIN), PLAN, {"input": {
                 "asOf": as_of, "table": "RECIPIENTS",
-                "filter": [{"column": "id", "operator": "IN", "values": [str(rid)]}]}})
+                "filter": [{"column": "id", "operator": "IN", "values": [str(rid)]}]},
+                "reveal": reveal})
         finally:
             await pool.close()
         assert answer.data is not None, answer.errors
         return answer.data["planRestore"]
 
-    plan = asyncio.run(plan_over_graphql())
+    # Masked by default: the plan withholds the values and nobody's data was read.
+    plan = asyncio.run(plan_over_graphql(reveal=False))
+    [column] = [c for c in plan["sample"][0]["columns"] if c["column"] == "full_name"]
+    assert column == {"column": "full_name", "now": None, "atT": None, "masked": True}
+    assert [r[1:] for r in asyncio.run(reads(rid))] == [("cli:restore records", ["fullName"])]
+    # Revealing is the audited act.
+    plan = asyncio.run(plan_over_graphql(reveal=True))
     shown = {c["column"]: c["now"] for c in plan["sample"][0]["columns"]}
     assert shown["full_name"] == "Wrong Name"
     assert [r[1:] for r in asyncio.run(reads(rid))] == [

@@ -3,20 +3,20 @@
 import { ConsoleError, expect, graphql } from './api.js';
 import { byId, el, table, when } from './dom.js';
 import { attempt } from './status.js';
-import { PERSONAL, TABLES, fillTableSelect } from './tables.js';
+import { TABLES, fillTableSelect } from './tables.js';
 
-const PLAN = `query PlanRestore($input: RestoreInput!) { planRestore(input: $input) { __typename
+const DIFF = '{ key { column value } action reason columns { column now atT masked } }';
+const PLAN = `query PlanRestore($input: RestoreInput!, $reveal: Boolean!) {
+  planRestore(input: $input, revealPersonal: $reveal) { __typename
   ... on RestorePlan { table asOf predicate snapshotId segments chunksRead chunksTotal matched
-    counts { reinsert writeBack conflict untouched } conflictsTotal usedLiveLog
-    sample { key { column value } action reason columns { column now atT } }
-    conflicts { key { column value } action reason columns { column now atT } }
-    parents { table rows } }
+    counts { reinsert writeBack conflict untouched } conflictsTotal usedLiveLog warnings
+    sample ${DIFF} conflicts ${DIFF} parents { table rows } }
   ... on RestoreNotConfigured { message } ... on OperationFailed { message } } }`;
 const RESTORE = `mutation RestoreRecords($input: RestoreInput!) { restoreRecords(input: $input) {
   __typename ... on RestoreJob { id status progress }
   ... on RestoreNotConfigured { message } ... on OperationFailed { message } } }`;
-const JOB = `query RestoreJob($id: ID!) { restoreJob(id: $id) { id status progress restored
-  reinserted writtenBack overwritten conflictsTotal seconds auditEntryId error
+const JOB = `query RestoreJob($id: ID!) { restoreJob(id: $id) { id status progress fraction
+  restored reinserted writtenBack overwritten conflictsTotal seconds auditEntryId error warnings
   counts { reinsert writeBack conflict untouched } } }`;
 const HISTORY = `query RestoreHistory { auditLog(filter: {action: "restore"}, first: 100) {
   edges { node { id at actorSub operation detail } } } }`;
@@ -61,46 +61,56 @@ function readInput() {
     onConflict: byId('plan-on-conflict').value, withParents: byId('plan-with-parents').checked };
 }
 
-function shown(column, value, reveal) {
+// Personal values come withheld by the server (masked) until the admin reveals them.
+function shown(change, value) {
+  if (change.masked) return el('span', { class: 'masked', title: 'withheld' }, '••••••');
   if (value === null || value === undefined) return el('span', { class: 'null' }, 'NULL');
-  if (PERSONAL.has(column) && !reveal) return el('span', { class: 'masked' }, '••••••');
   return value;
 }
 
 // A re-inserted row is gone now: show it as it was at T on one line; otherwise now -> at T.
-function changes(d, reveal) {
+function changes(d) {
   if (d.action === 'reinsert') {
     return el('p', { class: 'row-at-t' }, d.columns.flatMap((c, i) => [i ? ', ' : '',
-      el('code', {}, c.column), '=', shown(c.column, c.atT, reveal)]));
+      el('code', {}, c.column), '=', shown(c, c.atT)]));
   }
   return el('ul', { class: 'changes' }, d.columns.map((c) => el('li', {}, el('code', {}, c.column),
-    ': ', shown(c.column, c.now, reveal), ' → ', shown(c.column, c.atT, reveal))));
+    ': ', shown(c, c.now), ' → ', shown(c, c.atT))));
 }
 
-function diffRows(diffs, reveal) {
+function diffRows(diffs) {
   return diffs.map((d) => [
     d.key.map((k) => `${k.column}=${k.value}`).join(', '), d.action.replace('_', ' '), d.reason,
-    changes(d, reveal),
+    changes(d),
   ]);
 }
 
-function renderPlan(plan) {
+// What the restore cannot vouch for, said before the counts so it is read first.
+function warningList(warnings, id, heading) {
+  if (!warnings || !warnings.length) return null;
+  return el('div', { id, class: 'warning' }, el('strong', {}, heading),
+    el('ul', { class: 'warnings' }, warnings.map((w) => el('li', {}, `${w.charAt(0)
+      .toUpperCase()}${w.slice(1)}.`))));
+}
+
+function renderPlan(plan, revealed) {
   const target = byId('plan-result');
   const count = (label, value, name) => el('div', { class: `count ${name}`, 'data-count': name },
     el('strong', {}, String(value)), el('span', {}, label));
-  const personal = plan.table === 'recipients';
-  const reveal = el('input', { type: 'checkbox', id: 'reveal' });
+  const withheld = [...plan.sample, ...plan.conflicts].some((d) => d.columns.some((c) => c.masked));
   const sample = el('table', { id: 'plan-sample' });
   const conflicts = el('table', { id: 'plan-conflicts' });
-  const fill = () => {
-    table(sample, ['row', 'action', 'why', 'columns (now → at T)'], diffRows(plan.sample,
-      reveal.checked));
-    table(conflicts, ['row', 'action', 'why', 'column: now → at T'], diffRows(plan.conflicts,
-      reveal.checked));
-  };
-  reveal.addEventListener('change', fill);
-  fill();
+  table(sample, ['row', 'action', 'why', 'columns (now → at T)'], diffRows(plan.sample));
+  table(conflicts, ['row', 'action', 'why', 'column: now → at T'], diffRows(plan.conflicts));
+  const reveal = withheld ? el('p', { class: 'reveal' }, el('button', { type: 'button',
+    id: 'reveal', class: 'quiet', onclick: (event) => planNow(event.target, true) },
+  'Reveal personal values'), ' Names, national IDs, phones and birth dates are withheld. '
+    + 'Revealing them plans again and is recorded in the audit log as a read of each person '
+    + 'shown (they see it in their access log).') : null;
+  const note = revealed ? el('p', { class: 'reveal' }, 'Personal values revealed: this read '
+    + 'is in the audit log.') : null;
   target.replaceChildren(...[
+    warningList(plan.warnings, 'plan-warnings', 'Read before restoring:'),
     el('p', { class: 'summary' }, `As of ${plan.asOf}: ${plan.matched} row(s) of ${plan.table} `
       + `match ${plan.predicate || 'every row'} (snapshot ${plan.snapshotId} + ${plan.segments} `
       + `segment(s), ${plan.chunksRead} of ${plan.chunksTotal} chunk(s) read`
@@ -111,27 +121,27 @@ function renderPlan(plan) {
       count('untouched', plan.counts.untouched, 'untouched')),
     plan.parents.length ? el('p', {}, 'Parent rows gone too: ', plan.parents.map(
       (p) => `${p.rows} ${p.table}`).join(', '), '. Tick "with parents" to restore them.') : null,
-    personal ? el('label', { class: 'check' }, reveal, ' Reveal personal values '
-      + '(this plan\'s read of them is in the audit log)') : null,
+    reveal, note,
     el('h3', {}, 'Sample'), sample,
     plan.conflictsTotal ? el('h3', {}, `Conflicts (${plan.conflictsTotal}): changed again `
       + 'after the damage, skipped unless you choose overwrite') : null,
     plan.conflictsTotal ? conflicts : null].filter((node) => node !== null));
 }
 
-async function plan(button) {
+// Plans what the form says; with reveal, the plan shown last again, personal values revealed.
+async function planNow(button, reveal = false) {
   await attempt(button, async () => {
-    const input = readInput();
+    const input = reveal && planned ? planned : readInput();
     byId('run').hidden = true;
     byId('plan-result').replaceChildren(el('p', {}, 'Planning…'));
     let result;
     try {
-      result = expect((await graphql(PLAN, { input })).planRestore, 'RestorePlan');
+      result = expect((await graphql(PLAN, { input, reveal })).planRestore, 'RestorePlan');
     } catch (error) {
       byId('plan-result').replaceChildren();
       throw error;
     }
-    renderPlan(result);
+    renderPlan(result, reveal);
     planned = input;
     const rows = result.counts.reinsert + result.counts.writeBack;
     byId('restore-button').textContent = `Restore ${rows} row(s) as of ${result.asOf}`;
@@ -144,20 +154,26 @@ async function plan(button) {
 
 function finished(job) {
   const skipped = job.conflictsTotal ? `; ${job.conflictsTotal} conflict(s) skipped` : '';
+  const warned = job.warnings && job.warnings.length ? ' Read the warnings above.' : '';
   return `Restored ${job.restored} row(s): ${job.reinserted} re-inserted, ${job.writtenBack} `
     + `written back, ${job.overwritten} overwritten in ${job.seconds} s${skipped}. `
-    + `Audit entry ${job.auditEntryId}.`;
+    + `Audit entry ${job.auditEntryId}.${warned}`;
 }
 
 async function follow(id) {
   const progress = byId('restore-progress');
   const status = byId('restore-status');
+  const warnings = byId('restore-warnings');
   progress.hidden = false;
-  progress.removeAttribute('value'); // indeterminate until the job ends
+  progress.value = 0;
+  warnings.replaceChildren();
   for (;;) {
     const { restoreJob: job } = await graphql(JOB, { id });
+    progress.value = job.fraction;
     if (job.status === 'SUCCEEDED') {
-      progress.value = 1;
+      const listed = warningList(job.warnings, 'job-warnings',
+        'What this restore could not vouch for:');
+      if (listed) warnings.replaceChildren(listed);
       status.textContent = finished(job);
       return;
     }
@@ -165,7 +181,8 @@ async function follow(id) {
       progress.hidden = true;
       throw new ConsoleError(`Restore job ${id} failed: ${job.error}`);
     }
-    status.textContent = `Restore job ${id} ${job.status.toLowerCase()}: ${job.progress}`;
+    status.textContent = `Restore job ${id} ${job.status.toLowerCase()}, `
+      + `${Math.round(job.fraction * 100)}%: ${job.progress}`;
     await new Promise((resolve) => { setTimeout(resolve, POLL_MS); });
   }
 }
@@ -206,7 +223,7 @@ export function setUp() {
   byId('add-condition').addEventListener('click', () => byId('conditions').append(conditionRow()));
   byId('plan-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    plan(byId('plan-button'));
+    planNow(byId('plan-button'));
   });
   byId('restore-button').addEventListener('click', (event) => run(event.target));
   document.addEventListener('propose-as-of', (event) => {

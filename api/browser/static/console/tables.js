@@ -9,9 +9,6 @@ export const TABLES = {
   VACCINES: ['code', 'name', 'doses_required', 'dose_interval_days'],
 };
 
-// Columns that identify a person: masked in the sample diff until the admin reveals them.
-export const PERSONAL = new Set(['national_id', 'full_name', 'phone', 'birth_date']);
-
 export function fillTableSelect(select) {
   select.replaceChildren(...Object.keys(TABLES).map((name) => {
     const option = document.createElement('option');
