@@ -29,7 +29,7 @@ from backup.storage.object_writer import PIECE_BYTES, ObjectWriter
 # tabs, commas, COPY's end marker, and characters outside ASCII.
 TRICKY = "\x01\x02\\\"'\n\r\t,.;{}:[]ñ€😀"
 TEXT = st.text(alphabet=st.one_of(st.sampled_from(TRICKY),
-                                  st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+                                  st.characters(codec="utf-8", exclude_characters="\x00")),
                min_size=1, max_size=64)
 
 
