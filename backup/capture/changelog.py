@@ -6,6 +6,8 @@ changes whose transaction is visible there and not in the previous position (see
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -30,8 +32,9 @@ WHERE txid >= pg_snapshot_xmin($1::text::pg_snapshot)
 # Each change already in the segment's line format (one JSON object, see storage/segment.py),
 # built by the server and sent by COPY: the client only compresses the bytes. The top-level
 # fields are written compactly, as json.dumps(separators=(",", ":")) did: restore's source
-# filters lines by the bytes '"table":"<name>"' before parsing them. $2..$3 is the summary's
-# position range, so the scan walks the primary key in order (see _ORDERED_SCAN).
+# filters lines by the bytes '"table":"<name>"' before parsing them. The order comes from
+# walking the primary key (see _ORDERED_SCAN), so no bound from the summary is needed and the
+# two can run at once.
 _LINES = f"""
 SELECT '{{"position":' || position || ',"txid":' || txid::text
        || ',"committed_at":' || to_json({commit_time_sql("c")})::text
@@ -39,7 +42,6 @@ SELECT '{{"position":' || position || ',"txid":' || txid::text
        || '","key":' || coalesce(key::text, 'null') || ',"old":' || coalesce(old::text, 'null')
        || ',"new":' || coalesce(new::text, 'null') || '}}' AS line
 {_SHIPPED}
-  AND position BETWEEN $2 AND $3
 ORDER BY position
 """
 _SUMMARY = f"""
@@ -52,7 +54,8 @@ SELECT count(*) AS changes, min(position) AS first, max(position) AS last,
 # and emptied between autovacuum's visits, so its statistics are always stale and the planner
 # guesses; for 266,561 changes it guessed a bitmap scan, then a sort of every row image (200 MB
 # spilled to disk) handed through parallel workers: 4.7 s, where the ordered walk of the primary
-# key over the summary's range took 2.2 s (EXPLAIN ANALYZE on the 1M bench database).
+# key took 2.2 s (EXPLAIN ANALYZE on the 1M bench database). The log holds little besides what
+# is being shipped: the runner trims it after every run whose stages all took the segment.
 _ORDERED_SCAN = {"enable_sort": "off", "enable_bitmapscan": "off",
                  "max_parallel_workers_per_gather": "0", "jit": "off"}
 # Bytes that never occur raw in a JSON line (JSON escapes control characters): COPY's CSV mode
@@ -80,8 +83,13 @@ async def set_watermark(conn: asyncpg.Connection, position: str, segment_id: str
 
 async def trim(conn: asyncpg.Connection, position: str) -> int:
     """Delete the live changes already shipped up to `position` and record that the log now starts
-    there (restore joins it to the segments by it); return how many went."""
+    there (restore joins it to the segments by it); return how many went.
+
+    The commit does not wait for its WAL to reach the disk: a trim lost in a crash leaves the
+    rows and the older `trimmed` position in place, which is the state before it, and the next
+    run trims them again; nothing else depends on it being durable."""
     async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
         status = await conn.execute(
             f"DELETE FROM {SCHEMA}.changes WHERE txid < pg_snapshot_xmax($1::text::pg_snapshot) "
             "AND pg_visible_in_snapshot(txid, $1::text::pg_snapshot)", position)
@@ -104,34 +112,51 @@ async def _planner(conn: asyncpg.Connection, settings: dict[str, str]) -> AsyncI
 
 
 async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cut_at: datetime,
-                      spool: FileRepository, key: Key | None) -> SegmentManifest | None:
+                      spool: FileRepository, key: Key | None,
+                      beside: asyncpg.Connection | None = None) -> SegmentManifest | None:
     """Write the segment (previous, position] to the spool and return its manifest, or None when
-    there is nothing to ship. `conn` must be in the REPEATABLE READ transaction of `position`.
+    there is nothing to ship. `conn` must be in the REPEATABLE READ transaction of `position`;
+    `beside`, when given, in the same snapshot (SET TRANSACTION SNAPSHOT): the summary (count,
+    bounds, tables) is read there while `conn` streams the lines, on the other core.
 
     The payload streams from COPY through zstd into the spool: memory does not grow with the
     number of changes (with a key, the compressed object is held once to be sealed)."""
-    summary = await conn.fetchrow(_SUMMARY, previous)
-    if not summary["changes"]:
-        return None
+    counting: asyncio.Future[asyncpg.Record | None] | None = None
+    if beside is None:
+        summary = await conn.fetchrow(_SUMMARY, previous)
+        if not summary["changes"]:
+            return None
+    else:
+        counting = asyncio.ensure_future(beside.fetchrow(_SUMMARY, previous))
     segment_id = keys.format_id(cut_at)
     object_key = keys.format_segment_changes_key(segment_id)
     count = 0
-    async with ObjectWriter(spool, object_key, key) as writer:
+    try:
+        async with ObjectWriter(spool, object_key, key) as writer:
 
-        async def sink(data: bytes) -> None:
-            nonlocal count
-            count += data.count(b"\n")
-            await writer.write(data)
+            async def sink(data: bytes) -> None:
+                nonlocal count
+                count += data.count(b"\n")
+                await writer.write(data)
 
-        async with _planner(conn, _ORDERED_SCAN):
-            await conn.copy_from_query(_LINES, previous, summary["first"], summary["last"],
-                                       output=sink, format="csv", delimiter=_DELIMITER, quote=_QUOTE)
-        if count != summary["changes"]:
-            # Both reads run in the cut's REPEATABLE READ snapshot, so this cannot differ unless
-            # the caller broke that contract.
-            raise CaptureError(f"segment {segment_id}: {count} changes read but {summary['changes']} "
-                               "counted in the same snapshot; run the backup again")
-        ref = await writer.finish()
+            async with _planner(conn, _ORDERED_SCAN):
+                await conn.copy_from_query(_LINES, previous, output=sink, format="csv",
+                                           delimiter=_DELIMITER, quote=_QUOTE)
+            if counting is not None:
+                summary = await counting
+            if not summary["changes"] and not count:
+                return None
+            if count != summary["changes"]:
+                # Both reads run in the cut's REPEATABLE READ snapshot, so this cannot differ
+                # unless the caller broke that contract.
+                raise CaptureError(f"segment {segment_id}: {count} changes read but "
+                                   f"{summary['changes']} counted in the same snapshot; run the backup again")
+            ref = await writer.finish()
+    finally:
+        if counting is not None and not counting.done():
+            counting.cancel()  # the caller closes `beside`; its query must not outlive the run
+            with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError):
+                await counting
     tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
     manifest = SegmentManifest(
         id=segment_id, cut_at=cut_at, from_position=previous, to_position=position, changes=count,
