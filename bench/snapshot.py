@@ -118,12 +118,13 @@ def pgbackrest_full(dump: Path) -> SnapshotResult:
         return SnapshotResult(tool, command, False, note="pgbackrest not on PATH")
     source, _config, measured = pgbackrest_peer.full_backup(dump, pgbackrest_peer.LIKE_OURS)
     try:
-        size = pgbackrest_peer.repository_bytes()
+        size = pgbackrest_peer.backup_bytes()
     finally:
         source.destroy()
     result = SnapshotResult(tool, command, True, measured.seconds, size, measured.peak_rss_mib,
                             note=f"{pgbackrest_peer.version()}: physical, the whole cluster "
-                                 "(registry, template and postgres databases) and its archived WAL")
+                                 "(registry, template and postgres databases); bytes of the backup "
+                                 "set, without the WAL archive")
     say(f"{tool}: {result.seconds} s, {size:,} bytes")
     return result
 
