@@ -114,18 +114,20 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         cut = await conn.fetchrow(
             "SELECT pg_current_snapshot()::text AS position, clock_timestamp() AS cut_at, "
             "current_database() AS db, current_setting('server_version') AS version, "
-            f"{'pg_export_snapshot()' if full else 'NULL'} AS export")
-        segment = await changelog.cut_segment(conn, previous, cut["position"], cut["cut_at"], spool,
-                                              config.key)
-        if not full:
-            return segment, None
+            "pg_export_snapshot() AS export")
+        # Connections in the cut's snapshot: the tables' copiers of a full run; the second also
+        # reads the segment's summary while the first streams its lines.
         workers = [conn]
-        for _ in range(max(0, config.workers - 1)):
+        for _ in range(max(0, config.workers - 1) if full else min(1, config.workers - 1)):
             worker = await connect(config.database_url)
             stack.push_async_callback(worker.close)
             await stack.enter_async_context(worker.transaction(isolation="repeatable_read", readonly=True))
             await worker.execute(f"SET TRANSACTION SNAPSHOT '{cut['export']}'")
             workers.append(worker)
+        segment = await changelog.cut_segment(conn, previous, cut["position"], cut["cut_at"], spool,
+                                              config.key, workers[1] if len(workers) > 1 else None)
+        if not full:
+            return segment, None
         tables = await describe_tables(conn, SNAPSHOT_SCHEMA)
         snapshot_id = keys.format_id(cut["cut_at"])
         images = await copy_tables(workers, tables, snapshot_id, spool, config.key, config.chunk_rows,

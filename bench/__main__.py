@@ -72,7 +72,8 @@ def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
     graphql = _graphql(db, portal.Population(recipients, centers), seconds, connections)
     dumps, dump_file = snapshot.dumps(db.url, label)
     full, scratch = snapshot.ours_full(cluster, db.name, label)
-    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps)]
+    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps),
+                 snapshot.pgbackrest_full(dump_file).as_dict()]
     restores = [*(r.as_dict() for r in lost_rows(cluster, scratch, recipients)),
                 snapshot.pg_restore_full(cluster, dump_file, label).as_dict()]
     dump_file.unlink()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from api.embedded_postgres import EmbeddedPostgres, free_port
 from bench.cluster import CACHE, admin
-from bench.process import run_pipeline
+from bench.process import Measured, run_pipeline
 from bench.progress import say
 
 ROOT = CACHE / "pgbackrest"
@@ -37,12 +37,23 @@ def _owned(cluster: EmbeddedPostgres, *paths: Path) -> None:
             shutil.chown(path, cluster.user, cluster.user)
 
 
-def _config(cluster: EmbeddedPostgres, data: Path, port: int) -> Path:
+# lz4 for the disaster bench (restore speed is what it measures); zstd level 3 beside our full
+# snapshot, which compresses with zstd level 3 too.
+FOR_RESTORE = "compress-type=lz4\n"
+LIKE_OURS = "compress-type=zst\ncompress-level=3\n"
+
+
+def version() -> str:
+    return subprocess.run(["pgbackrest", "version"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _config(cluster: EmbeddedPostgres, data: Path, port: int, compression: str) -> Path:
     config = ROOT / "pgbackrest.conf"
     config.write_text(
         "[global]\n"
         f"repo1-path={ROOT / 'repo'}\nlog-path={ROOT / 'log'}\nlock-path={ROOT / 'lock'}\n"
-        "compress-type=lz4\nprocess-max=2\nstart-fast=y\nlog-level-console=warn\n"
+        f"{compression}process-max=2\nstart-fast=y\nlog-level-console=warn\n"
         f"[{STANZA}]\npg1-path={data}\npg1-socket-path={ROOT / 'sock'}\npg1-port={port}\n")
     if cluster.user:
         shutil.chown(config, cluster.user, cluster.user)
@@ -52,12 +63,18 @@ def _config(cluster: EmbeddedPostgres, data: Path, port: int) -> Path:
 def prepare(dump: Path) -> tuple[EmbeddedPostgres, Path]:
     """A cluster with the dump restored as database `registry`, archived and fully backed up
     by pgBackRest; stopped afterwards (the lost server). Returns it and the config file."""
+    source, config, _ = full_backup(dump, FOR_RESTORE)
+    return source, config
+
+
+def full_backup(dump: Path, compression: str) -> tuple[EmbeddedPostgres, Path, Measured]:
+    """As prepare, and the measured `pgbackrest backup --type=full` (the cluster is stopped)."""
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir(parents=True)
     source = EmbeddedPostgres(ROOT / "source", port=free_port())
     source.initialise()
     _owned(source, ROOT / "repo", ROOT / "log", ROOT / "lock", ROOT / "sock")
-    config = _config(source, source.data_dir, source.port or 0)
+    config = _config(source, source.data_dir, source.port or 0, compression)
     with open(source.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
         conf.write(f"unix_socket_directories = '{ROOT / 'sock'}'\narchive_mode = on\n"
                    f"archive_command = 'pgbackrest --config={config} --stanza={STANZA} archive-push %p'\n")
@@ -72,7 +89,13 @@ def prepare(dump: Path) -> tuple[EmbeddedPostgres, Path]:
                                     "--type=full", "backup")])
     say(f"pgbackrest backup --type=full: {backup.seconds} s")
     source.stop()
-    return source, config
+    return source, config, backup
+
+
+def backup_bytes() -> int:
+    """Bytes of the backup sets in the repository (not the WAL archive, which also holds the
+    WAL of loading the dump into the cluster)."""
+    return sum(f.stat().st_size for f in (ROOT / "repo" / "backup").rglob("*") if f.is_file())
 
 
 def restore_to_running(source: EmbeddedPostgres, config: Path) -> tuple[str, float, float, EmbeddedPostgres]:

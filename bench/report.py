@@ -83,6 +83,8 @@ def _snapshots(size: dict[str, Any]) -> list[str]:
             f"| {_cell(row['tool'])} | {_num(row['seconds'], 2)} | {_num(row['bytes'])} | "
             f"{_num(row['peak_rss_mib'])} | {_ratio(row['seconds'], base and base['seconds'])} | "
             f"{_ratio(row['bytes'], base and base['bytes'])} |")
+    lines += [f"\n{_cell(row['tool'])}: {_cell(row['note'])}." for row in rows
+              if row["available"] and row.get("note")]
     return lines
 
 

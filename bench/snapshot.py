@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from api.embedded_postgres import EmbeddedPostgres
+from bench import pgbackrest_peer
 from bench.cluster import CACHE, admin, clone_database, drop_database
 from bench.process import CommandFailed, Measured, run_pipeline
 from bench.progress import say
@@ -105,6 +106,27 @@ def dumps(database_url: str, label: str) -> tuple[list[SnapshotResult], Path]:
     ]
     plain.unlink()
     return results, custom
+
+
+def pgbackrest_full(dump: Path) -> SnapshotResult:
+    """pgBackRest's full physical backup of a cluster holding the same registry (restored from
+    `dump` first, not measured), zstd level 3 like ours, two processes like our two workers."""
+    tool = "pgbackrest backup --type=full"
+    command = "pgbackrest --stanza=bench --type=full backup (compress-type=zst, level 3, process-max=2)"
+    if not pgbackrest_peer.available():
+        say("pgbackrest not on PATH: its full backup is skipped (apt-get install pgbackrest)")
+        return SnapshotResult(tool, command, False, note="pgbackrest not on PATH")
+    source, _config, measured = pgbackrest_peer.full_backup(dump, pgbackrest_peer.LIKE_OURS)
+    try:
+        size = pgbackrest_peer.backup_bytes()
+    finally:
+        source.destroy()
+    result = SnapshotResult(tool, command, True, measured.seconds, size, measured.peak_rss_mib,
+                            note=f"{pgbackrest_peer.version()}: physical, the whole cluster "
+                                 "(registry, template and postgres databases); bytes of the backup "
+                                 "set, without the WAL archive")
+    say(f"{tool}: {result.seconds} s, {size:,} bytes")
+    return result
 
 
 def pg_restore_full(cluster: EmbeddedPostgres, dump: Path, label: str) -> SnapshotResult:

@@ -6,14 +6,19 @@ Every command exits 0 on success, 1 on a failure (one clear line on stderr), 2 o
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from api.cli import assets, backup_commands, db, dev, restore_commands, schema, serve, token
+from api.cli import dev
 from api.errors import VaxvaultError
 from api.settings import load_settings
 
-COMMAND_GROUPS = (dev, serve, db, token, schema, backup_commands, restore_commands, assets)
+# Command -> the module of its group, imported when that command runs (all of them for help or a
+# bad command): each group imports its whole stack, and importing all eight cost `vaxvault backup
+# run` 0.34 s of start-up where its own group needs 0.14 s (python -X importtime).
+COMMAND_GROUPS = {"dev": "dev", "serve": "serve", "db": "db", "token": "token", "schema": "schema",
+                  "backup": "backup_commands", "restore": "restore_commands", "assets": "assets"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,18 +28,21 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `command` alone when it names a group, else of every command."""
     parser = _Parser(prog="vaxvault", description="National vaccination registry service")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for group in COMMAND_GROUPS:
-        group.register(commands)
+    for name, module in COMMAND_GROUPS.items():
+        if command not in COMMAND_GROUPS or command == name:
+            importlib.import_module(f"api.cli.{module}").register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run one command, and turn every expected failure into exit code 1."""
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

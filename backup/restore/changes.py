@@ -77,8 +77,8 @@ async def load_live_log(conn: asyncpg.Connection, log: str, table: str, into: st
     typed = ", ".join(f"k.{quote_identifier(c)}" for c in primary_key)
     status = await conn.execute(
         f"INSERT INTO {quote_identifier(into)} ({keys}, position, op, new) "
-        f"SELECT {typed}, c.position, c.op::text, c.new FROM {log} c "
-        f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{row_type}, c.key) k ON true "
+        f"SELECT {typed}, c.position, c.op::text, c.new::jsonb FROM {log} c "
+        f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{row_type}, c.key::jsonb) k ON true "
         "WHERE c.table_name = $1 AND NOT pg_visible_in_snapshot(c.txid, $2::text::pg_snapshot) "
         f"AND ($3::timestamptz IS NULL OR {commit_time_sql('c')} > $3) "
         f"AND ($4::timestamptz IS NULL OR {commit_time_sql('c')} <= $4) "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import pytest
 
@@ -50,10 +52,10 @@ async def test_insert_update_delete_truncate_are_recorded(seeded_database_url: s
         assert [(r["op"], r["table_name"]) for r in rows] == [
             (b"U", "doses"), (b"D", "doses"), (b"I", "doses")]
         update, delete, insert = rows
-        assert update["key"] == '{"id": 1}'
-        assert '"lot_number": "L-NEW"' in update["new"] and '"lot_number": "L-NEW"' not in update["old"]
-        assert delete["new"] is None and '"id": 2' in delete["old"]
-        assert insert["old"] is None and '"administered_on": "2024-01-02"' in insert["new"]
+        assert json.loads(update["key"]) == {"id": 1}
+        assert json.loads(update["new"])["lot_number"] == "L-NEW" != json.loads(update["old"])["lot_number"]
+        assert delete["new"] is None and json.loads(delete["old"])["id"] == 2
+        assert insert["old"] is None and json.loads(insert["new"])["administered_on"] == "2024-01-02"
         assert all(r["committed"] is not None for r in rows)
         await conn.execute("TRUNCATE doses")
         last = await conn.fetchrow(f"SELECT op, key FROM {SCHEMA}.changes ORDER BY position DESC LIMIT 1")
@@ -76,7 +78,7 @@ async def test_the_api_role_is_captured_but_cannot_read_or_edit_the_change_log(
                 await conn.execute(statement)
         await conn.execute("RESET ROLE")
         new = await conn.fetchval(f"SELECT new ->> 'lot_number' FROM {SCHEMA}.changes "
-                                  "WHERE key = jsonb_build_object('id', 3)")
+                                  "WHERE key::jsonb = jsonb_build_object('id', 3)")
         assert new == "BY-API"
     finally:
         await conn.close()
@@ -98,8 +100,8 @@ async def test_bulk_statements_and_key_changes_are_recorded_row_by_row(
         await conn.execute("UPDATE doses SET id = $1 WHERE id = 1", top + 1)
         moved = await conn.fetch(f"SELECT op, key FROM {SCHEMA}.changes "
                                  "WHERE op <> 'U' ORDER BY position")
-        assert sorted((m["op"], m["key"]) for m in moved) == [
-            (b"D", '{"id": 1}'), (b"I", f'{{"id": {top + 1}}}')]
+        assert sorted((m["op"], json.loads(m["key"])["id"]) for m in moved) == [
+            (b"D", 1), (b"I", top + 1)]
     finally:
         await conn.close()
 
@@ -117,7 +119,7 @@ async def test_a_composite_key_and_names_that_need_quoting_are_captured(database
         await conn.execute('UPDATE "Odd ""Lots""" SET "qty" = 7 WHERE "lot" = \'a\'')
         await conn.execute('UPDATE "Odd ""Lots""" SET "lot" = \'c\' WHERE "lot" = \'b\'')
         await conn.execute('DELETE FROM "Odd ""Lots""" WHERE "lot" = \'a\'')
-        rows = await conn.fetch(f"SELECT table_name, op, key::text, new ->> 'qty' AS qty "
+        rows = await conn.fetch(f"SELECT table_name, op, key::jsonb::text AS key, new ->> 'qty' AS qty "
                                 f"FROM {SCHEMA}.changes ORDER BY position")
         seen = [(r["table_name"], r["op"], r["key"], r["qty"]) for r in rows]
         assert sorted(seen[:2]) == [('Odd "Lots"', b"I", '{"lot": "a", "site id": 1}', "5"),
