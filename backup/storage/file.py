@@ -80,18 +80,20 @@ class FileRepository:
         except OSError as exc:
             raise StorageError(f"cannot inspect {key} in {self.url}: {exc}") from exc
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
         if not self.root.exists():
             return []
         found = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, dirs, files in os.walk(self.root):
+            base = Path(dirpath).relative_to(self.root).as_posix()
+            base = "" if base == "." else base + "/"
+            # Directories none of whose keys can match are not entered (nor stat'ed).
+            dirs[:] = [d for d in dirs if _may_hold(base + d + "/", prefix, start_after)]
             for name in files:
-                if name.endswith(TEMP_SUFFIX):
+                key = base + name
+                if name.endswith(TEMP_SUFFIX) or not key.startswith(prefix) or key <= start_after:
                     continue
-                path = Path(dirpath) / name
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    found.append(ObjectInfo(key, path.stat().st_size))
+                found.append(ObjectInfo(key, (Path(dirpath) / name).stat().st_size))
         return sorted(found, key=lambda o: o.key)
 
     def delete(self, key: str) -> None:
@@ -117,6 +119,15 @@ class FileRepository:
                 temp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _may_hold(directory: str, prefix: str, start_after: str) -> bool:
+    """Whether a key under `directory` (ending in "/") can start with `prefix` and sort after
+    `start_after`: every key under it sorts before `start_after` when the directory does and is
+    not a prefix of it."""
+    if not (directory.startswith(prefix) or prefix.startswith(directory)):
+        return False
+    return not (directory < start_after and not start_after.startswith(directory))
 
 
 def _fsync_file(path: Path) -> None:
