@@ -62,6 +62,9 @@ class Listing:
     removed: set[UnitRef] = field(default_factory=set)
     # Why a stored index was refused (forged, unsealed, another repository's): for `backup verify`.
     index_refused: str = ""
+    # (prefix, start_after) of each key range read after the index (nothing when listed in full):
+    # where a killed run can have left anything.
+    tail_ranges: tuple[tuple[str, str], ...] = ()
 
     def committed(self) -> set[UnitRef]:
         """Every unit whose manifest is stored (readable with the key or refused)."""
@@ -158,12 +161,14 @@ def list_stage(repo: Repository, key: Key | None) -> Listing:
     listing = Listing({(e.kind, e.id): e for e in index.entries},
                       {(k, i): why for k, i, why in index.refused}, set(), INDEX)
     tail: dict[UnitRef, bool] = {}
+    ranges = []
     for kind, root in (("snapshot", keys.SNAPSHOTS), ("segment", keys.SEGMENTS)):
         newest = listing.newest(kind)
-        start_after = f"{root}/{newest[1]}/{_PAST_UNIT}" if newest else ""
-        tail.update(_units(repo.list(f"{root}/", start_after=start_after)))
+        ranges.append((f"{root}/", f"{root}/{newest[1]}/{_PAST_UNIT}" if newest else ""))
+        tail.update(_units(repo.list(*ranges[-1])))
     _read(repo, tail, key, listing)
     listing.tail = len(tail)
+    listing.tail_ranges = (*ranges, (INDEX_KEY, ""))
     return listing
 
 

@@ -95,9 +95,12 @@ def remove_unit(repo: Repository, kind: str, unit_id: str) -> int:
 
 def remove_orphans(repo: Repository, listing: Listing | None = None) -> int:
     """Remove uncommitted units (left by a killed run) and partial uploads; return how many objects.
-    With the stage's `listing`, only the uncommitted units it found are looked at (a killed run's
-    unit sorts after every committed one, so the index's tail holds it)."""
-    removed = repo.clean_incomplete()
+    With the stage's `listing`, only the uncommitted units it found, and the key ranges it read
+    after its index, are looked at (a killed run's unit sorts after every committed one)."""
+    if listing is not None and listing.tail_ranges:
+        removed = sum(repo.clean_incomplete(prefix, after) for prefix, after in listing.tail_ranges)
+    else:
+        removed = repo.clean_incomplete()
     if listing is not None:
         for kind, unit_id in sorted(listing.partial):
             removed += remove_unit(repo, kind, unit_id)

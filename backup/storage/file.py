@@ -112,12 +112,20 @@ class FileRepository:
         except OSError as exc:
             raise StorageError(f"cannot delete {key} from {self.url}: {exc}") from exc
 
-    def clean_incomplete(self) -> int:
+    def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
         removed = 0
         if self.root.exists():
-            for temp in self.root.rglob(f"*{TEMP_SUFFIX}"):
-                temp.unlink(missing_ok=True)
-                removed += 1
+            # A temp file lies beside its object: the same walk as `list`, so a scoped clean does
+            # not enter the folders of units older than `start_after`.
+            for dirpath, dirs, files in os.walk(self.root):
+                base = Path(dirpath).relative_to(self.root).as_posix()
+                base = "" if base == "." else base + "/"
+                dirs[:] = [d for d in dirs if _may_hold(base + d + "/", prefix, start_after)]
+                for name in files:
+                    key = base + name
+                    if name.endswith(TEMP_SUFFIX) and key.startswith(prefix) and key > start_after:
+                        (Path(dirpath) / name).unlink(missing_ok=True)
+                        removed += 1
         return removed
 
 

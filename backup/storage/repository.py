@@ -47,8 +47,9 @@ class Repository(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; no error when it is already gone."""
 
-    def clean_incomplete(self) -> int:
-        """Abort partial uploads (multipart, temp files) left by a killed run; return how many."""
+    def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
+        """Abort partial uploads (multipart, temp files) left by a killed run whose key starts with
+        `prefix` and sorts after `start_after` (as in `list`); return how many."""
 
 
 def open_repository(url: str, s3_endpoint_url: str | None = None) -> Repository:

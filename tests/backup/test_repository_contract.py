@@ -137,3 +137,12 @@ def test_list_starts_after_a_key(repo: Repository) -> None:
         "segments/20/manifest.json", "segments/3/manifest.json"]
     assert [o.key for o in repo.list("segments/", start_after="segments/3/\x7f")] == []
     assert [o.key for o in repo.list(start_after="segments/3/\x7f")] == ["snapshots/4/manifest.json"]
+
+
+def test_a_scoped_clean_leaves_what_sorts_before(repo: Repository) -> None:
+    """remove_orphans cleans only after the listing index: an upload before that range stays."""
+    _leave_partial_upload(repo)
+    assert repo.clean_incomplete("snapshots/", start_after="snapshots/y") == 0
+    assert repo.clean_incomplete("segments/") == 0
+    assert repo.clean_incomplete("snapshots/", start_after="snapshots/a") == 1
+    assert repo.clean_incomplete() == 0
