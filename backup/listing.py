@@ -89,7 +89,7 @@ class Listing:
         return self.source != INDEX or self.tail > 0 or bool(self.removed)
 
 
-def _units(infos: list[ObjectInfo]) -> dict[UnitRef, bool]:
+def units_of(infos: list[ObjectInfo]) -> dict[UnitRef, bool]:
     """(kind, id) -> committed? for the unit keys among `infos`."""
     units: dict[UnitRef, bool] = {}
     for info in infos:
@@ -128,7 +128,7 @@ def full_listing(repo: Repository, key: Key | None, reason: str = "") -> Listing
     """Every key of the stage and every manifest: what the index is checked against.
     Raises StorageError when the stage cannot be listed."""
     listing = Listing({}, {}, set(), FULL, reason)
-    _read(repo, _units(repo.list()), key, listing)
+    _read(repo, units_of(repo.list()), key, listing)
     return listing
 
 
@@ -165,7 +165,7 @@ def list_stage(repo: Repository, key: Key | None) -> Listing:
     for kind, root in (("snapshot", keys.SNAPSHOTS), ("segment", keys.SEGMENTS)):
         newest = listing.newest(kind)
         ranges.append((f"{root}/", f"{root}/{newest[1]}/{_PAST_UNIT}" if newest else ""))
-        tail.update(_units(repo.list(*ranges[-1])))
+        tail.update(units_of(repo.list(*ranges[-1])))
     _read(repo, tail, key, listing)
     listing.tail = len(tail)
     listing.tail_ranges = (*ranges, (INDEX_KEY, ""))

@@ -11,8 +11,8 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from backup.errors import ChecksumMismatch, FormatError, StorageError
-from backup.listing import Listing, write_index
+from backup.errors import ChecksumMismatch, StorageError
+from backup.listing import Listing, units_of, write_index
 from backup.storage import keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
@@ -54,15 +54,7 @@ def manifest_key(kind: str, unit_id: str) -> str:
 
 def scan(repo: Repository) -> dict[tuple[str, str], bool]:
     """(kind, id) -> committed? for every unit with at least one object in `repo`."""
-    units: dict[tuple[str, str], bool] = {}
-    for info in repo.list():
-        try:
-            parsed = keys.parse_key(info.key)
-        except FormatError:
-            continue
-        unit = (parsed.kind, parsed.id)
-        units[unit] = units.get(unit, False) or parsed.part == "manifest"
-    return units
+    return units_of(repo.list())
 
 
 def committed_units(repo: Repository) -> list[tuple[str, str]]:

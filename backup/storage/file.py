@@ -80,21 +80,23 @@ class FileRepository:
         except OSError as exc:
             raise StorageError(f"cannot inspect {key} in {self.url}: {exc}") from exc
 
-    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
+    def _files(self, prefix: str, start_after: str, temp: bool) -> Iterator[tuple[str, Path]]:
+        """(key, path) of the complete files (with `temp`: the temp files) whose key starts with
+        `prefix` and sorts after `start_after`; folders none of whose keys can are not entered."""
         if not self.root.exists():
-            return []
-        found = []
+            return
         for dirpath, dirs, files in os.walk(self.root):
             base = Path(dirpath).relative_to(self.root).as_posix()
             base = "" if base == "." else base + "/"
-            # Directories none of whose keys can match are not entered (nor stat'ed).
             dirs[:] = [d for d in dirs if _may_hold(base + d + "/", prefix, start_after)]
             for name in files:
                 key = base + name
-                if name.endswith(TEMP_SUFFIX) or not key.startswith(prefix) or key <= start_after:
-                    continue
-                found.append(ObjectInfo(key, (Path(dirpath) / name).stat().st_size))
-        return sorted(found, key=lambda o: o.key)
+                if name.endswith(TEMP_SUFFIX) == temp and key.startswith(prefix) and key > start_after:
+                    yield key, Path(dirpath) / name
+
+    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
+        found = self._files(prefix, start_after, temp=False)
+        return sorted((ObjectInfo(key, path.stat().st_size) for key, path in found), key=lambda o: o.key)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -113,20 +115,11 @@ class FileRepository:
             raise StorageError(f"cannot delete {key} from {self.url}: {exc}") from exc
 
     def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
-        removed = 0
-        if self.root.exists():
-            # A temp file lies beside its object: the same walk as `list`, so a scoped clean does
-            # not enter the folders of units older than `start_after`.
-            for dirpath, dirs, files in os.walk(self.root):
-                base = Path(dirpath).relative_to(self.root).as_posix()
-                base = "" if base == "." else base + "/"
-                dirs[:] = [d for d in dirs if _may_hold(base + d + "/", prefix, start_after)]
-                for name in files:
-                    key = base + name
-                    if name.endswith(TEMP_SUFFIX) and key.startswith(prefix) and key > start_after:
-                        (Path(dirpath) / name).unlink(missing_ok=True)
-                        removed += 1
-        return removed
+        # A temp file lies beside its object, so a scoped clean walks only what `list` would.
+        stale = list(self._files(prefix, start_after, temp=True))
+        for _key, path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
 
 def _may_hold(directory: str, prefix: str, start_after: str) -> bool:
