@@ -86,7 +86,10 @@ def apply_prune(stage: Stage, plan: PrunePlan, listing: Listing, key: Key | None
         for unit_id in sorted(ids):
             removed += remove_unit(stage.repo, kind, unit_id)
             listing.drop((kind, unit_id))
-    if stage.name != "spool" and listing.stale():
+    # Not when manifests or the index could not be opened (no key, or another one): an index we
+    # write must be one the run's key opens. The stale one fails its checks (it lists the oldest
+    # units deleted above), and the next run rewrites it.
+    if stage.name != "spool" and listing.stale() and not listing.refused and not listing.index_refused:
         write_index(stage.repo, listing, key)
     return removed
 
