@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from backup.chain import unreachable_segments
 from backup.errors import BackupError
-from backup.stages import Stage, read_manifest, scan
+from backup.listing import Listing, stage_listing
+from backup.stages import Stage
 from backup.storage.codec import Key
-from backup.storage.manifest import SegmentManifest, SnapshotManifest
+from backup.storage.index import Entry, SegmentEntry, SnapshotEntry
 
 STORED = "stored"      # manifest present: every object was verified there
 PENDING = "pending"    # committed in the spool, waiting for upload
@@ -29,58 +30,49 @@ class UnitState:
 
 
 def inventory(stages: list[Stage], key: Key | None = None) -> list[UnitState]:
-    """Every unit any stage knows, oldest first, with its state per stage (manifests read with `key`)."""
-    seen: dict[str, dict[tuple[str, str], bool]] = {}
+    """Every unit any stage knows, oldest first, with its state per stage. Each stage but the
+    spool answers from its checked index (backup/listing.py): the cost does not grow with history."""
+    seen: dict[str, Listing] = {}
     unreachable: set[str] = set()
     for stage in stages:
         try:
-            seen[stage.name] = scan(stage.repo)
+            seen[stage.name] = stage_listing(stage.name, stage.repo, key)
         except BackupError:
-            seen[stage.name] = {}
             unreachable.add(stage.name)
-    units = sorted({u for found in seen.values() for u in found}, key=lambda u: (u[1], u[0]))
+    units = sorted({u for found in seen.values() for u in (*found.committed(), *found.partial)},
+                   key=lambda u: (u[1], u[0]))
     result = []
-    manifests: dict[str, SnapshotManifest | SegmentManifest] = {}
-    for kind, unit_id in units:
+    for unit in units:
         states = {}
-        manifest: SnapshotManifest | SegmentManifest | None = None
+        entry: Entry | None = None
         for stage in stages:
-            committed = seen[stage.name].get((kind, unit_id))
-            if stage.name in unreachable:
+            listing = seen.get(stage.name)
+            if listing is None:
                 states[stage.name] = UNREACHABLE
-            elif committed is None:
-                states[stage.name] = MISSING if stage.name != "spool" else "-"
-            elif not committed:
+            elif unit in listing.entries:
+                states[stage.name] = PENDING if stage.name == "spool" else STORED
+                entry = entry or listing.entries[unit]
+            elif unit in listing.refused:
+                states[stage.name] = REFUSED
+            elif unit in listing.partial:
                 states[stage.name] = PARTIAL
             else:
-                states[stage.name] = PENDING if stage.name == "spool" else STORED
-                if manifest is None:
-                    try:
-                        manifest = read_manifest(stage.repo, kind, unit_id, key)
-                    except BackupError:
-                        states[stage.name] = REFUSED
-        if manifest is not None:
-            manifests[unit_id + kind] = manifest
-        rows = size = 0
-        if isinstance(manifest, SnapshotManifest):
-            rows = sum(t.rows for t in manifest.tables)
-            size = sum(r.size for r in manifest.objects())
-        elif isinstance(manifest, SegmentManifest):
-            rows, size = manifest.changes, manifest.object.size
-        result.append(UnitState(kind, unit_id, rows, size, states))
-    _mark_orphans(result, manifests, [s.name for s in stages[1:]])
+                states[stage.name] = MISSING if stage.name != "spool" else "-"
+        rows, size = (entry.rows, entry.bytes) if entry else (0, 0)
+        result.append(UnitState(unit[0], unit[1], rows, size, states))
+    _mark_orphans(result, seen, [s.name for s in stages[1:]])
     return result
 
 
-def _mark_orphans(units: list[UnitState], manifests: dict[str, SnapshotManifest | SegmentManifest],
-                  stage_names: list[str]) -> None:
+def _mark_orphans(units: list[UnitState], seen: dict[str, Listing], stage_names: list[str]) -> None:
     """Mark ORPHAN the segments stored at a stage that none of that stage's snapshots reaches."""
     for name in stage_names:
-        held = [manifests[u.id + u.kind] for u in units
-                if u.states.get(name) == STORED and u.id + u.kind in manifests]
+        if name not in seen:
+            continue
+        held = list(seen[name].entries.values())
         orphans = {s.id for s in unreachable_segments(
-            [m for m in held if isinstance(m, SnapshotManifest)],
-            [m for m in held if isinstance(m, SegmentManifest)])}
+            [e for e in held if isinstance(e, SnapshotEntry)],
+            [e for e in held if isinstance(e, SegmentEntry)])}
         for unit in units:
-            if unit.kind == "segment" and unit.id in orphans:
+            if unit.kind == "segment" and unit.id in orphans and unit.states.get(name) == STORED:
                 unit.states[name] = ORPHAN

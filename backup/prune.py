@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backup.errors import ConfigError, DatabaseError
+from backup.listing import Listing, stage_listing, write_index
 from backup.runner import acquire_lock, connect
-from backup.stages import Stage, remove_unit, scan
+from backup.stages import Stage, remove_orphans, remove_unit
+from backup.storage.codec import Key
 from backup.storage.keys import parse_id
 
 
@@ -56,35 +58,53 @@ def plan_prune(units: list[Unit], keep_full: int, keep_days: float, now: datetim
     )
 
 
-def stored_units(stage: Stage) -> list[Unit]:
+def stored_units(listing: Listing) -> list[Unit]:
     """Every committed unit at one stage."""
-    return [Unit(kind, unit_id, parse_id(unit_id))
-            for (kind, unit_id), committed in sorted(scan(stage.repo).items()) if committed]
+    return [Unit(kind, unit_id, parse_id(unit_id)) for kind, unit_id in sorted(listing.committed())]
 
 
-def plan_stages(stages: list[Stage], keep_full: int, keep_days: float, now: datetime) -> dict[str, PrunePlan]:
+def list_for_prune(stages: list[Stage], key: Key | None) -> dict[str, Listing]:
+    """Stage name -> its listing (the spool in full; the others from their checked index)."""
+    return {stage.name: stage_listing(stage.name, stage.repo, key) for stage in stages}
+
+
+def plan_stages(listings: dict[str, Listing], keep_full: int, keep_days: float,
+                now: datetime) -> dict[str, PrunePlan]:
     """Stage name -> what to delete there, each planned from that stage's own units."""
-    return {stage.name: plan_prune(stored_units(stage), keep_full, keep_days, now) for stage in stages}
+    return {name: plan_prune(stored_units(listing), keep_full, keep_days, now)
+            for name, listing in listings.items()}
 
 
-def apply_prune(stage: Stage, plan: PrunePlan) -> int:
-    """Delete the planned units at one stage (manifest first); return objects removed."""
-    removed = 0
+def apply_prune(stage: Stage, plan: PrunePlan, listing: Listing, key: Key | None) -> int:
+    """Delete the planned units at one stage (manifest first), oldest first, then rewrite its index;
+    return objects removed. Deleting oldest first keeps what prune removes a prefix of each kind,
+    which is what lets a reader catch an index that still lists a removed unit (listing.py)."""
+    # Leftovers of a killed run or prune go too (prune holds the lock: nothing is uploading), so the
+    # index written below hides no garbage that only a full listing would show.
+    removed = remove_orphans(stage.repo, listing)
     for kind, ids in (("snapshot", plan.snapshots), ("segment", plan.segments)):
-        for unit_id in ids:
+        for unit_id in sorted(ids):
             removed += remove_unit(stage.repo, kind, unit_id)
+            listing.drop((kind, unit_id))
+    # Not when manifests or the index could not be opened (no key, or another one): an index we
+    # write must be one the run's key opens. The stale one fails its checks (it lists the oldest
+    # units deleted above), and the next run rewrites it.
+    if stage.name != "spool" and listing.stale() and not listing.refused and not listing.index_refused:
+        write_index(stage.repo, listing, key)
     return removed
 
 
 async def prune(database_url: str, stages: list[Stage], keep_full: int, keep_days: float, now: datetime,
-                dry_run: bool = False) -> tuple[dict[str, PrunePlan], int]:
+                dry_run: bool = False, key: Key | None = None) -> tuple[dict[str, PrunePlan], int]:
     """Plan per stage and (unless dry_run) delete, holding the backup lock; return the plans and the
     objects removed. Raises LockHeld while a backup runs, DatabaseError when the lock cannot be taken."""
     conn = await connect(database_url)
     try:
         await acquire_lock(conn)
-        plans = plan_stages(stages, keep_full, keep_days, now)
-        removed = 0 if dry_run else sum(apply_prune(stage, plans[stage.name]) for stage in stages)
+        listings = list_for_prune(stages, key)
+        plans = plan_stages(listings, keep_full, keep_days, now)
+        removed = 0 if dry_run else sum(apply_prune(stage, plans[stage.name], listings[stage.name], key)
+                                        for stage in stages)
     except OSError as exc:
         raise DatabaseError(f"lost the database connection holding the backup lock: {exc}") from exc
     finally:

@@ -13,13 +13,13 @@ from backup.capture import changelog
 from backup.capture.catalog import describe_tables, schema_ddl
 from backup.config import BackupConfig
 from backup.errors import BackupError, ConfigError, DatabaseError, LockHeld, StorageError
+from backup.listing import Listing, stage_listing
 from backup.snapshot import Progress, copy_tables
-from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans, scan
+from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans
 from backup.storage import keys
 from backup.storage.codec import Key, encode, sha256
 from backup.storage.file import FileRepository
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, encode_manifest
-from backup.storage.reader import read_segment_manifest
 
 # pg advisory lock key: b"vaxvault" as a bigint. Held for the whole run by one session.
 LOCK_KEY = int.from_bytes(b"vaxvault", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -61,25 +61,42 @@ async def acquire_lock(conn: asyncpg.Connection) -> None:
                        "scheduled time (or run again when it finishes)")
 
 
-def _newest_segment(stage: Stage, key: Key | None) -> tuple[str, str] | None:
-    """(id, to_position) of the newest committed segment of a stage."""
-    ids = sorted(i for (kind, i), ok in scan(stage.repo).items() if kind == "segment" and ok)
-    if not ids:
+def list_stages(stages: list[Stage], key: Key | None, failures: dict[str, str]) -> dict[str, Listing]:
+    """Stage name -> what it holds, read once per run (the spool in full, the others from their
+    index, backup/listing.py). Stages that cannot be listed go to `failures`."""
+    listings = {}
+    for stage in stages:
+        try:
+            listings[stage.name] = stage_listing(stage.name, stage.repo, key)
+        except StorageError as exc:
+            failures[stage.name] = str(exc)
+    return listings
+
+
+def _newest_segment(listing: Listing) -> tuple[str, str] | None:
+    """(id, to_position) of the newest committed segment of a stage; BackupError when its
+    manifest was refused (fails authentication) or cannot be read."""
+    newest = listing.newest("segment")
+    if newest is None:
         return None
-    newest = read_segment_manifest(stage.repo, ids[-1], key)
-    return newest.id, newest.to_position
+    if newest in listing.refused:
+        raise BackupError(listing.refused[newest])
+    entry = listing.entries[newest]
+    return entry.id, entry.to_position  # type: ignore[union-attr]
 
 
-async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage], key: Key | None,
-                               failures: dict[str, str]) -> str:
+async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
+                               listings: dict[str, Listing], failures: dict[str, str]) -> str:
     """The position to cut from. A run killed after committing a segment to a stage but before
     recording it in the database is repaired here, so its changes are not shipped twice.
     Stages that cannot be read are recorded in `failures` and skipped for the rest of the run."""
     position, segment_id = await changelog.read_watermark(conn)
     for stage in stages:
+        if stage.name in failures:
+            continue
         try:
-            newest = _newest_segment(stage, key)
-        except BackupError as exc:  # unreachable, or a manifest that fails authentication
+            newest = _newest_segment(listings[stage.name])
+        except BackupError as exc:  # a manifest that fails authentication
             failures[stage.name] = str(exc)
             continue
         if newest and (segment_id is None or newest[0] > segment_id):
@@ -91,18 +108,14 @@ async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage], ke
 Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
 
 
-def missing_base(spool: FileRepository, targets: list[Stage]) -> str | None:
+def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | None:
     """Why an incremental run must take a full snapshot: a stage holds no committed snapshot and
     none waits in the spool for it, so a segment shipped there could never be replayed (as
     pgBackRest turns an incr without a base into a full). None when every stage has a base."""
-    if any(kind == "snapshot" and ok for (kind, _), ok in scan(spool).items()):
+    if listings["spool"].newest("snapshot"):
         return None
     for stage in targets:
-        try:
-            held = scan(stage.repo)
-        except StorageError:
-            continue  # the push will report the stage; the spool keeps what it needs
-        if not any(kind == "snapshot" and ok for (kind, _), ok in held.items()):
+        if stage.name in listings and not listings[stage.name].newest("snapshot"):
             return f"{stage.name} holds no snapshot to replay segments on"
     return None
 
@@ -162,15 +175,19 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         remove_orphans(spool)
         try:
             failures: dict[str, str] = {}
-            previous = await _reconcile_watermark(conn, stages, config.key, failures)
+            listings = list_stages(stages, config.key, failures)
+            if "spool" in failures:
+                raise StorageError(f"cannot read the spool: {failures['spool']}")
+            previous = await _reconcile_watermark(conn, stages, listings, failures)
             for stage in stages[1:]:
                 if stage.name not in failures:
                     try:
-                        remove_orphans(stage.repo)  # before uploads of this run can start
+                        # before uploads of this run can start
+                        remove_orphans(stage.repo, listings[stage.name])
                     except StorageError as exc:
                         failures[stage.name] = str(exc)
             targets = [s for s in stages[1:] if s.name not in failures]
-            promoted = None if full else missing_base(spool, targets)
+            promoted = None if full else missing_base(listings, targets)
             full = full or promoted is not None
             early = EarlyUploads(spool, targets) if full and targets else None
             cut_started = time.perf_counter()
@@ -189,11 +206,12 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                 continue
             try:
                 pushed[stage.name] = push(spool, stage, config.key,
-                                          early.verified(stage.name) if early else None)
+                                          early.verified(stage.name) if early else None,
+                                          listings[stage.name])
             except StorageError as exc:
                 failures[stage.name] = str(exc)
         push_seconds = time.perf_counter() - push_started
-        release(spool, stages[1:])
+        release(spool, stages[1:], {n: listings[n] for n in listings if n not in failures})
         trimmed = 0
         if not failures:
             watermark, _ = await changelog.read_watermark(conn)

@@ -11,10 +11,12 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from backup.errors import ChecksumMismatch, FormatError, StorageError
+from backup.errors import ChecksumMismatch, StorageError
+from backup.listing import Listing, units_of, write_index
 from backup.storage import keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
+from backup.storage.index import entry_of
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, decode_manifest
 from backup.storage.repository import Repository, open_repository
 
@@ -52,15 +54,7 @@ def manifest_key(kind: str, unit_id: str) -> str:
 
 def scan(repo: Repository) -> dict[tuple[str, str], bool]:
     """(kind, id) -> committed? for every unit with at least one object in `repo`."""
-    units: dict[tuple[str, str], bool] = {}
-    for info in repo.list():
-        try:
-            parsed = keys.parse_key(info.key)
-        except FormatError:
-            continue
-        unit = (parsed.kind, parsed.id)
-        units[unit] = units.get(unit, False) or parsed.part == "manifest"
-    return units
+    return units_of(repo.list())
 
 
 def committed_units(repo: Repository) -> list[tuple[str, str]]:
@@ -91,9 +85,19 @@ def remove_unit(repo: Repository, kind: str, unit_id: str) -> int:
     return len(objects)
 
 
-def remove_orphans(repo: Repository) -> int:
-    """Remove uncommitted units (left by a killed run) and partial uploads; return how many objects."""
-    removed = repo.clean_incomplete()
+def remove_orphans(repo: Repository, listing: Listing | None = None) -> int:
+    """Remove uncommitted units (left by a killed run) and partial uploads; return how many objects.
+    With the stage's `listing`, only the uncommitted units it found, and the key ranges it read
+    after its index, are looked at (a killed run's unit sorts after every committed one)."""
+    if listing is not None and listing.tail_ranges:
+        removed = sum(repo.clean_incomplete(prefix, after) for prefix, after in listing.tail_ranges)
+    else:
+        removed = repo.clean_incomplete()
+    if listing is not None:
+        for kind, unit_id in sorted(listing.partial):
+            removed += remove_unit(repo, kind, unit_id)
+        listing.partial.clear()
+        return removed
     for (kind, unit_id), committed in scan(repo).items():
         if not committed:
             removed += remove_unit(repo, kind, unit_id)
@@ -147,14 +151,18 @@ class EarlyUploads:
 
 
 def push(spool: FileRepository, target: Stage, key: Key | None,
-         verified: set[str] | None = None) -> list[str]:
+         verified: set[str] | None = None, listing: Listing | None = None) -> list[str]:
     """Copy every committed spool unit the target lacks, verified; return the ids pushed.
-    Objects in `verified` were already read back from the target and are skipped.
+    Objects in `verified` were already read back from the target and are skipped. With the
+    target's `listing`, that says what it lacks; the pushed units are added to it and the
+    stage's index is rewritten when it no longer matches (after the commits: a crash between
+    leaves a stale index, whose tail shows the new units).
 
     Raises StorageError on a persistent failure; the spool keeps everything not yet stored.
     """
     pushed = []
-    present = scan(target.repo)
+    present = (dict.fromkeys(listing.committed(), True) if listing is not None
+               else scan(target.repo))
     done = verified or set()
     for manifest in committed_manifests(spool, key):
         if present.get((manifest.kind, manifest.id)):
@@ -170,16 +178,23 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
             raise StorageError(f"{target.repo.url}/{object_key} reads back different bytes; "
                                "check the storage endpoint")
         pushed.append(manifest.id)
+        if listing is not None:
+            listing.add(entry_of(manifest))
+    if listing is not None and (pushed or listing.stale()):
+        write_index(target.repo, listing, key)
     return pushed
 
 
-def release(spool: FileRepository, targets: list[Stage]) -> list[str]:
-    """Drop from the spool every unit that every target stage holds; return their ids."""
+def release(spool: FileRepository, targets: list[Stage],
+            listings: dict[str, Listing] | None = None) -> list[str]:
+    """Drop from the spool every unit that every target stage holds; return their ids. With
+    `listings` (stage name -> listing), a target without one is taken as unreachable."""
     if not targets:
         return []
     try:
-        held = [scan(t.repo) for t in targets]
-    except StorageError:
+        held = [scan(t.repo) if listings is None
+                else dict.fromkeys(listings[t.name].committed(), True) for t in targets]
+    except (StorageError, KeyError):
         return []
     released = []
     for (kind, unit_id), committed in scan(spool).items():

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from backup.chain import unreachable_segments
 from backup.errors import BackupError, SnapshotNotFound, StorageError
+from backup.listing import INDEX, list_stage
 from backup.stages import Manifest, Stage, committed_units, manifest_key, read_manifest
 from backup.storage import codec
 from backup.storage.codec import Key
+from backup.storage.index import INDEX_KEY
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest
 from backup.storage.segment import iter_changes
 
@@ -91,6 +93,33 @@ def _orphans(stage: Stage, manifests: list[Manifest]) -> list[Problem]:
             for s in unreachable_segments(snapshots, segments)]
 
 
+def _index_problems(stage: Stage, key: Key | None, listed: list[tuple[str, str]]) -> list[Problem]:
+    """Whether the stage's listing index says what the full listing says (backup/listing.py): a
+    refused index (forged, unsealed, another repository's), or a checked index that disagrees
+    (a unit deleted from the middle of the history, which its checks cannot see)."""
+    def problem(reason: str) -> Problem:
+        return Problem(stage.name, stage.repo.url, INDEX_KEY, reason)
+    try:
+        listing = list_stage(stage.repo, key)
+    except BackupError as exc:
+        return [problem(f"cannot be checked: {exc}")]
+    if listing.index_refused:
+        return [problem(f"refused, so every reader lists this stage in full: {listing.index_refused}; "
+                        "the next 'vaxvault backup run' rewrites it")]
+    if listing.source != INDEX:
+        return []
+    full = set(listed)
+    invented = sorted(listing.committed() - full)
+    hidden = sorted(full - listing.committed())
+    if not invented and not hidden:
+        return []
+    said = "; ".join(part for part in (
+        "lists " + ", ".join(f"{k} {i}" for k, i in invented) + " (not stored)" if invented else "",
+        "omits " + ", ".join(f"{k} {i}" for k, i in hidden) if hidden else "") if part)
+    return [problem(f"disagrees with the stage: {said}; delete it and the next "
+                    "'vaxvault backup run' rebuilds it from a full listing")]
+
+
 def verify(stages: list[Stage], unit_id: str | None = None, deep: bool = False,
            key: Key | None = None) -> VerifyReport:
     """Check every committed unit (or only `unit_id`) at every stage.
@@ -125,6 +154,7 @@ def verify(stages: list[Stage], unit_id: str | None = None, deep: bool = False,
                     problems.append(Problem(stage.name, stage.repo.url, ref.key, reason))
         if unit_id is None and stage.name != "spool":  # the spool only holds what waits for upload
             problems.extend(_orphans(stage, read_ok))
+            problems.extend(_index_problems(stage, key, listed))
     if unit_id is not None and not found:
         raise SnapshotNotFound(f"no committed snapshot or segment {unit_id!r} at any stage; "
                                "run 'vaxvault backup list' to see the ids")

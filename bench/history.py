@@ -1,10 +1,16 @@
-"""Does a no-op run or `backup list` cost more as history grows? Time both against a file://
-repository holding 10 and then N committed segments (copies of one real segment under older
-ids), on a scratch copy of a seeded database.
+"""Does a no-op run or `backup list` cost more as history grows? Time both against a repository
+holding 10 and then N committed segments (copies of one real segment under older ids), on a
+scratch copy of a seeded database: on file://, and on S3 over HTTP (a moto server in its own
+process) with --s3. With --peer-tree, the same file:// measurement by another checkout's own
+bench/history.py (main: every run lists each stage in full) runs in the same session, before
+and after ours, so the two sides see the same machine.
 
-    python -m bench.history --database-url URL [--segments 10,2000]
+    python -m bench.history --database-url URL [--segments 10,100,500,2000] [--s3]
+        [--peer-tree /work/main] [--json FILE] [--chart FILE.png]
 
-The copies are older than every real unit, so the run's own watermark logic is unaffected; the
+The copies are older than every real unit and are written behind the index's back, so after
+writing them the bench deletes the index (as an operator would after `backup verify` said it
+disagrees) and times the first run separately: it lists in full and rebuilds the index. The
 repository and the database are scratch and thrown away.
 """
 
@@ -12,13 +18,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import re
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -29,16 +41,18 @@ from backup.runner import run_backup
 from backup.stages import build_stages
 from backup.storage import keys
 from backup.storage.file import FileRepository
+from backup.storage.index import INDEX_KEY
 from backup.storage.manifest import ObjectRef, SegmentManifest, dump, load
+from backup.storage.repository import Repository, open_repository
 
 ROUNDS = 3
+RUN = "no-op incremental run"
+LIST = "backup list"
 
 
-def _fabricate(repo: Path, template: SegmentManifest, first: int, count: int) -> None:
+def _fabricate(store: Repository, template: SegmentManifest, data: bytes, first: int, count: int) -> None:
     """`count` committed copies of `template` numbered from `first`, ids from 2020 on (older
     than any real unit)."""
-    data = (repo / template.object.key).read_bytes()
-    store = FileRepository(repo)
     start = datetime(2020, 1, 1, tzinfo=UTC)
     for n in range(first, first + count):
         segment_id = keys.format_id(start + timedelta(minutes=n))
@@ -50,7 +64,7 @@ def _fabricate(repo: Path, template: SegmentManifest, first: int, count: int) ->
 
 
 def _best(seconds: list[float]) -> float:
-    return round(min(seconds), 3)
+    return round(min(seconds), 4)
 
 
 async def _measure(config: BackupConfig) -> tuple[float, float]:
@@ -61,19 +75,23 @@ async def _measure(config: BackupConfig) -> tuple[float, float]:
         summary = await run_backup(config, full=False)
         runs.append(time.perf_counter() - started)
         assert summary.noop, summary
-        stages = build_stages(FileRepository(config.spool_dir), config.primary_url, (), None)
+        stages = build_stages(FileRepository(config.spool_dir), config.primary_url, (),
+                              config.s3_endpoint_url)
         started = time.perf_counter()
         inventory(stages)
         lists.append(time.perf_counter() - started)
     return _best(runs), _best(lists)
 
 
-async def main(database_url: str, sizes: list[int]) -> None:
+async def measure(database_url: str, sizes: list[int], primary_url: str,
+                  s3_endpoint_url: str | None) -> list[dict[str, Any]]:
+    """One row per size: run and list seconds, and the first run after the index was deleted."""
     work = Path(tempfile.mkdtemp(prefix="vaxvault-history-"))
+    rows = []
     try:
-        repo = work / "repo"
         config = BackupConfig(database_url=database_url, spool_dir=work / "spool",
-                              primary_url=repo.as_uri())
+                              primary_url=primary_url, s3_endpoint_url=s3_endpoint_url)
+        repo = open_repository(primary_url, s3_endpoint_url)
         conn = await asyncpg.connect(database_url)
         await install(conn)
         await run_backup(config, full=True)
@@ -81,23 +99,142 @@ async def main(database_url: str, sizes: list[int]) -> None:
         await conn.close()
         segment = (await run_backup(config, full=False)).segment_id
         assert segment, "the one-row change was not cut into a segment"
-        template = load((repo / keys.format_segment_manifest_key(segment)).read_bytes(), segment)
+        template = load(repo.get(keys.format_segment_manifest_key(segment)), segment)
         assert isinstance(template, SegmentManifest)
+        data = repo.get(template.object.key)
         made = 0
-        print("segments | no-op run s | list s")
         for size in sizes:
             if size - 1 > made:  # the real segment is one of the `size`
-                _fabricate(repo, template, made, size - 1 - made)
+                _fabricate(repo, template, data, made, size - 1 - made)
                 made = size - 1
+            repo.delete(INDEX_KEY)
+            started = time.perf_counter()
+            assert (await run_backup(config, full=False)).noop
+            rebuild = round(time.perf_counter() - started, 4)
             run_s, list_s = await _measure(config)
-            print(f"{size:>8} | {run_s:>11} | {list_s:>6}", flush=True)
+            rows.append({"segments": size, RUN: run_s, LIST: list_s, "first run without index": rebuild})
+            print(f"{size:>8} | {run_s:>11} | {list_s:>7} | {rebuild:>8}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def _peer(tree: Path, database_url: str, sizes: list[int]) -> list[dict[str, Any]]:
+    """The file:// measurement by `tree`'s own bench/history.py, in a process importing only
+    that checkout (its table: segments | no-op run s | list s)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-m", "bench.history", "--database-url", database_url,
+                          "--segments", ",".join(map(str, sizes))],
+                         cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 3 and re.fullmatch(r"\d+", cells[0]):
+            rows.append({"segments": int(cells[0]), RUN: float(cells[1]), LIST: float(cells[2])})
+    return rows
+
+
+class MotoServer:
+    """An S3 endpoint over HTTP in its own process (in ours it would share the GIL with the run)."""
+
+    def __enter__(self) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        # moto accepts any credentials; boto3 only needs some to sign with.
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(name, "bench")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                return url
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("moto_server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def _bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"history-{int(time.time())}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def draw(results: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, what in zip(axes, (RUN, LIST), strict=True):
+        for label, rows in results.items():
+            ax.plot([r["segments"] for r in rows], [r[what] for r in rows], marker="o",
+                    linestyle="--" if label.startswith("main") else "-", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("segments in the repository")
+        ax.set_ylabel("seconds (best of 3)")
+        ax.set_title(what)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle("Cost against history (dashed: main, every run lists each stage in full)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True, help="a scratch database (capture is installed)")
+    parser.add_argument("--segments", default="10,2000")
+    parser.add_argument("--s3", action="store_true", help="also on S3 over HTTP (moto_server)")
+    parser.add_argument("--peer-tree", type=Path, help="another checkout to measure the same way (file://)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--chart", type=Path, help="draw them here (PNG)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.segments.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    peer_rounds: list[list[dict[str, Any]]] = []
+    if args.peer_tree:
+        print(f"peer {args.peer_tree} (file://)", flush=True)
+        peer_rounds.append(_peer(args.peer_tree, args.database_url, sizes))
+    print("segments | no-op run s | list s | first run without index s")
+    with tempfile.TemporaryDirectory(prefix="vaxvault-history-repo-") as repo:
+        print("this tree, file://", flush=True)
+        results["this tree, file://"] = asyncio.run(measure(args.database_url, sizes,
+                                                            Path(repo).as_uri(), None))
+    if args.s3:
+        with MotoServer() as endpoint:
+            print("this tree, S3 (moto over HTTP)", flush=True)
+            results["this tree, S3 over HTTP"] = asyncio.run(measure(
+                args.database_url, sizes, f"s3://{_bucket(endpoint)}/history", endpoint))
+    if args.peer_tree:
+        peer_rounds.append(_peer(args.peer_tree, args.database_url, sizes))
+        label = f"main ({args.peer_tree}), file://"
+        results[label] = [{"segments": rows[0]["segments"], RUN: min(r[RUN] for r in rows),
+                           LIST: min(r[LIST] for r in rows)} for rows in zip(*peer_rounds, strict=True)]
+        print(f"peer, best of its two passes: {results[label]}")
+    load = os.getloadavg()
+    payload = {"load_average": [round(x, 2) for x in load], "rounds": ROUNDS, "results": results}
+    if args.json:
+        args.json.write_text(json.dumps(payload, indent=1) + "\n")
+    if args.chart:
+        print(f"chart: {draw(results, args.chart)}")
+    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
-    parser.add_argument("--database-url", required=True, help="a scratch database (capture is installed)")
-    parser.add_argument("--segments", default="10,2000")
-    args = parser.parse_args(sys.argv[1:])
-    asyncio.run(main(args.database_url, [int(s) for s in args.segments.split(",")]))
+    main(sys.argv[1:])

@@ -182,7 +182,7 @@ def run_prune(args: argparse.Namespace, settings: Settings) -> int:
     with _translated():
         stages = _stages(config)
         plans, removed = asyncio.run(prune(config.database_url, stages, args.keep_full, args.keep_days,
-                                           datetime.now(UTC), dry_run=args.dry_run))
+                                           datetime.now(UTC), dry_run=args.dry_run, key=config.key))
     snapshots = sorted({i for plan in plans.values() for i in plan.snapshots})
     segments = sorted({i for plan in plans.values() for i in plan.segments})
     verb = "would delete" if args.dry_run else "deleted"

@@ -80,19 +80,23 @@ class FileRepository:
         except OSError as exc:
             raise StorageError(f"cannot inspect {key} in {self.url}: {exc}") from exc
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def _files(self, prefix: str, start_after: str, temp: bool) -> Iterator[tuple[str, Path]]:
+        """(key, path) of the complete files (with `temp`: the temp files) whose key starts with
+        `prefix` and sorts after `start_after`; folders none of whose keys can are not entered."""
         if not self.root.exists():
-            return []
-        found = []
-        for dirpath, _dirs, files in os.walk(self.root):
+            return
+        for dirpath, dirs, files in os.walk(self.root):
+            base = Path(dirpath).relative_to(self.root).as_posix()
+            base = "" if base == "." else base + "/"
+            dirs[:] = [d for d in dirs if _may_hold(base + d + "/", prefix, start_after)]
             for name in files:
-                if name.endswith(TEMP_SUFFIX):
-                    continue
-                path = Path(dirpath) / name
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    found.append(ObjectInfo(key, path.stat().st_size))
-        return sorted(found, key=lambda o: o.key)
+                key = base + name
+                if name.endswith(TEMP_SUFFIX) == temp and key.startswith(prefix) and key > start_after:
+                    yield key, Path(dirpath) / name
+
+    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
+        found = self._files(prefix, start_after, temp=False)
+        return sorted((ObjectInfo(key, path.stat().st_size) for key, path in found), key=lambda o: o.key)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -110,13 +114,21 @@ class FileRepository:
         except OSError as exc:
             raise StorageError(f"cannot delete {key} from {self.url}: {exc}") from exc
 
-    def clean_incomplete(self) -> int:
-        removed = 0
-        if self.root.exists():
-            for temp in self.root.rglob(f"*{TEMP_SUFFIX}"):
-                temp.unlink(missing_ok=True)
-                removed += 1
-        return removed
+    def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
+        # A temp file lies beside its object, so a scoped clean walks only what `list` would.
+        stale = list(self._files(prefix, start_after, temp=True))
+        for _key, path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+
+def _may_hold(directory: str, prefix: str, start_after: str) -> bool:
+    """Whether a key under `directory` (ending in "/") can start with `prefix` and sort after
+    `start_after`: every key under it sorts before `start_after` when the directory does and is
+    not a prefix of it."""
+    if not (directory.startswith(prefix) or prefix.startswith(directory)):
+        return False
+    return not (directory < start_after and not start_after.startswith(directory))
 
 
 def _fsync_file(path: Path) -> None:

@@ -40,14 +40,16 @@ class Repository(Protocol):
     def head(self, key: str) -> ObjectInfo | None:
         """Size of the object, or None when absent."""
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        """Every complete object whose key starts with `prefix`, sorted by key."""
+    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
+        """Every complete object whose key starts with `prefix` and sorts after `start_after`,
+        sorted by key (the listing index reads only what is newer than it this way)."""
 
     def delete(self, key: str) -> None:
         """Remove the object; no error when it is already gone."""
 
-    def clean_incomplete(self) -> int:
-        """Abort partial uploads (multipart, temp files) left by a killed run; return how many."""
+    def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
+        """Abort partial uploads (multipart, temp files) left by a killed run whose key starts with
+        `prefix` and sorts after `start_after` (as in `list`); return how many."""
 
 
 def open_repository(url: str, s3_endpoint_url: str | None = None) -> Repository:

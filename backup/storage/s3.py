@@ -96,11 +96,13 @@ class S3Repository:
             raise self._fail("inspect", key, exc) from exc
         return ObjectInfo(key, int(response["ContentLength"]))
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
         found = []
         try:
+            # StartAfter: the store skips what sorts before it, so a tail costs what it holds.
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix)
+                Bucket=self.bucket, Prefix=self.prefix + prefix,
+                **({"StartAfter": self.prefix + start_after} if start_after else {}))
             for page in pages:
                 for item in page.get("Contents", []):
                     found.append(ObjectInfo(item["Key"][len(self.prefix):], int(item["Size"])))
@@ -114,13 +116,16 @@ class S3Repository:
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("delete", key, exc) from exc
 
-    def clean_incomplete(self) -> int:
+    def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
         aborted = 0
         try:
+            # Only uploads still in progress are listed: few, whatever the bucket holds.
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.prefix)
+                Bucket=self.bucket, Prefix=self.prefix + prefix)
             for page in pages:
                 for upload in page.get("Uploads", []):
+                    if upload["Key"] <= self.prefix + start_after:
+                        continue
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
                                                        UploadId=upload["UploadId"])
                     aborted += 1

@@ -123,3 +123,26 @@ def test_file_stage_syncs_the_object_and_every_new_directory(tmp_path: Path, how
     synced.clear()
     repository.delete("snapshots/a/tables/doses/000000.copy.zst")
     assert synced == [str(root / "snapshots/a/tables/doses")]
+
+
+def test_list_starts_after_a_key(repo: Repository) -> None:
+    """The listing index reads only what sorts after its newest unit: `start_after` skips the rest,
+    including whole unit folders, and still honours the prefix."""
+    for key in ("segments/1/changes.jsonl.zst", "segments/1/manifest.json", "segments/2/manifest.json",
+                "segments/20/manifest.json", "segments/3/manifest.json", "snapshots/4/manifest.json"):
+        repo.put(key, b"x")
+    assert [o.key for o in repo.list("segments/", start_after="segments/1/\x7f")] == [
+        "segments/2/manifest.json", "segments/20/manifest.json", "segments/3/manifest.json"]
+    assert [o.key for o in repo.list("segments/", start_after="segments/2/manifest.json")] == [
+        "segments/20/manifest.json", "segments/3/manifest.json"]
+    assert [o.key for o in repo.list("segments/", start_after="segments/3/\x7f")] == []
+    assert [o.key for o in repo.list(start_after="segments/3/\x7f")] == ["snapshots/4/manifest.json"]
+
+
+def test_a_scoped_clean_leaves_what_sorts_before(repo: Repository) -> None:
+    """remove_orphans cleans only after the listing index: an upload before that range stays."""
+    _leave_partial_upload(repo)
+    assert repo.clean_incomplete("snapshots/", start_after="snapshots/y") == 0
+    assert repo.clean_incomplete("segments/") == 0
+    assert repo.clean_incomplete("snapshots/", start_after="snapshots/a") == 1
+    assert repo.clean_incomplete() == 0
