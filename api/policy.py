@@ -160,6 +160,17 @@ def resident_frozen(role: Role, residence: int | None, frozen_districts: frozens
     return role not in FREEZE_EXEMPT and residence in frozen_districts
 
 
+def resident_withheld(type_name: str, field: str, residence: int | None) -> str:
+    """Why a personal field of a resident of a frozen district is withheld (resident_frozen)."""
+    return (f"{type_name}.{field} is withheld: a privacy freeze holds for district {residence}, "
+            "where this person lives")
+
+
+def withheld_districts(role: Role, frozen_districts: frozenset[int]) -> tuple[int, ...]:
+    """The frozen districts whose residents' personal fields `role` may not see, in order."""
+    return tuple(sorted(d for d in frozen_districts if resident_frozen(role, d, frozen_districts)))
+
+
 def field_access(type_name: str, field: str, role: Role, frozen: bool = False) -> Access:
     """What `role` gets for `type_name.field`; a freeze withholds personal fields."""
     access = FIELDS.get((type_name, field), {}).get(role, Access.DENY)

@@ -34,8 +34,10 @@ from api.compiled.selection import (
     directive_variables,
     operation_of,
 )
-from api.compiled.statement import Rendered, Statement
-from api.policy import FREEZE_EXEMPT
+from api.compiled.statement import Rendered, Statement, refusal
+from api.compiled.objects import WITHHELD_KEY, WITHHELD_MARK, Site
+from api.domain.errors import Forbidden
+from api.policy import resident_withheld, withheld_districts
 from api.principal import Principal
 from api.schema import MAX_TOKENS, _limit_rules
 from api.schema.lifecycle import _NAME
@@ -148,9 +150,9 @@ class Compiler:
         plan, variables = planned
         assert plan.roots is not None
 
-        def render(session_freeze: Any) -> Rendered:
+        def render(session_freeze: Any, withheld: tuple[int, ...] = ()) -> Rendered:
             return Statement(self.schema, principal, session_freeze, variables, plan.label,
-                             request_id).render(plan.roots or ())
+                             request_id, withheld).render(plan.roots or ())
 
         try:
             rendered = render(None)
@@ -161,14 +163,12 @@ class Compiler:
             return Answer(_body(rendered, None), label)
         async with Reader(pool, principal) as reader:
             state = await reader.state()
-            if state.frozen_districts and principal.role not in FREEZE_EXEMPT:
-                # A district freeze withholds its residents' personal fields from readers
-                # elsewhere, a rule per row the compiled statement does not carry (yet):
-                # strawberry answers while any district is frozen.
-                return None
-            if state.freeze is not None:
+            # A district freeze withholds its residents' personal fields from readers elsewhere
+            # (policy.resident_frozen): the statement carries the rule for those districts.
+            withheld = withheld_districts(principal.role, state.frozen_districts)
+            if state.freeze is not None or withheld:
                 try:
-                    rendered = render(state.freeze)
+                    rendered = render(state.freeze, withheld)
                 except Uncompilable:
                     return None
             row = await reader.read(rendered.sql, rendered.args) \
@@ -189,6 +189,8 @@ def _body(rendered: Rendered, row: Any) -> bytes:
                 piece = b"null"
             else:
                 piece = value.encode()
+                if rendered.sites and WITHHELD_MARK in piece:
+                    piece = _withhold(piece, root.key, rendered.sites, errors)
         else:
             piece = root.constant or b"null"
         pieces.append(json.dumps(root.key).encode() + b":" + piece)
@@ -197,3 +199,22 @@ def _body(rendered: Rendered, row: Any) -> bytes:
         body += b',"errors":' + json.dumps([e.formatted for e in errors],
                                             separators=(",", ":")).encode()
     return body + b"}"
+
+
+def _withhold(piece: bytes, key: str, sites: list[Site], errors: list[GraphQLError]) -> bytes:
+    """A root value with each withheld-field marker replaced by null and a FORBIDDEN error at
+    its path, as strawberry reports a field a district freeze withholds."""
+
+    def walk(value: Any, path: list[str | int]) -> Any:
+        if isinstance(value, dict):
+            if WITHHELD_KEY in value:
+                site = sites[value["!site"]]
+                errors.append(refusal(Forbidden(resident_withheld(
+                    site.type_name, site.field, value[WITHHELD_KEY])), site.nodes, path))
+                return None
+            return {k: walk(v, [*path, k]) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, [*path, i]) for i, v in enumerate(value)]
+        return value
+
+    return json.dumps(walk(json.loads(piece), [key]), separators=(",", ":")).encode()

@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from graphql import FieldNode
+
 from api.compiled.selection import Selected, Uncompilable
 from api.domain.conditions import Conditions
 from api.domain.scope import doses_in_scope
 from api.policy import PERSONAL_FIELDS, Access, field_access
 from api.principal import Principal
+
+# The key of the object a withheld field carries in the statement's json instead of its value
+# (`{"!withheld": district, "!site": n}`); no response key can start with "!", and in a json
+# string value the quote before it would be escaped, so the text test in `withheld` is exact.
+WITHHELD_KEY = "!withheld"
+WITHHELD_MARK = b'{"' + WITHHELD_KEY.encode() + b'"'
 
 # json_build_object takes at most 100 arguments: 50 keys.
 MAX_KEYS = 50
@@ -67,6 +75,16 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Site:
+    """Where a field may be withheld from a resident of a frozen district: the error's text
+    and the nodes it points at; the path comes from where the marker sits in the result."""
+
+    type_name: str
+    field: str
+    nodes: tuple[FieldNode, ...]
+
+
+@dataclass(frozen=True)
 class RecipientRow:
     r: str
     dt: str
@@ -93,11 +111,15 @@ class Objects:
     """Builds object parts for one statement; `params` numbers every value it adds."""
 
     def __init__(self, principal: Principal, frozen: bool, params: Conditions,
-                 alias: Callable[[str], str]) -> None:
+                 alias: Callable[[str], str], withheld: tuple[int, ...] = ()) -> None:
         self.principal = principal
         self.frozen = frozen
         self.params = params
         self.alias = alias
+        # Districts whose residents' personal fields this principal may not see (a district
+        # freeze elsewhere: policy.resident_frozen), and the fields withheld so far.
+        self.withheld = withheld
+        self.sites: list[Site] = []
 
     def scoped(self, build: Callable[[Conditions, Principal, str], None], alias: str) -> list[str]:
         """The clauses a scope builder of api/domain/scope.py adds for `alias`, numbered on."""
@@ -111,6 +133,14 @@ class Objects:
         if access is Access.DENY:
             raise Uncompilable(f"{type_name}.{name} denied inside an object")
         return access
+
+    def _resident_frozen(self, r: str, type_name: str, name: str) -> str | None:
+        """SQL that is true when the field is withheld for the row's residence, or None when
+        no district freeze withholds it from this principal (policy.field_access decides)."""
+        if not self.withheld or \
+                field_access(type_name, name, self.principal.role, frozen=True) is not Access.DENY:
+            return None
+        return f"{r}.district_id IN ({', '.join(str(d) for d in self.withheld)})"
 
     def district(self, selected: Selected, dt: str) -> str:
         columns = {"id": f"{dt}.id::text", "name": f"{dt}.name", "division": f"{dt}.division",
@@ -159,9 +189,19 @@ class Objects:
                     if s.name != "nationalId":
                         raise Uncompilable(f"Recipient.{s.name} has no masked form")
                     expr = masked(expr)
+                frozen = self._resident_frozen(r, "Recipient", s.name)
+                if frozen is not None:
+                    # A marker in place of the value; the compiler turns it into null and
+                    # FORBIDDEN at this path. Withheld means not revealed: not audited.
+                    self.sites.append(Site("Recipient", s.name, s.nodes))
+                    expr = (f"CASE WHEN {frozen} THEN json_build_object('{WITHHELD_KEY}', "
+                            f"{r}.district_id, '!site', {len(self.sites) - 1}) "
+                            f"ELSE to_json({expr}) END")
                 pairs.append((s.key, expr))
                 if s.name in PERSONAL_FIELDS:
-                    revealed[s.name] = f"{r}.{_PERSONAL_COLUMNS[s.name]}"
+                    column = f"{r}.{_PERSONAL_COLUMNS[s.name]}"
+                    revealed[s.name] = column if frozen is None else \
+                        f"(CASE WHEN {frozen} THEN NULL ELSE {column} END)"
             else:
                 raise Uncompilable(f"Recipient.{s.name}")
         if revealed:

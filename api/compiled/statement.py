@@ -19,6 +19,7 @@ from api.compiled.objects import (
     Objects,
     Part,
     RecipientRow,
+    Site,
     concat,
     cursor,
     json_object,
@@ -64,6 +65,8 @@ class Rendered:
     args: list[Any] = field(default_factory=list)
     # A root a freeze would close was asked for: the freeze must be read, even with no SQL.
     freeze_sensitive: bool = False
+    # Fields withheld from residents of frozen districts: markers in the result point here.
+    sites: list[Site] = field(default_factory=list)
 
 
 def refusal(error: Refusal, nodes: Any, path: list[str | int]) -> GraphQLError:
@@ -74,7 +77,8 @@ class Statement:
     """Builds the statement for one request; `render` is the entry point."""
 
     def __init__(self, schema: GraphQLSchema, principal: Principal, freeze: Freeze | None,
-                 variables: VariableValues, operation: str | None, request_id: str) -> None:
+                 variables: VariableValues, operation: str | None, request_id: str,
+                 withheld: tuple[int, ...] = ()) -> None:
         self.schema = schema
         self.principal = principal
         self.freeze = freeze
@@ -84,7 +88,7 @@ class Statement:
         self.params = Conditions()
         self.count = 0
         self.rendered = Rendered(roots=[])
-        self.objects = Objects(principal, freeze is not None, self.params, self.alias)
+        self.objects = Objects(principal, freeze is not None, self.params, self.alias, withheld)
 
     def alias(self, prefix: str) -> str:
         self.count += 1
@@ -94,7 +98,7 @@ class Statement:
         return f"{self.params.param(value)}::{cast}"
 
     def render(self, roots: tuple[Selected, ...]) -> Rendered:
-        out = self.rendered = Rendered(roots=[])
+        out = self.rendered = Rendered(roots=[], sites=self.objects.sites)
         laterals: list[tuple[str, str]] = []
         parts: list[Part] = []
         for selected in roots:
