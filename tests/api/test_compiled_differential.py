@@ -246,7 +246,7 @@ FREEZES = ("residents' district", "none", "national", "own district", "both dist
 
 
 async def _freeze(owner: asyncpg.Connection, freeze: str, cast: Cast, ids: Ids) -> None:
-    districts = {"none": [], "national": [None], "own district": [cast.district_id],
+    districts: list[int | None] = {"none": [], "national": [None], "own district": [cast.district_id],
                  "residents' district": [ids.resident_district],
                  "both districts": [cast.district_id, ids.resident_district]}[freeze]
     for district in districts:
