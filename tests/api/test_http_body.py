@@ -53,15 +53,15 @@ async def test_trusted_documents_hand_their_parse_to_the_next_layer() -> None:
                     {"extensions": {"persistedQuery": {"version": 1,
                                                        "sha256Hash": document_hash(document)}}}):
         body = json.dumps(request).encode()
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
         scope = {"type": "http", "method": "POST",
                  "headers": [(b"content-type", b"application/json")]}
-        await layer(scope, replay(body, receive), _no_send)
+        await layer(scope, replay(body, _disconnect), _no_send)
         parsed, kept = seen.pop()
         assert parsed is kept and parsed["query"] == document
+
+
+async def _disconnect() -> Message:
+    return {"type": "http.disconnect"}
 
 
 async def _no_send(message: Message) -> None:
