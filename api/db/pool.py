@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import asyncpg
 
 from api.db.connect import describe
@@ -14,10 +17,12 @@ API_ROLE = "vaxvault_api"
 ACQUIRE_TIMEOUT_S = 5.0
 
 
-async def create_pool(settings: Settings, *, min_size: int = 1) -> asyncpg.Pool:
+async def create_pool(settings: Settings, *, min_size: int = 1,
+                      reset: Callable[[Any], Awaitable[None]] | None = None) -> asyncpg.Pool:
     """A pool whose sessions run as the API role, never as the owner or a superuser.
 
     The role is a startup parameter, so the pool's RESET ALL between uses returns to it.
+    `reset` replaces that RESET ALL (api/compiled/connection.py: a pool only it uses).
     """
     url = settings.require_database_url()
     try:
@@ -26,6 +31,7 @@ async def create_pool(settings: Settings, *, min_size: int = 1) -> asyncpg.Pool:
             min_size=min_size,
             max_size=settings.pool_max_size,
             timeout=10,
+            reset=reset,
             server_settings={
                 "role": API_ROLE,
                 "application_name": "vaxvault-api",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.compiled.connection import create_reader_pool
 from api.domain.pagination import encode_cursor
 from api.principal import Role
 from tests.api.compiled_paths import COMPILER, compiled, strawberry
@@ -203,6 +205,15 @@ def operations(draw: Any, ids: Ids) -> tuple[str, dict[str, Any], str | None]:
 
 
 @pytest.fixture
+async def reader_pool(seeded_settings: Any) -> AsyncIterator[asyncpg.Pool]:
+    """The compiled path's own pool (no RESET ALL), with one connection: each read takes over
+    the settings the previous principal left on it."""
+    pool = await create_reader_pool(replace(seeded_settings, pool_max_size=1))
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
 async def ids(owner: asyncpg.Connection, cast: Cast) -> Ids:
     dosed_here = await owner.fetchval(
         "SELECT r.id FROM recipients r JOIN doses d ON d.recipient_id = r.id "
@@ -228,14 +239,15 @@ async def ids(owner: asyncpg.Connection, cast: Cast) -> Ids:
                resident_district)
 
 
-async def _same_everywhere(pool: asyncpg.Pool, seeded_settings: Any,
+async def _same_everywhere(pool: asyncpg.Pool, reader_pool: asyncpg.Pool,
+                           seeded_settings: Any,
                            owner: asyncpg.Connection, cast: Cast, query: str,
                            variables: dict[str, Any], name: str | None) -> None:
     for role in Role:
         principal = cast.of(role)
         expected = await strawberry(pool, seeded_settings, owner, principal, query, variables,
                                     name)
-        got = await compiled(pool, owner, principal, query, variables, name)
+        got = await compiled(reader_pool, owner, principal, query, variables, name)
         assert got is not None, f"not compiled: {query}"
         assert got == expected, (role, query, variables)
 
@@ -246,9 +258,10 @@ FREEZES = ("residents' district", "none", "national", "own district", "both dist
 
 
 async def _freeze(owner: asyncpg.Connection, freeze: str, cast: Cast, ids: Ids) -> None:
-    districts: list[int | None] = {"none": [], "national": [None], "own district": [cast.district_id],
-                 "residents' district": [ids.resident_district],
-                 "both districts": [cast.district_id, ids.resident_district]}[freeze]
+    districts: list[int | None] = {
+        "none": [], "national": [None], "own district": [cast.district_id],
+        "residents' district": [ids.resident_district],
+        "both districts": [cast.district_id, ids.resident_district]}[freeze]
     for district in districts:
         await owner.execute("INSERT INTO privacy_freezes (district_id, reason, set_by, until) "
                             "VALUES ($1, 'differential test', 'admin-1', now() + interval "
@@ -260,18 +273,20 @@ async def _freeze(owner: asyncpg.Connection, freeze: str, cast: Cast, ids: Ids) 
                                  HealthCheck.data_too_large])
 @given(data=st.data(), freeze=st.sampled_from(FREEZES))
 async def test_generated_reads_answer_the_same_on_both_paths(
-        data: st.DataObject, freeze: str, pool: asyncpg.Pool, seeded_settings: Any,
-        owner: asyncpg.Connection, cast: Cast, ids: Ids) -> None:
+        data: st.DataObject, freeze: str, pool: asyncpg.Pool, reader_pool: asyncpg.Pool,
+        seeded_settings: Any, owner: asyncpg.Connection, cast: Cast, ids: Ids) -> None:
     query, variables, name = data.draw(operations(ids))
     await _freeze(owner, freeze, cast, ids)
     try:
-        await _same_everywhere(pool, seeded_settings, owner, cast, query, variables, name)
+        await _same_everywhere(pool, reader_pool, seeded_settings, owner, cast, query,
+                               variables, name)
     finally:
         await owner.execute("DELETE FROM privacy_freezes")
 
 
 async def test_pages_follow_cursors_the_same_on_both_paths(
-        pool: asyncpg.Pool, seeded_settings: Any, owner: asyncpg.Connection, cast: Cast) -> None:
+        pool: asyncpg.Pool, reader_pool: asyncpg.Pool, seeded_settings: Any,
+        owner: asyncpg.Connection, cast: Cast) -> None:
     """Walk three pages of each connection with the compiled path's own endCursor."""
     for root, node in (("recipients", "id fullName"), ("doses", "id administeredOn")):
         query = (f"query Page($after: String) {{ {root}(first: 7, after: $after) {{ edges {{ "
@@ -280,7 +295,7 @@ async def test_pages_follow_cursors_the_same_on_both_paths(
         for _ in range(3):
             expected = await strawberry(pool, seeded_settings, owner, cast.admin, query,
                                         {"after": after})
-            got = await compiled(pool, owner, cast.admin, query, {"after": after})
+            got = await compiled(reader_pool, owner, cast.admin, query, {"after": after})
             assert got == expected
             assert got.data[root]["pageInfo"]["hasNextPage"]
             after = got.data[root]["pageInfo"]["endCursor"]
@@ -303,20 +318,20 @@ NOT_COMPILED = [
 
 
 async def test_what_the_compiler_does_not_cover_goes_to_strawberry(
-        pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
+        reader_pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
     for query in NOT_COMPILED:
-        assert await compiled(pool, owner, cast.admin, query, {}) is None, query
+        assert await compiled(reader_pool, owner, cast.admin, query, {}) is None, query
     # ...and the fallback leaves no trace of the compiled path behind: no audit row.
     assert await owner.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
 async def test_plans_are_cached_per_document_operation_and_directive_values(
-        pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
+        reader_pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
     query = "query Q($b: Boolean!) { me { role sub @include(if: $b) } }"
     before = len(COMPILER.plans.items)
-    shown = await compiled(pool, owner, cast.staff, query, {"b": True})
-    hidden = await compiled(pool, owner, cast.staff, query, {"b": False})
-    again = await compiled(pool, owner, cast.admin, query, {"b": True})
+    shown = await compiled(reader_pool, owner, cast.staff, query, {"b": True})
+    hidden = await compiled(reader_pool, owner, cast.staff, query, {"b": False})
+    again = await compiled(reader_pool, owner, cast.admin, query, {"b": True})
     assert shown is not None and hidden is not None and again is not None
     assert shown.data == {"me": {"role": "center_staff", "sub": "nurse-1"}}
     assert hidden.data == {"me": {"role": "center_staff"}}
@@ -325,8 +340,8 @@ async def test_plans_are_cached_per_document_operation_and_directive_values(
 
 
 async def test_a_district_freeze_is_answered_by_the_compiled_path(
-        pool: asyncpg.Pool, seeded_settings: Any, owner: asyncpg.Connection, cast: Cast,
-        ids: Ids) -> None:
+        pool: asyncpg.Pool, reader_pool: asyncpg.Pool, seeded_settings: Any,
+        owner: asyncpg.Connection, cast: Cast, ids: Ids) -> None:
     """Staff reading a resident of a frozen district elsewhere: the compiled statement itself
     withholds the personal fields (null, FORBIDDEN at each path, nothing audited for them)."""
     resident = ids.dosed_here
@@ -336,9 +351,11 @@ async def test_a_district_freeze_is_answered_by_the_compiled_path(
     try:
         expected = await strawberry(pool, seeded_settings, owner, cast.staff, query,
                                     {"id": str(resident)}, "Resident")
-        got = await compiled(pool, owner, cast.staff, query, {"id": str(resident)}, "Resident")
+        got = await compiled(reader_pool, owner, cast.staff, query, {"id": str(resident)},
+                             "Resident")
         # The admin is exempt: the same document reveals (and audits) everything.
-        admin = await compiled(pool, owner, cast.admin, query, {"id": str(resident)}, "Resident")
+        admin = await compiled(reader_pool, owner, cast.admin, query, {"id": str(resident)},
+                               "Resident")
     finally:
         await owner.execute("DELETE FROM privacy_freezes")
     assert got is not None, "the compiled path stepped aside under a district freeze"
@@ -371,10 +388,12 @@ RESIDENT_READS = [
 
 @pytest.mark.parametrize("freeze", FREEZES)
 async def test_every_freeze_answers_resident_reads_the_same_on_both_paths(
-        freeze: str, pool: asyncpg.Pool, seeded_settings: Any, owner: asyncpg.Connection,
+        freeze: str, pool: asyncpg.Pool, reader_pool: asyncpg.Pool, seeded_settings: Any,
+        owner: asyncpg.Connection,
         cast: Cast, ids: Ids) -> None:
     await _freeze(owner, freeze, cast, ids)
     for query in RESIDENT_READS:
         for recipient in (ids.own, ids.dosed_here):
             variables = {"id": str(recipient)} if "$id" in query else {}
-            await _same_everywhere(pool, seeded_settings, owner, cast, query, variables, None)
+            await _same_everywhere(pool, reader_pool, seeded_settings, owner, cast, query,
+                                   variables, None)
