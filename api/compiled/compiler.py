@@ -38,9 +38,10 @@ from api.compiled.selection import (
     operation_of,
 )
 from api.compiled.statement import COMPILED_ROOTS, Rendered, Statement, refusal
+from api.db.session import request_state
 from api.domain.errors import Forbidden
 from api.errors import SettingsError
-from api.policy import resident_withheld, withheld_districts
+from api.policy import Freeze, resident_withheld
 from api.principal import Principal
 from api.schema import MAX_TOKENS, _limit_rules
 from api.schema.lifecycle import _NAME
@@ -218,38 +219,32 @@ class Compiler:
         plan, variables = planned
         assert plan.roots is not None
 
-        def render(session_freeze: Any, withheld: tuple[int, ...] = ()) -> Rendered:
-            return Statement(self.schema, principal, session_freeze, variables, plan.label,
-                             request_id, withheld).render(plan.roots or ())
-
         try:
-            rendered = render(None)
+            rendered = Statement(self.schema, principal, variables, plan.label,
+                                 request_id).render(plan.roots)
         except Uncompilable:
             return None
         label = plan.label or "anonymous"
-        if rendered.sql is None and not rendered.freeze_sensitive:
-            return Answer(_body(rendered, None), label)
-        async with Reader(pool, principal) as reader:
-            state = await reader.state()
-            # A district freeze withholds its residents' personal fields from readers elsewhere
-            # (policy.resident_frozen): the statement carries the rule for those districts.
-            withheld = withheld_districts(principal.role, state.frozen_districts)
-            if state.freeze is not None or withheld:
-                try:
-                    rendered = render(state.freeze, withheld)
-                except Uncompilable:
-                    return None
-            row = await reader.read(rendered.sql, rendered.args) \
-                if rendered.sql is not None else None
-        return Answer(_body(rendered, row), label)
+        if rendered.sql is None:
+            return Answer(_body(rendered, None, None), label)
+        async with Reader(pool) as reader:
+            row = await reader.read(rendered.sql, rendered.args)
+        return Answer(_body(rendered, row, request_state(principal, row).freeze), label)
 
 
-def _body(rendered: Rendered, row: Any) -> bytes:
-    """The response: root values as PostgreSQL built them, errors as strawberry formats them."""
+def _body(rendered: Rendered, row: Any, freeze: Freeze | None) -> bytes:
+    """The response: root values as PostgreSQL built them, errors as strawberry formats them;
+    `freeze` is the one binding the principal, if any (the statement read it)."""
     errors = list(rendered.errors)
     pieces = []
     for root in rendered.roots:
-        if root.column is not None:
+        if root.freeze_sensitive and freeze is not None:
+            errors.append(refusal(Forbidden(freeze.describe()), root.nodes, [root.key]))
+            piece = b"null"
+        elif root.unless_frozen is not None:
+            errors.append(root.unless_frozen)
+            piece = b"null"
+        elif root.column is not None:
             value = row[root.column] if row is not None else None
             if value is None:
                 if root.not_found is not None:

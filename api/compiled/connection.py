@@ -1,14 +1,13 @@
-"""How a compiled read meets the database: two round trips, no explicit transaction.
+"""How a compiled read meets the database: one statement, one round trip, committed by itself.
 
-1. the principal is set for the session (RLS reads it) and the freeze covering it is read:
-   the same SQL as api/db/session.py, with session-level instead of transaction-level settings;
-2. the one statement that reads and writes the audit row, committed as a whole by itself
-   (autocommit): the response exists only once its audit row is committed.
+The statement (api/compiled/statement.py) sets the principal for its own transaction
+(`set_config(..., true)`, api/db/session.py's _BEGIN_SQL), reads the freezes that bind it,
+builds the response and writes the audit row; autocommit commits it as a whole before the row
+comes back, so the response exists only once its audit row is committed.
 
-The connections come from a pool of their own (`create_reader_pool`) that nothing else uses
-and that skips the RESET ALL on release (a third round trip, ~11% of the path's CPU): every
-use of one of its connections starts with statement 1, which sets all four principal settings,
-so a principal left on an idle connection is overwritten before anything reads under it.
+The connections come from a pool of their own (`create_reader_pool`) that skips the RESET ALL
+on release, which would be a second round trip: the principal's settings are transaction-local
+and end with the statement, so a released connection holds nothing of the request.
 """
 
 from __future__ import annotations
@@ -18,19 +17,18 @@ from typing import Any
 import asyncpg
 
 from api.db.pool import ACQUIRE_TIMEOUT_S, create_pool
-from api.db.session import _BEGIN_SQL, RequestState, principal_args, request_state
-from api.principal import Principal
+from api.db.session import _BEGIN_SQL
 from api.settings import Settings
 
-SESSION_BEGIN_SQL = _BEGIN_SQL.replace(", true)", ", false)")
-if SESSION_BEGIN_SQL.count(", false)") != 4:
+if _BEGIN_SQL.count(", true)") != 4:
     raise RuntimeError("api/db/session.py: _BEGIN_SQL no longer sets the four principal settings "
-                       "with set_config(..., true); update api/compiled/connection.py with it")
+                       "with set_config(..., true); the compiled statement relies on them ending "
+                       "with its transaction (update api/compiled/connection.py with it)")
 
 
 async def keep_session(conn: Any) -> None:
-    """Release without RESET ALL (asyncpg still rolls back a transaction left open): the
-    next Reader sets every principal setting before it reads (see the module docstring)."""
+    """Release without RESET ALL (asyncpg still rolls back a transaction left open): a
+    compiled read leaves no session setting behind (see the module docstring)."""
 
 
 async def create_reader_pool(settings: Settings) -> asyncpg.Pool:
@@ -41,9 +39,8 @@ async def create_reader_pool(settings: Settings) -> asyncpg.Pool:
 class Reader:
     """One request's connection, from the pool until release."""
 
-    def __init__(self, pool: asyncpg.Pool, principal: Principal) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.principal = principal
         self.conn: Any = None
 
     async def __aenter__(self) -> Reader:
@@ -51,12 +48,7 @@ class Reader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # No RESET ALL (create_reader_pool): the next Reader overwrites the principal first.
         await self.pool.release(self.conn)
-
-    async def state(self) -> RequestState:
-        row = await self.conn.fetchrow(SESSION_BEGIN_SQL, *principal_args(self.principal))
-        return request_state(self.principal, row)
 
     async def read(self, sql: str, args: list[Any]) -> asyncpg.Record:
         return await self.conn.fetchrow(sql, *args)

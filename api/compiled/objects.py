@@ -15,7 +15,7 @@ from graphql import FieldNode
 from api.compiled.selection import Selected, Uncompilable
 from api.domain.conditions import Conditions
 from api.domain.scope import doses_in_scope
-from api.policy import PERSONAL_FIELDS, Access, field_access
+from api.policy import PERSONAL_FIELDS, Access, field_access, withholds_residents
 from api.principal import Principal
 
 # The key of the object a withheld field carries in the statement's json instead of its value
@@ -110,15 +110,15 @@ _PERSONAL_COLUMNS = {"nationalId": "national_id", "fullName": "full_name", "phon
 class Objects:
     """Builds object parts for one statement; `params` numbers every value it adds."""
 
-    def __init__(self, principal: Principal, frozen: bool, params: Conditions,
-                 alias: Callable[[str], str], withheld: tuple[int, ...] = ()) -> None:
+    def __init__(self, principal: Principal, params: Conditions, alias: Callable[[str], str],
+                 principal_row: str) -> None:
         self.principal = principal
-        self.frozen = frozen
         self.params = params
         self.alias = alias
-        # Districts whose residents' personal fields this principal may not see (a district
-        # freeze elsewhere: policy.resident_frozen), and the fields withheld so far.
-        self.withheld = withheld
+        # The statement's principal row (statement.PRINCIPAL): its `frozen_districts` are the
+        # districts frozen now, read in the same statement.
+        self.principal_row = principal_row
+        # Fields a district freeze may withhold from this principal, markers point here.
         self.sites: list[Site] = []
 
     def scoped(self, build: Callable[[Conditions, Principal, str], None], alias: str) -> list[str]:
@@ -129,18 +129,23 @@ class Objects:
         return where.clauses
 
     def _access(self, type_name: str, name: str) -> Access:
-        access = field_access(type_name, name, self.principal.role, frozen=self.frozen)
+        # A freeze binding the principal closes every root that reaches objects (statement.py),
+        # so only the role's grant decides here.
+        access = field_access(type_name, name, self.principal.role)
         if access is Access.DENY:
             raise Uncompilable(f"{type_name}.{name} denied inside an object")
         return access
 
     def _resident_frozen(self, r: str, type_name: str, name: str) -> str | None:
-        """SQL that is true when the field is withheld for the row's residence, or None when
-        no district freeze withholds it from this principal (policy.field_access decides)."""
-        if not self.withheld or \
-                field_access(type_name, name, self.principal.role, frozen=True) is not Access.DENY:
+        """SQL that is true when the field is withheld because the row's residence is frozen,
+        or None when no district freeze can withhold it from this principal (the policy's
+        withholds_residents and field_access(frozen=True) decide)."""
+        role = self.principal.role
+        if not withholds_residents(role) or \
+                field_access(type_name, name, role, frozen=True) is not Access.DENY:
             return None
-        return f"{r}.district_id IN ({', '.join(str(d) for d in self.withheld)})"
+        return (f"{r}.district_id::text = ANY(string_to_array("
+                f"{self.principal_row}.frozen_districts, ','))")
 
     def district(self, selected: Selected, dt: str) -> str:
         columns = {"id": f"{dt}.id::text", "name": f"{dt}.name", "division": f"{dt}.division",

@@ -46,7 +46,7 @@ async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.
     await pool.close()
 
 
-async def test_a_compiled_read_is_two_round_trips_whatever_its_size(
+async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
         counted_pool: tuple[asyncpg.Pool, list[str]], seeded_settings: Any, cast: Cast,
         owner: asyncpg.Connection) -> None:
     pool, statements = counted_pool
@@ -59,16 +59,18 @@ async def test_a_compiled_read_is_two_round_trips_whatever_its_size(
             answer = await COMPILER.answer(pool, principal, request_id, query, None, variables)
             assert answer is not None
             assert "errors" not in json.loads(answer.body)
-            # principal + freeze (session-level settings), then the one statement (read +
-            # audit INSERT, committed by itself); the reader pool's release sends nothing.
-            assert [s.split()[0].upper().rstrip(";") for s in statements] == \
-                ["SELECT", "WITH"], statements
-            assert "set_config('vaxvault.role', $1, false)" in statements[0]
+            # One statement: principal (transaction-local) and freezes, the read, the audit
+            # INSERT, committed by itself; the reader pool's release sends nothing.
+            assert [s.split()[0].upper() for s in statements] == ["WITH"], statements
             for setting in ("role", "sub", "center_id", "district_id"):
                 assert f"set_config('vaxvault.{setting}', " in statements[0]
-            assert "INSERT INTO audit_log" in statements[1]
+            assert "set_config('vaxvault.role', $1, true)" in statements[0]
+            assert "INSERT INTO audit_log" in statements[0]
             assert await owner.fetchval(
                 "SELECT count(*) FROM audit_log WHERE request_id = $1", request_id) == 1
+            # The principal ended with the statement's transaction.
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT current_setting('vaxvault.role', true)") == ""
             statements.clear()
             await run(pool, seeded_settings, principal, query, variables)
             strawberry_round_trips = len(statements)
@@ -76,26 +78,27 @@ async def test_a_compiled_read_is_two_round_trips_whatever_its_size(
             assert strawberry_round_trips >= 6, statements
 
 
-async def test_the_next_reader_overwrites_the_principal_a_connection_kept(
+async def test_each_root_reads_under_the_principal_its_statement_set(
         counted_pool: tuple[asyncpg.Pool, list[str]], cast: Cast) -> None:
-    """The one connection keeps the admin's settings after release (no RESET ALL); the staff's
-    read that takes it next runs under the staff's scope, RLS included."""
+    """The roots run after the principal is set in the same statement: RLS sees the staff (a
+    root that ran first would see no principal and find nothing), then nobody."""
     pool, _ = counted_pool
     query = "query One($id: ID!) { recipient(id: $id) { id } }"
-    outside = {"id": "1"}  # the cast's center registered and dosed none of the first ids
+    outside, own = {"id": "1"}, {"id": str(cast.recipient_id)}
     admin = await COMPILER.answer(pool, cast.admin, "a", query, "One", outside)
-    async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT current_setting('vaxvault.role')") == "admin"
-    staff = await COMPILER.answer(pool, cast.staff, "s", query, "One", outside)
+    staff_outside = await COMPILER.answer(pool, cast.staff, "s", query, "One", outside)
+    staff_own = await COMPILER.answer(pool, cast.staff, "s", query, "One", own)
     assert admin is not None and json.loads(admin.body)["data"]["recipient"] == {"id": "1"}
-    assert staff is not None
-    body = json.loads(staff.body)
+    assert staff_outside is not None and staff_own is not None
+    body = json.loads(staff_outside.body)
     assert body["data"]["recipient"] is None
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert json.loads(staff_own.body)["data"]["recipient"] == {"id": str(cast.recipient_id)}
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT current_setting('vaxvault.role')") == "center_staff"
-        # RLS itself reads the staff now: the recipient is invisible even without the scope SQL.
-        assert await conn.fetchval("SELECT count(*) FROM recipients WHERE id = 1") == 0
+        assert await conn.fetchval("SELECT current_setting('vaxvault.role', true)") == ""
+        # With no principal RLS shows nothing: the staff's own recipient came through RLS.
+        assert await conn.fetchval("SELECT count(*) FROM recipients WHERE id = $1",
+                                   cast.recipient_id) == 0
 
 
 @pytest.fixture(scope="module")
