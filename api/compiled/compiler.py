@@ -39,7 +39,7 @@ from api.compiled.selection import (
 )
 from api.compiled.statement import COMPILED_ROOTS, Rendered, Statement, refusal
 from api.db.session import request_state
-from api.domain.errors import Forbidden
+from api.domain.errors import Forbidden, NotFound
 from api.errors import SettingsError
 from api.policy import Freeze, resident_withheld
 from api.principal import Principal
@@ -248,7 +248,7 @@ def _body(rendered: Rendered, row: Any, freeze: Freeze | None) -> bytes:
             value = row[root.column] if row is not None else None
             if value is None:
                 if root.not_found is not None:
-                    errors.append(root.not_found)
+                    errors.append(refusal(NotFound(root.not_found), root.nodes, [root.key]))
                 piece = b"null"
             else:
                 piece = value.encode()

@@ -39,7 +39,7 @@ from api.db.session import _BEGIN_SQL, principal_args
 from api.domain import recipients
 from api.domain.conditions import Conditions
 from api.domain.doses import DoseFilter, search_conditions
-from api.domain.errors import BadUserInput, Forbidden, NotFound, Refusal
+from api.domain.errors import BadUserInput, Forbidden, Refusal
 from api.domain.pagination import decode_cursor, page_size
 from api.domain.recipients import parse_id
 from api.domain.scope import recipients_in_scope
@@ -73,7 +73,9 @@ class Root:
     nodes: tuple[Any, ...] = ()
     constant: bytes | None = None
     column: int | None = None
-    not_found: GraphQLError | None = None  # reported when the column comes back null
+    # NOT_FOUND's text when the column comes back null (the error is built only then: a
+    # GraphQLError computes its locations, a few percent of a request).
+    not_found: str | None = None
     # A freeze binding the principal closes this root (policy.freeze_blocks): FORBIDDEN then,
     # and `unless_frozen` (an argument's error) only when none does.
     freeze_sensitive: bool = False
@@ -195,8 +197,7 @@ class Statement:
         args = self._arguments(selected)
         if selected.name == "recipient":
             recipient_id = parse_id(str(args["id"]))
-            root.not_found = refusal(NotFound(
-                f"no recipient {recipient_id} in your scope"), selected.nodes, [selected.key])
+            root.not_found = f"no recipient {recipient_id} in your scope"
             return self._one_recipient(selected.children, recipient_id)
         if selected.name == "recipients":
             return self._recipients(selected, args)
