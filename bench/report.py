@@ -300,9 +300,8 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
                 p_rps, p_lat, p = _load(by_side.get("postgraphile"))
                 out.append(f"| {title} | {workers} | {c_rps} | {c_lat} | {s_rps} | {s_lat} | "
                            f"{p_rps} | {p_lat} | {_ratio(c, p)} | {_ratio(c, s)} |")
-        out += ["", "Ceiling: the statements the compiled path sends (principal and freeze "
-                    "as session settings, then the one read-and-audit statement, committed by "
-                    "itself), run by pgbench "
+        out += ["", "Ceiling: the one statement the compiled path sends (principal and "
+                    "freezes, read and audit row, committed by itself), run by pgbench "
                     f"-c{load['connections']} as the API role:", "",
                 "| query | pgbench tps | compiled 1 worker | compiled 2 workers |",
                 "|---|---:|---:|---:|"]
