@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +282,10 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
            "compiled side first, so on the coldest caches). "
            "Scope and audit on for both of our paths (the audit row is committed before the "
            "response). The machine was shared with other work while this ran: read the ratios, "
-           "not the absolute figures.", ""]
+           "not the absolute figures."
+           + (f" Load average (1 min) at start and end: {results['load_average'][0]:.1f} and "
+              f"{results['load_average'][1]:.1f} on {machine_cores()} cores."
+              if results.get("load_average") else ""), ""]
     for size in results["sizes"]:
         out += [f"### {size['recipients']:,} recipients", "",
                 "| query | workers | compiled req/s | p50 / p99 ms | strawberry req/s | "
@@ -321,6 +325,10 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
                     "(with 2 workers: the supervisor, then each worker).", ""]
     out.append(PORTAL_END)
     return "\n".join(out)
+
+
+def machine_cores() -> int:
+    return os.cpu_count() or 1
 
 
 def write_portal_section(results: dict[str, Any], results_path: str) -> None:
