@@ -183,7 +183,7 @@ class Objects:
             if s.name == "district":
                 pairs.append((s.key, self.district(s, row.dt)))
             elif s.name == "doses":
-                part = self.doses_of(s.children, r)
+                part = self.doses_of(s.children, row)
                 laterals += part.laterals
                 pairs.append((s.key, part.json))
                 ids.append(part.ids)
@@ -252,22 +252,38 @@ class Objects:
         part.fields = concat(fields, "'{}'::text[]")
         return part
 
-    def dose_row(self) -> DoseRow:
-        return DoseRow(self.alias("d"), self.alias("v"), self.alias("c"), self.alias("r"),
-                       self.alias("dt"))
+    def dose_row(self, parent: RecipientRow | None = None) -> DoseRow:
+        """Fresh aliases for a dose row; its recipient's are `parent`'s when it has one."""
+        d, v, c = self.alias("d"), self.alias("v"), self.alias("c")
+        if parent is not None:
+            return DoseRow(d, v, c, parent.r, parent.dt)
+        return DoseRow(d, v, c, self.alias("r"), self.alias("dt"))
 
-    def dose_joins(self, row: DoseRow) -> str:
-        """The joins of records.DOSE_FROM under fresh aliases (RLS filters `r` as it does there)."""
-        return (f"JOIN vaccines {row.v} ON {row.v}.code = {row.d}.vaccine_code "
-                f"JOIN centers {row.c} ON {row.c}.id = {row.d}.center_id "
-                f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id "
-                f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
+    def dose_joins(self, row: DoseRow, children: tuple[Selected, ...],
+                   parent: RecipientRow | None = None, recipients_checked: bool = False) -> str:
+        """The joins of records.DOSE_FROM under fresh aliases, less those that can neither drop
+        a row nor are read: vaccines, centers and districts have no RLS and every dose's
+        foreign keys are NOT NULL, and a recipient whose dose is reached from its visible
+        parent row (`parent`) is that row. A dose list reached otherwise keeps its recipients
+        join, so RLS filters `r` as it does there, unless its rows were already filtered by
+        one (`recipients_checked`) and no recipient field is read."""
+        wanted = {s.name for s in children}
+        joins = []
+        if "vaccine" in wanted:
+            joins.append(f"JOIN vaccines {row.v} ON {row.v}.code = {row.d}.vaccine_code")
+        if "center" in wanted:
+            joins.append(f"JOIN centers {row.c} ON {row.c}.id = {row.d}.center_id")
+        if parent is None and (not recipients_checked or "recipient" in wanted):
+            joins.append(f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id")
+            if "recipient" in wanted:
+                joins.append(f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
+        return " ".join(joins)
 
-    def doses_of(self, children: tuple[Selected, ...], recipient: str) -> Part:
+    def doses_of(self, children: tuple[Selected, ...], recipient: RecipientRow) -> Part:
         """Recipient.doses: the recipient's in-scope doses by dose number (doses.of_recipients)."""
-        row = self.dose_row()
+        row = self.dose_row(recipient)
         inner = self.dose(children, row)
-        where = [f"{row.d}.recipient_id = {recipient}.id",
+        where = [f"{row.d}.recipient_id = {recipient.r}.id",
                  *self.scoped(doses_in_scope, row.d)]
         lateral = self.alias("l")
         ids = inner.ids or "NULL::bigint[]"
@@ -275,7 +291,8 @@ class Objects:
         sql = (f"SELECT coalesce(json_agg(x.j ORDER BY x.o), '[]'::json) AS j, "
                f"array_cat_agg(x.ids) AS ids, array_cat_agg(x.f) AS f FROM ("
                f"SELECT {inner.json} AS j, {ids} AS ids, {fields} AS f, {row.d}.dose_number AS o "
-               f"FROM doses {row.d} {self.dose_joins(row)} {lateral_joins(inner.laterals)} "
+               f"FROM doses {row.d} {self.dose_joins(row, children, recipient)} "
+               f"{lateral_joins(inner.laterals)} "
                f"WHERE {' AND '.join(where)}) x")
         return Part(f"{lateral}.j", f"{lateral}.ids" if inner.ids else None,
                     f"{lateral}.f" if inner.fields else None, [(sql, lateral)])

@@ -257,12 +257,19 @@ class Statement:
         row = self.objects.dose_row()
         base = (f"(SELECT d.* FROM doses d JOIN recipients rb ON rb.id = d.recipient_id "
                 f"{where.where()} ORDER BY d.administered_on DESC NULLS FIRST, d.id DESC "
-                f"LIMIT {size_p} + 1) AS {row.d} {self.objects.dose_joins(row)}")
+                f"LIMIT {size_p} + 1) AS {row.d} "
+                f"{self.objects.dose_joins(row, self._nodes(selected), recipients_checked=True)}")
         day = f"coalesce('\"' || to_char({row.d}.administered_on, 'YYYY-MM-DD') || '\"', 'null')"
         return self._connection(
             selected, "Dose", base, f"{row.d}.administered_on DESC NULLS FIRST, {row.d}.id DESC",
             cursor(f"'[\"dose\",' || {day} || ',' || {row.d}.id || ']'"), size_p,
             lambda children: self.objects.dose(children, row))
+
+    @staticmethod
+    def _nodes(selected: Selected) -> tuple[Selected, ...]:
+        """The fields asked of a connection's nodes (edges { node { ... } }), merged."""
+        return tuple(n for e in selected.children if e.name == "edges"
+                     for x in e.children if x.name == "node" for n in x.children)
 
     def _connection(self, selected: Selected, kind: str, base: str, order: str, cursor_sql: str,
                     size: str, node: Any) -> Part:
