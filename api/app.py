@@ -19,9 +19,8 @@ from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier
 from api.browser import pages
-from api.compiled.asgi import READER_POOL_KEY, CompiledReads
+from api.compiled.asgi import CompiledReads
 from api.compiled.compiler import Compiler
-from api.compiled.connection import create_reader_pool
 from api.compiled.trusted import prepare_trusted
 from api.db.migrate import is_current
 from api.db.pool import create_pool
@@ -201,13 +200,11 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state["pool"] = await create_pool(settings)
-        state[READER_POOL_KEY] = await create_reader_pool(settings)  # compiled reads' own
         try:
             yield
         finally:
             await restore_jobs.wait_all()  # a restore under way finishes and records its outcome
             await state["pool"].close()
-            await state[READER_POOL_KEY].close()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

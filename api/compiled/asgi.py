@@ -14,8 +14,6 @@ from api.schema.lifecycle import OPERATION_KEY
 
 # The compiled path answers application/json; a client that may take that gets it. One that
 # asks for the GraphQL-over-HTTP media type (or only for others) gets strawberry's negotiation.
-# The state key of the compiled path's own pool (connection.create_reader_pool).
-READER_POOL_KEY = "reader_pool"
 _JSON_RANGES = frozenset({b"application/json", b"application/*", b"*/*"})
 
 
@@ -51,7 +49,7 @@ class CompiledReads:
             if isinstance(query, str) and isinstance(variables, dict) and \
                     (name is None or isinstance(name, str)):
                 answer = await self.compiler.answer(
-                    self.state[READER_POOL_KEY], scope[self.principal_key],
+                    self.state["pool"], scope[self.principal_key],
                     scope[self.request_id_key], query, name, variables)
         except Exception as exc:
             # strawberry answers instead, with its own error handling; nothing was sent yet.

@@ -5,9 +5,9 @@ The statement (api/compiled/statement.py) sets the principal for its own transac
 builds the response and writes the audit row; autocommit commits it as a whole before the row
 comes back, so the response exists only once its audit row is committed.
 
-The connections come from a pool of their own (`create_reader_pool`) that skips the RESET ALL
-on release, which would be a second round trip: the principal's settings are transaction-local
-and end with the statement, so a released connection holds nothing of the request.
+Nothing of the request stays on the connection (the settings end with the statement's
+transaction), so Reader releases it marked clean and the pool skips its RESET ALL, which would
+be a second round trip (api/db/pool.py).
 """
 
 from __future__ import annotations
@@ -16,24 +16,13 @@ from typing import Any
 
 import asyncpg
 
-from api.db.pool import ACQUIRE_TIMEOUT_S, create_pool
+from api.db.pool import ACQUIRE_TIMEOUT_S
 from api.db.session import _BEGIN_SQL
-from api.settings import Settings
 
 if _BEGIN_SQL.count(", true)") != 4:
     raise RuntimeError("api/db/session.py: _BEGIN_SQL no longer sets the four principal settings "
                        "with set_config(..., true); the compiled statement relies on them ending "
                        "with its transaction (update api/compiled/connection.py with it)")
-
-
-async def keep_session(conn: Any) -> None:
-    """Release without RESET ALL (asyncpg still rolls back a transaction left open): a
-    compiled read leaves no session setting behind (see the module docstring)."""
-
-
-async def create_reader_pool(settings: Settings) -> asyncpg.Pool:
-    """The compiled path's own pool; only Reader may use its connections."""
-    return await create_pool(settings, reset=keep_session)
 
 
 class Reader:
@@ -48,6 +37,8 @@ class Reader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Even after an error: the statement's transaction ended, and its settings with it.
+        self.conn.mark_left_clean()
         await self.pool.release(self.conn)
 
     async def read(self, sql: str, args: list[Any]) -> asyncpg.Record:

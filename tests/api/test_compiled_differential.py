@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.compiled.connection import create_reader_pool
+from api.db.pool import create_pool
 from api.domain.pagination import encode_cursor
 from api.principal import Role
 from tests.api.compiled_paths import COMPILER, compiled, strawberry
@@ -206,9 +206,9 @@ def operations(draw: Any, ids: Ids) -> tuple[str, dict[str, Any], str | None]:
 
 @pytest.fixture
 async def reader_pool(seeded_settings: Any) -> AsyncIterator[asyncpg.Pool]:
-    """The compiled path's own pool (no RESET ALL), with one connection: each read takes over
-    the settings the previous principal left on it."""
-    pool = await create_reader_pool(replace(seeded_settings, pool_max_size=1))
+    """The API's pool with one connection, which both paths and every role take in turn (the
+    compiled path releases it without RESET ALL)."""
+    pool = await create_pool(replace(seeded_settings, pool_max_size=1))
     yield pool
     await pool.close()
 
@@ -245,8 +245,8 @@ async def _same_everywhere(pool: asyncpg.Pool, reader_pool: asyncpg.Pool,
                            variables: dict[str, Any], name: str | None) -> None:
     for role in Role:
         principal = cast.of(role)
-        expected = await strawberry(pool, seeded_settings, owner, principal, query, variables,
-                                    name)
+        expected = await strawberry(reader_pool, seeded_settings, owner, principal, query,
+                                    variables, name)
         got = await compiled(reader_pool, owner, principal, query, variables, name)
         assert got is not None, f"not compiled: {query}"
         assert got == expected, (role, query, variables)

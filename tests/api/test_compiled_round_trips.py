@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from api.auth import mint_token
-from api.compiled.connection import keep_session
-from api.db.pool import API_ROLE
+from api.db.pool import API_ROLE, ApiConnection, reset_unless_clean
 from api.principal import Role
 from api.settings import Settings
 from tests.api.client import run
@@ -39,9 +38,10 @@ async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.
     async def count(conn: asyncpg.Connection) -> None:
         conn.add_query_logger(lambda record: statements.append(record.query))
 
-    # As create_reader_pool makes it: no RESET ALL on release.
+    # Released as the API's pool does it: RESET ALL unless the use left the session clean.
     pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=1, init=count,
-                                     server_settings={"role": API_ROLE}, reset=keep_session)
+                                     server_settings={"role": API_ROLE},
+                                     connection_class=ApiConnection, reset=reset_unless_clean)
     yield pool, statements
     await pool.close()
 
@@ -60,7 +60,7 @@ async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
             assert answer is not None
             assert "errors" not in json.loads(answer.body)
             # One statement: principal (transaction-local) and freezes, the read, the audit
-            # INSERT, committed by itself; the reader pool's release sends nothing.
+            # INSERT, committed by itself; the release sends nothing (no RESET ALL).
             assert [s.split()[0].upper() for s in statements] == ["WITH"], statements
             for setting in ("role", "sub", "center_id", "district_id"):
                 assert f"set_config('vaxvault.{setting}', " in statements[0]
@@ -74,8 +74,9 @@ async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
             statements.clear()
             await run(pool, seeded_settings, principal, query, variables)
             strawberry_round_trips = len(statements)
-            # BEGIN, principal, reads, audit INSERT, COMMIT (and RESET ALL on its own pool).
-            assert strawberry_round_trips >= 6, statements
+            # BEGIN, principal, reads, audit INSERT, COMMIT, RESET ALL.
+            assert strawberry_round_trips >= 7, statements
+            assert "RESET ALL" in statements[-1]
 
 
 async def test_each_root_reads_under_the_principal_its_statement_set(
