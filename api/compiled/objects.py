@@ -260,23 +260,25 @@ class Objects:
         return DoseRow(d, v, c, self.alias("r"), self.alias("dt"))
 
     def dose_joins(self, row: DoseRow, children: tuple[Selected, ...],
-                   parent: RecipientRow | None = None, recipients_checked: bool = False) -> str:
+                   parent: RecipientRow | None = None, checked: str | None = None) -> str:
         """The joins of records.DOSE_FROM under fresh aliases, less those that can neither drop
         a row nor are read: vaccines, centers and districts have no RLS and every dose's
         foreign keys are NOT NULL, and a recipient whose dose is reached from its visible
         parent row (`parent`) is that row. A dose list reached otherwise keeps its recipients
-        join, so RLS filters `r` as it does there, unless its rows were already filtered by
-        one (`recipients_checked`) and no recipient field is read."""
+        join, so RLS filters `r` as it does there, unless a recipients join already filtered
+        its rows and carries the recipient along as the composite column `checked`."""
         wanted = {s.name for s in children}
         joins = []
         if "vaccine" in wanted:
             joins.append(f"JOIN vaccines {row.v} ON {row.v}.code = {row.d}.vaccine_code")
         if "center" in wanted:
             joins.append(f"JOIN centers {row.c} ON {row.c}.id = {row.d}.center_id")
-        if parent is None and (not recipients_checked or "recipient" in wanted):
+        if parent is None and checked is None:
             joins.append(f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id")
-            if "recipient" in wanted:
-                joins.append(f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
+        elif parent is None and "recipient" in wanted:
+            joins.append(f"CROSS JOIN LATERAL (SELECT ({row.d}.{checked}).*) AS {row.r}")
+        if parent is None and "recipient" in wanted:
+            joins.append(f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
         return " ".join(joins)
 
     def doses_of(self, children: tuple[Selected, ...], recipient: RecipientRow) -> Part:

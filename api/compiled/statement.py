@@ -255,10 +255,13 @@ class Statement:
         self.params.args = where.args
         size_p = self.param(size, "bigint")
         row = self.objects.dose_row()
-        base = (f"(SELECT d.* FROM doses d JOIN recipients rb ON rb.id = d.recipient_id "
-                f"{where.where()} ORDER BY d.administered_on DESC NULLS FIRST, d.id DESC "
+        # The recipients join (RLS) filters before the LIMIT, as strawberry's query does; its
+        # row comes along for Dose.recipient instead of a second join (and RLS check) per row.
+        base = (f"(SELECT d.*, rb AS checked_recipient FROM doses d JOIN recipients rb "
+                f"ON rb.id = d.recipient_id {where.where()} "
+                f"ORDER BY d.administered_on DESC NULLS FIRST, d.id DESC "
                 f"LIMIT {size_p} + 1) AS {row.d} "
-                f"{self.objects.dose_joins(row, self._nodes(selected), recipients_checked=True)}")
+                f"{self.objects.dose_joins(row, self._nodes(selected), checked='checked_recipient')}")
         day = f"coalesce('\"' || to_char({row.d}.administered_on, 'YYYY-MM-DD') || '\"', 'null')"
         return self._connection(
             selected, "Dose", base, f"{row.d}.administered_on DESC NULLS FIRST, {row.d}.id DESC",
