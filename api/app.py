@@ -21,6 +21,7 @@ from api.auth import TokenVerifier
 from api.browser import pages
 from api.compiled.asgi import CompiledReads
 from api.compiled.compiler import Compiler
+from api.compiled.trusted import prepare_trusted
 from api.db.migrate import is_current
 from api.db.pool import create_pool
 from api.domain import restore_jobs
@@ -225,11 +226,15 @@ def create_app(settings: Settings) -> ASGIApp:
 
     strawberry_app = _GraphQL(settings, state)
     # Compiled reads are answered below strawberry; the rest goes on to it (api/compiled).
-    reads = CompiledReads(strawberry_app, Compiler(strawberry_app.schema, settings.production),
-                          state, PRINCIPAL_KEY, REQUEST_ID_KEY)
+    compiler = Compiler(strawberry_app.schema, settings.production)
+    reads = CompiledReads(strawberry_app, compiler, state, PRINCIPAL_KEY, REQUEST_ID_KEY)
     # Trusted documents come first: a refused document reaches neither path, and a persisted
-    # hash is replaced by its document before either sees it.
-    trusted = TrustedDocuments(reads, Manifest.from_settings(settings),
+    # hash is replaced by its document before either sees it. They are compiled now: one that
+    # does not validate stops the start (SettingsError) instead of failing every request.
+    manifest = Manifest.from_settings(settings)
+    if manifest is not None:
+        prepare_trusted(compiler, manifest)
+    trusted = TrustedDocuments(reads, manifest,
                                settings.production, lambda scope: scope[PRINCIPAL_KEY].role)
     graphql = ResponseMediaType(_LimitBody(
         _Authenticate(trusted, TokenVerifier(settings)), MAX_BODY_BYTES))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,14 @@ from api.errors import AuthError, SettingsError
 from api.fields import is_id
 from api.principal import PUBLIC, Principal, Role
 from api.settings import Settings
+from api.ttl_cache import TtlCache
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
 DEV_SECRET_FILE = "jwt-secret"
 LEEWAY_S = 30
+# How long a verified token is taken on trust before its signature is checked again.
+VERIFIED_TTL_S = 60.0
+VERIFIED_MAX = 4096
 
 
 def development_secret(state_dir: Path) -> str:
@@ -105,8 +110,16 @@ class TokenVerifier:
     """Verifies bearer tokens with the configured HS256 secret, public key or JWKS."""
 
     settings: Settings
+    # Wall-clock seconds (tokens' exp is wall time); injected by tests.
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
+        # Verified tokens -> (principal, exp): a portal sends the same token on every request,
+        # and verifying it again cost ~6% of a compiled read. An entry serves only until the
+        # token's own expiry and for at most VERIFIED_TTL_S, so a rotated key or a removed
+        # JWKS entry takes effect within that long; refusals are never cached.
+        self._verified: TtlCache[str, tuple[Principal, float]] = TtlCache(
+            ttl_s=VERIFIED_TTL_S, max_entries=VERIFIED_MAX, clock=self.clock)
         self._jwks = jwt.PyJWKClient(self.settings.jwt_jwks_url) if self.settings.jwt_jwks_url \
             else None
         self._secret = self.settings.jwt_secret
@@ -131,6 +144,9 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("the Authorization header must be 'Bearer <token>'")
         token = token.strip()
+        known = self._verified.get(token)
+        if known is not None and known[1] > self.clock() - LEEWAY_S:
+            return known[0]
         try:
             key, algorithms = self._key_and_algorithms(token)
             claims = jwt.decode(
@@ -142,4 +158,6 @@ class TokenVerifier:
             raise AuthError("token expired") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
-        return principal_from_claims(claims)
+        principal = principal_from_claims(claims)
+        self._verified.put(token, (principal, float(claims["exp"])))
+        return principal

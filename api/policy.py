@@ -155,10 +155,21 @@ class Freeze:
                 "only counts are available")
 
 
+def withholds_residents(role: Role) -> bool:
+    """Whether a district freeze withholds its residents' personal fields from `role`."""
+    return role not in FREEZE_EXEMPT
+
+
 def resident_frozen(role: Role, residence: int | None, frozen_districts: frozenset[int]) -> bool:
     """A district freeze binds its residents' data wherever it is read (admin and the
     recipient themselves excepted), as well as the people who work there."""
-    return role not in FREEZE_EXEMPT and residence in frozen_districts
+    return withholds_residents(role) and residence in frozen_districts
+
+
+def resident_withheld(type_name: str, field: str, residence: int | None) -> str:
+    """Why a personal field of a resident of a frozen district is withheld (resident_frozen)."""
+    return (f"{type_name}.{field} is withheld: a privacy freeze holds for district {residence}, "
+            "where this person lives")
 
 
 def field_access(type_name: str, field: str, role: Role, frozen: bool = False) -> Access:

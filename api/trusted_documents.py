@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import SettingsError
-from api.http_body import replay
+from api.http_body import parsed_json, remember, replay
 from api.principal import Role
 from api.settings import Settings
 
@@ -158,7 +158,7 @@ class TrustedDocuments:
             raise _Refused(415, "TRUSTED_DOCUMENT_REQUIRED",
                            "send trusted documents as JSON (application/json)")
         try:
-            data = json.loads(body)
+            data = parsed_json(scope, body)
         except ValueError:
             return replay(body, receive)  # strawberry explains malformed JSON itself
         if not isinstance(data, dict):
@@ -167,7 +167,10 @@ class TrustedDocuments:
         document = self._resolve(scope, query, data.get("extensions"))
         if document is None or document == query:
             return replay(body, receive)
-        return replay(json.dumps({**data, "query": document}).encode(), receive)
+        rewritten = {**data, "query": document}
+        body = json.dumps(rewritten).encode()
+        remember(scope, body, rewritten)
+        return replay(body, receive)
 
 
 def _sha256(extensions: Any) -> str | None:

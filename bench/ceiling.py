@@ -1,6 +1,5 @@
-"""The ceiling: the statements the compiled path sends for a portal query, run by pgbench at
-the same concurrency (principal + freeze as session settings, then the one read-and-audit
-statement, committed by itself)."""
+"""The ceiling: the statement the compiled path sends for a portal query (principal, freezes,
+read and audit row in one, committed by itself), run by pgbench at the same concurrency."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from datetime import date
 from typing import Any
 
 from api.compiled.compiler import Compiler
-from api.compiled.connection import SESSION_BEGIN_SQL
 from api.compiled.statement import Statement
 from api.db.pool import API_ROLE
 from api.principal import Principal, Role
@@ -52,13 +50,10 @@ def script(name: str, recipients: int, centers: int) -> str:
     planned = compiler.plan(OURS[name], None, raw)
     assert planned is not None, name
     plan, variables = planned
-    rendered = Statement(compiler.schema, principal, None, variables, plan.label,
+    rendered = Statement(compiler.schema, principal, variables, plan.label,
                          "pgbench").render(plan.roots or ())
     assert rendered.sql is not None
-    begin = _inline(SESSION_BEGIN_SQL, [principal.role.value, principal.sub or "",
-                                 "" if principal.center_id is None else str(principal.center_id),
-                                 ""])
-    body = f"{begin.strip()};\n{_inline(rendered.sql, rendered.args)};\n"
+    body = f"{_inline(rendered.sql, rendered.args)};\n"
     # The id first: it contains the center's digits.
     body = body.replace(f"'{_ID}'", "(:id)::text").replace(str(_ID), ":id")
     body = body.replace(f"'{_CENTER}'", "(:c)::text").replace(str(_CENTER), ":c")

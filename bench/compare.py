@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -102,6 +103,7 @@ def main(argv: list[str]) -> int:
         peer_version = ensure_postgraphile()
         cluster = start_cluster()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        load_at_start = os.getloadavg()[0]
         results = {"started_at": started, "command": "python -m bench.compare " + " ".join(argv),
                    "machine": machine.describe(cluster.bindir, peer_version),
                    "load": {"wrk_threads": 1, "connections": args.connections,
@@ -109,6 +111,7 @@ def main(argv: list[str]) -> int:
                    "sizes": [_one_size(cluster, n, args.seconds, args.connections)
                              for n in args.sizes]}
         results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        results["load_average"] = [round(load_at_start, 2), round(os.getloadavg()[0], 2)]
         sizes = "-".join(f"{n // 1000}k" for n in args.sizes)
         path = report.write_results(results,
                                     f"{started[:10]}-{machine.short_name()}-portal-{sizes}")

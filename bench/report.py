@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +284,10 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
            "compiled side first, so on the coldest caches). "
            "Scope and audit on for both of our paths (the audit row is committed before the "
            "response). The machine was shared with other work while this ran: read the ratios, "
-           "not the absolute figures.", ""]
+           "not the absolute figures."
+           + (f" Load average (1 min) at start and end: {results['load_average'][0]:.1f} and "
+              f"{results['load_average'][1]:.1f} on {machine_cores()} cores."
+              if results.get("load_average") else ""), ""]
     for size in results["sizes"]:
         out += [f"### {size['recipients']:,} recipients", "",
                 "| query | workers | compiled req/s | p50 / p99 ms | strawberry req/s | "
@@ -302,9 +306,8 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
                 p_rps, p_lat, p = _load(by_side.get("postgraphile"))
                 out.append(f"| {title} | {workers} | {c_rps} | {c_lat} | {s_rps} | {s_lat} | "
                            f"{p_rps} | {p_lat} | {_ratio(c, p)} | {_ratio(c, s)} |")
-        out += ["", "Ceiling: the statements the compiled path sends (principal and freeze "
-                    "as session settings, then the one read-and-audit statement, committed by "
-                    "itself), run by pgbench "
+        out += ["", "Ceiling: the one statement the compiled path sends (principal and "
+                    "freezes, read and audit row, committed by itself), run by pgbench "
                     f"-c{load['connections']} as the API role:", "",
                 "| query | pgbench tps | compiled 1 worker | compiled 2 workers |",
                 "|---|---:|---:|---:|"]
@@ -324,6 +327,10 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
                     "(with 2 workers: the supervisor, then each worker).", ""]
     out.append(PORTAL_END)
     return "\n".join(out)
+
+
+def machine_cores() -> int:
+    return os.cpu_count() or 1
 
 
 def write_portal_section(results: dict[str, Any], results_path: str) -> None:

@@ -3,13 +3,12 @@ everything else (and anything that goes wrong before an answer exists) goes on t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.compiled.compiler import Compiler
-from api.http_body import replay
+from api.http_body import parsed_json, replay
 from api.observability import log_event
 from api.schema.lifecycle import OPERATION_KEY
 
@@ -44,14 +43,14 @@ class CompiledReads:
         body, receive = await _buffered(receive)
         answer = None
         try:
-            request = json.loads(body)
+            request = parsed_json(scope, body)
             query, name = request.get("query"), request.get("operationName")
             variables = request.get("variables") or {}
             if isinstance(query, str) and isinstance(variables, dict) and \
                     (name is None or isinstance(name, str)):
                 answer = await self.compiler.answer(
-                    self.state["pool"], scope[self.principal_key], scope[self.request_id_key],
-                    query, name, variables)
+                    self.state["pool"], scope[self.principal_key],
+                    scope[self.request_id_key], query, name, variables)
         except Exception as exc:
             # strawberry answers instead, with its own error handling; nothing was sent yet.
             log_event("compiled path fell back", error=type(exc).__name__,

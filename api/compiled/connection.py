@@ -1,10 +1,13 @@
-"""How a compiled read meets the database: three round trips, no explicit transaction.
+"""How a compiled read meets the database: one statement, one round trip, committed by itself.
 
-1. the principal is set for the session (RLS reads it) and the freeze covering it is read:
-   the same SQL as api/db/session.py, with session-level instead of transaction-level settings;
-2. the one statement that reads and writes the audit row, committed as a whole by itself
-   (autocommit): the response exists only once its audit row is committed;
-3. the pool's reset on release (RESET ALL), which clears the principal again.
+The statement (api/compiled/statement.py) sets the principal for its own transaction
+(`set_config(..., true)`, api/db/session.py's _BEGIN_SQL), reads the freezes that bind it,
+builds the response and writes the audit row; autocommit commits it as a whole before the row
+comes back, so the response exists only once its audit row is committed.
+
+Nothing of the request stays on the connection (the settings end with the statement's
+transaction), so Reader releases it marked clean and the pool skips its RESET ALL, which would
+be a second round trip (api/db/pool.py).
 """
 
 from __future__ import annotations
@@ -14,21 +17,19 @@ from typing import Any
 import asyncpg
 
 from api.db.pool import ACQUIRE_TIMEOUT_S
-from api.db.session import _BEGIN_SQL, RequestState, principal_args, request_state
-from api.principal import Principal
+from api.db.session import _BEGIN_SQL
 
-SESSION_BEGIN_SQL = _BEGIN_SQL.replace(", true)", ", false)")
-if SESSION_BEGIN_SQL.count(", false)") != 4:
+if _BEGIN_SQL.count(", true)") != 4:
     raise RuntimeError("api/db/session.py: _BEGIN_SQL no longer sets the four principal settings "
-                       "with set_config(..., true); update api/compiled/connection.py with it")
+                       "with set_config(..., true); the compiled statement relies on them ending "
+                       "with its transaction (update api/compiled/connection.py with it)")
 
 
 class Reader:
     """One request's connection, from the pool until release."""
 
-    def __init__(self, pool: asyncpg.Pool, principal: Principal) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.principal = principal
         self.conn: Any = None
 
     async def __aenter__(self) -> Reader:
@@ -36,12 +37,9 @@ class Reader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # Release resets the session (RESET ALL): the principal does not outlive the request.
+        # Even after an error: the statement's transaction ended, and its settings with it.
+        self.conn.mark_left_clean()
         await self.pool.release(self.conn)
-
-    async def state(self) -> RequestState:
-        row = await self.conn.fetchrow(SESSION_BEGIN_SQL, *principal_args(self.principal))
-        return request_state(self.principal, row)
 
     async def read(self, sql: str, args: list[Any]) -> asyncpg.Record:
         return await self.conn.fetchrow(sql, *args)

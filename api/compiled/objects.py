@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from graphql import FieldNode
+
 from api.compiled.selection import Selected, Uncompilable
 from api.domain.conditions import Conditions
 from api.domain.scope import doses_in_scope
-from api.policy import PERSONAL_FIELDS, Access, field_access
+from api.policy import PERSONAL_FIELDS, Access, field_access, withholds_residents
 from api.principal import Principal
+
+# The key of the object a withheld field carries in the statement's json instead of its value
+# (`{"!withheld": district, "!site": n}`); no response key can start with "!", and in a json
+# string value the quote before it would be escaped, so the text test in `withheld` is exact.
+WITHHELD_KEY = "!withheld"
+WITHHELD_MARK = b'{"' + WITHHELD_KEY.encode() + b'"'
 
 # json_build_object takes at most 100 arguments: 50 keys.
 MAX_KEYS = 50
@@ -67,6 +75,16 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Site:
+    """Where a field may be withheld from a resident of a frozen district: the error's text
+    and the nodes it points at; the path comes from where the marker sits in the result."""
+
+    type_name: str
+    field: str
+    nodes: tuple[FieldNode, ...]
+
+
+@dataclass(frozen=True)
 class RecipientRow:
     r: str
     dt: str
@@ -92,12 +110,16 @@ _PERSONAL_COLUMNS = {"nationalId": "national_id", "fullName": "full_name", "phon
 class Objects:
     """Builds object parts for one statement; `params` numbers every value it adds."""
 
-    def __init__(self, principal: Principal, frozen: bool, params: Conditions,
-                 alias: Callable[[str], str]) -> None:
+    def __init__(self, principal: Principal, params: Conditions, alias: Callable[[str], str],
+                 principal_row: str) -> None:
         self.principal = principal
-        self.frozen = frozen
         self.params = params
         self.alias = alias
+        # The statement's principal row (statement.PRINCIPAL): its `frozen_districts` are the
+        # districts frozen now, read in the same statement.
+        self.principal_row = principal_row
+        # Fields a district freeze may withhold from this principal, markers point here.
+        self.sites: list[Site] = []
 
     def scoped(self, build: Callable[[Conditions, Principal, str], None], alias: str) -> list[str]:
         """The clauses a scope builder of api/domain/scope.py adds for `alias`, numbered on."""
@@ -107,10 +129,23 @@ class Objects:
         return where.clauses
 
     def _access(self, type_name: str, name: str) -> Access:
-        access = field_access(type_name, name, self.principal.role, frozen=self.frozen)
+        # A freeze binding the principal closes every root that reaches objects (statement.py),
+        # so only the role's grant decides here.
+        access = field_access(type_name, name, self.principal.role)
         if access is Access.DENY:
             raise Uncompilable(f"{type_name}.{name} denied inside an object")
         return access
+
+    def _resident_frozen(self, r: str, type_name: str, name: str) -> str | None:
+        """SQL that is true when the field is withheld because the row's residence is frozen,
+        or None when no district freeze can withhold it from this principal (the policy's
+        withholds_residents and field_access(frozen=True) decide)."""
+        role = self.principal.role
+        if not withholds_residents(role) or \
+                field_access(type_name, name, role, frozen=True) is not Access.DENY:
+            return None
+        return (f"{r}.district_id::text = ANY(string_to_array("
+                f"{self.principal_row}.frozen_districts, ','))")
 
     def district(self, selected: Selected, dt: str) -> str:
         columns = {"id": f"{dt}.id::text", "name": f"{dt}.name", "division": f"{dt}.division",
@@ -148,7 +183,7 @@ class Objects:
             if s.name == "district":
                 pairs.append((s.key, self.district(s, row.dt)))
             elif s.name == "doses":
-                part = self.doses_of(s.children, r)
+                part = self.doses_of(s.children, row)
                 laterals += part.laterals
                 pairs.append((s.key, part.json))
                 ids.append(part.ids)
@@ -159,9 +194,19 @@ class Objects:
                     if s.name != "nationalId":
                         raise Uncompilable(f"Recipient.{s.name} has no masked form")
                     expr = masked(expr)
+                frozen = self._resident_frozen(r, "Recipient", s.name)
+                if frozen is not None:
+                    # A marker in place of the value; the compiler turns it into null and
+                    # FORBIDDEN at this path. Withheld means not revealed: not audited.
+                    self.sites.append(Site("Recipient", s.name, s.nodes))
+                    expr = (f"CASE WHEN {frozen} THEN json_build_object('{WITHHELD_KEY}', "
+                            f"{r}.district_id, '!site', {len(self.sites) - 1}) "
+                            f"ELSE to_json({expr}) END")
                 pairs.append((s.key, expr))
                 if s.name in PERSONAL_FIELDS:
-                    revealed[s.name] = f"{r}.{_PERSONAL_COLUMNS[s.name]}"
+                    column = f"{r}.{_PERSONAL_COLUMNS[s.name]}"
+                    revealed[s.name] = column if frozen is None else \
+                        f"(CASE WHEN {frozen} THEN NULL ELSE {column} END)"
             else:
                 raise Uncompilable(f"Recipient.{s.name}")
         if revealed:
@@ -207,22 +252,40 @@ class Objects:
         part.fields = concat(fields, "'{}'::text[]")
         return part
 
-    def dose_row(self) -> DoseRow:
-        return DoseRow(self.alias("d"), self.alias("v"), self.alias("c"), self.alias("r"),
-                       self.alias("dt"))
+    def dose_row(self, parent: RecipientRow | None = None) -> DoseRow:
+        """Fresh aliases for a dose row; its recipient's are `parent`'s when it has one."""
+        d, v, c = self.alias("d"), self.alias("v"), self.alias("c")
+        if parent is not None:
+            return DoseRow(d, v, c, parent.r, parent.dt)
+        return DoseRow(d, v, c, self.alias("r"), self.alias("dt"))
 
-    def dose_joins(self, row: DoseRow) -> str:
-        """The joins of records.DOSE_FROM under fresh aliases (RLS filters `r` as it does there)."""
-        return (f"JOIN vaccines {row.v} ON {row.v}.code = {row.d}.vaccine_code "
-                f"JOIN centers {row.c} ON {row.c}.id = {row.d}.center_id "
-                f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id "
-                f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
+    def dose_joins(self, row: DoseRow, children: tuple[Selected, ...],
+                   parent: RecipientRow | None = None, checked: str | None = None) -> str:
+        """The joins of records.DOSE_FROM under fresh aliases, less those that can neither drop
+        a row nor are read: vaccines, centers and districts have no RLS and every dose's
+        foreign keys are NOT NULL, and a recipient whose dose is reached from its visible
+        parent row (`parent`) is that row. A dose list reached otherwise keeps its recipients
+        join, so RLS filters `r` as it does there, unless a recipients join already filtered
+        its rows and carries the recipient along as the composite column `checked`."""
+        wanted = {s.name for s in children}
+        joins = []
+        if "vaccine" in wanted:
+            joins.append(f"JOIN vaccines {row.v} ON {row.v}.code = {row.d}.vaccine_code")
+        if "center" in wanted:
+            joins.append(f"JOIN centers {row.c} ON {row.c}.id = {row.d}.center_id")
+        if parent is None and checked is None:
+            joins.append(f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id")
+        elif parent is None and "recipient" in wanted:
+            joins.append(f"CROSS JOIN LATERAL (SELECT ({row.d}.{checked}).*) AS {row.r}")
+        if parent is None and "recipient" in wanted:
+            joins.append(f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
+        return " ".join(joins)
 
-    def doses_of(self, children: tuple[Selected, ...], recipient: str) -> Part:
+    def doses_of(self, children: tuple[Selected, ...], recipient: RecipientRow) -> Part:
         """Recipient.doses: the recipient's in-scope doses by dose number (doses.of_recipients)."""
-        row = self.dose_row()
+        row = self.dose_row(recipient)
         inner = self.dose(children, row)
-        where = [f"{row.d}.recipient_id = {recipient}.id",
+        where = [f"{row.d}.recipient_id = {recipient.r}.id",
                  *self.scoped(doses_in_scope, row.d)]
         lateral = self.alias("l")
         ids = inner.ids or "NULL::bigint[]"
@@ -230,7 +293,8 @@ class Objects:
         sql = (f"SELECT coalesce(json_agg(x.j ORDER BY x.o), '[]'::json) AS j, "
                f"array_cat_agg(x.ids) AS ids, array_cat_agg(x.f) AS f FROM ("
                f"SELECT {inner.json} AS j, {ids} AS ids, {fields} AS f, {row.d}.dose_number AS o "
-               f"FROM doses {row.d} {self.dose_joins(row)} {lateral_joins(inner.laterals)} "
+               f"FROM doses {row.d} {self.dose_joins(row, children, recipient)} "
+               f"{lateral_joins(inner.laterals)} "
                f"WHERE {' AND '.join(where)}) x")
         return Part(f"{lateral}.j", f"{lateral}.ids" if inner.ids else None,
                     f"{lateral}.f" if inner.fields else None, [(sql, lateral)])

@@ -1,5 +1,13 @@
-"""One read operation, for one principal, as one SQL statement (with its audit row) and the
-values and errors that need no database.
+"""One read operation, for one principal, as one SQL statement and the values and errors that
+need no database.
+
+The statement is the whole request: it sets the principal for the transaction (api/db/session.py's
+_BEGIN_SQL, `set_config(..., true)`, as the FROM item `pz` that every root depends on), reads
+the freezes that bind the principal, builds the response json, and writes the audit row (a
+data-modifying CTE); committed by itself, it is one round trip. Each root is a LATERAL subquery
+that references `pz` and cannot be flattened (OFFSET 0), so it runs only after `pz`'s row, with
+the principal set: were it ever evaluated earlier, RLS would see no principal and return nothing
+(fail closed, and the differential test would fail).
 
 The root fields mirror api/schema/query.py: the role's grant and any freeze first (FORBIDDEN),
 then the arguments in the same order as the domain checks them (BAD_USER_INPUT), then the rows
@@ -19,6 +27,7 @@ from api.compiled.objects import (
     Objects,
     Part,
     RecipientRow,
+    Site,
     concat,
     cursor,
     json_object,
@@ -26,17 +35,27 @@ from api.compiled.objects import (
     typename,
 )
 from api.compiled.selection import Selected, Uncompilable
+from api.db.session import _BEGIN_SQL, principal_args
 from api.domain import recipients
 from api.domain.conditions import Conditions
 from api.domain.doses import DoseFilter, search_conditions
-from api.domain.errors import BadUserInput, Forbidden, NotFound, Refusal
+from api.domain.errors import BadUserInput, Forbidden, Refusal
 from api.domain.pagination import decode_cursor, page_size
 from api.domain.recipients import parse_id
 from api.domain.scope import recipients_in_scope
-from api.policy import Access, Freeze, field_access, freeze_blocks, root_allowed
+from api.policy import Access, field_access, freeze_blocks, root_allowed
 from api.principal import Principal
 
 COMPILED_ROOTS = frozenset({"recipient", "recipients", "doses", "me"})
+# The principal and its freezes: _BEGIN_SQL ($1-$4 = principal_args) as a FROM item.
+PRINCIPAL = "pz"
+_PRINCIPAL_FROM = f"(SELECT * FROM ({_BEGIN_SQL}) b OFFSET 0) {PRINCIPAL}"
+# What the statement returns about the freezes, for api/db/session.request_state.
+FREEZE_COLUMNS = ("home_district", "freeze_district", "until", "reason", "frozen_districts")
+# True in pz's row, and known to the planner only from it (never folded to a constant).
+_AFTER_PRINCIPAL = f"{PRINCIPAL}.frozen_districts IS NOT NULL"
+# No freeze binds the principal (pz found none for its home district or the nation).
+_UNFROZEN = f"{PRINCIPAL}.until IS NULL"
 
 _AUDIT = """INSERT INTO audit_log (actor_sub, actor_role, actor_center_id, actor_district_id,
     action, operation, request_id, recipient_ids, fields, detail)
@@ -51,9 +70,16 @@ class Root:
     """A root key's value: constant JSON, a statement column, or null with an error."""
 
     key: str
+    nodes: tuple[Any, ...] = ()
     constant: bytes | None = None
     column: int | None = None
-    not_found: GraphQLError | None = None  # reported when the column comes back null
+    # NOT_FOUND's text when the column comes back null (the error is built only then: a
+    # GraphQLError computes its locations, a few percent of a request).
+    not_found: str | None = None
+    # A freeze binding the principal closes this root (policy.freeze_blocks): FORBIDDEN then,
+    # and `unless_frozen` (an argument's error) only when none does.
+    freeze_sensitive: bool = False
+    unless_frozen: GraphQLError | None = None
 
 
 @dataclass
@@ -62,8 +88,8 @@ class Rendered:
     errors: list[GraphQLError] = field(default_factory=list)
     sql: str | None = None
     args: list[Any] = field(default_factory=list)
-    # A root a freeze would close was asked for: the freeze must be read, even with no SQL.
-    freeze_sensitive: bool = False
+    # Fields withheld from residents of frozen districts: markers in the result point here.
+    sites: list[Site] = field(default_factory=list)
 
 
 def refusal(error: Refusal, nodes: Any, path: list[str | int]) -> GraphQLError:
@@ -73,18 +99,18 @@ def refusal(error: Refusal, nodes: Any, path: list[str | int]) -> GraphQLError:
 class Statement:
     """Builds the statement for one request; `render` is the entry point."""
 
-    def __init__(self, schema: GraphQLSchema, principal: Principal, freeze: Freeze | None,
-                 variables: VariableValues, operation: str | None, request_id: str) -> None:
+    def __init__(self, schema: GraphQLSchema, principal: Principal, variables: VariableValues,
+                 operation: str | None, request_id: str) -> None:
         self.schema = schema
         self.principal = principal
-        self.freeze = freeze
         self.variables = variables
         self.operation = operation
         self.request_id = request_id
-        self.params = Conditions()
+        # $1-$4 are the principal, as _BEGIN_SQL numbers them.
+        self.params = Conditions(list(principal_args(principal)))
         self.count = 0
         self.rendered = Rendered(roots=[])
-        self.objects = Objects(principal, freeze is not None, self.params, self.alias)
+        self.objects = Objects(principal, self.params, self.alias, PRINCIPAL)
 
     def alias(self, prefix: str) -> str:
         self.count += 1
@@ -94,11 +120,11 @@ class Statement:
         return f"{self.params.param(value)}::{cast}"
 
     def render(self, roots: tuple[Selected, ...]) -> Rendered:
-        out = self.rendered = Rendered(roots=[])
+        out = self.rendered = Rendered(roots=[], sites=self.objects.sites)
         laterals: list[tuple[str, str]] = []
         parts: list[Part] = []
         for selected in roots:
-            root = Root(selected.key)
+            root = Root(selected.key, selected.nodes)
             out.roots.append(root)
             if selected.name == "__typename":
                 root.constant = b'"Query"'
@@ -106,30 +132,44 @@ class Statement:
             if selected.name not in COMPILED_ROOTS:
                 raise Uncompilable(f"root {selected.name}")
             try:
+                root.freeze_sensitive = self._check_root(selected.name)
                 part = self._root(selected, root, out.errors)
             except Refusal as refused:
-                out.errors.append(refusal(refused, selected.nodes, [selected.key]))
+                error = refusal(refused, selected.nodes, [selected.key])
+                if root.freeze_sensitive:
+                    root.unless_frozen = error  # a freeze is checked before the arguments
+                else:
+                    out.errors.append(error)
                 root.constant = b"null"
                 continue
             if part is None:
                 continue
             name = self.alias("t")
-            laterals.append((part.json, name))
+            # Runs after pz's row (a lateral reference that OFFSET 0 keeps from being
+            # flattened away); a root a freeze closes is not read at all while one binds.
+            after = _UNFROZEN if root.freeze_sensitive else _AFTER_PRINCIPAL
+            laterals.append((f"SELECT * FROM ({part.json}) s WHERE {after} OFFSET 0", name))
             root.column = len(parts)
             parts.append(Part(f"{name}.j", f"{name}.ids" if part.ids else None,
                               f"{name}.f" if part.fields else None))
         if parts:
             out.sql = self._statement(parts, laterals)
+        elif any(r.freeze_sensitive for r in out.roots):
+            # Nothing to read, but whether a freeze binds decides the errors.
+            out.sql = f"SELECT {', '.join(FREEZE_COLUMNS)} FROM {_PRINCIPAL_FROM}"
+        if out.sql is not None:
             out.args = self.params.args
         return out
 
     def _statement(self, parts: list[Part], laterals: list[tuple[str, str]]) -> str:
         columns = [f"{p.json} AS j{i}" for i, p in enumerate(parts)]
+        columns += [f"{PRINCIPAL}.{c}" for c in FREEZE_COLUMNS]
         ids = concat([p.ids for p in parts], "'{}'::bigint[]")
         fields = concat([p.fields for p in parts], "'{}'::text[]")
         if ids is not None:
             columns += [f"{ids} AS ids", f"{fields} AS f"]
-        sql = f"WITH q AS (SELECT {', '.join(columns)} FROM (SELECT 1) z {lateral_joins(laterals)})"
+        sql = (f"WITH q AS (SELECT {', '.join(columns)} FROM {_PRINCIPAL_FROM} "
+               f"{lateral_joins(laterals)})")
         if ids is not None:
             # The audit row is written by the same statement that reads: one commit holds both.
             p = self.principal
@@ -138,16 +178,15 @@ class Statement:
                 center=self.params.param(p.center_id), district=self.params.param(p.district_id),
                 operation=self.params.param(self.operation),
                 request=self.params.param(self.request_id)) + ")"
-        return sql + " SELECT " + ", ".join(f"j{i}::text" for i in range(len(parts))) + " FROM q"
+        return (sql + " SELECT " + ", ".join([f"j{i}::text" for i in range(len(parts))] +
+                                             list(FREEZE_COLUMNS)) + " FROM q")
 
-    def _check_root(self, name: str) -> None:
+    def _check_root(self, name: str) -> bool:
+        """Forbidden unless the role may call `name`; whether a freeze would close it."""
         role = self.principal.role
         if not root_allowed(name, role):
             raise Forbidden(f"role {role.value} may not use {name}")
-        if freeze_blocks(name, role):
-            self.rendered.freeze_sensitive = True
-            if self.freeze is not None:
-                raise Forbidden(self.freeze.describe())
+        return freeze_blocks(name, role)
 
     def _arguments(self, selected: Selected) -> dict[str, Any]:
         assert self.schema.query_type is not None
@@ -155,12 +194,10 @@ class Statement:
         return get_argument_values(definition, selected.node, self.variables)
 
     def _root(self, selected: Selected, root: Root, errors: list[GraphQLError]) -> Part | None:
-        self._check_root(selected.name)
         args = self._arguments(selected)
         if selected.name == "recipient":
             recipient_id = parse_id(str(args["id"]))
-            root.not_found = refusal(NotFound(
-                f"no recipient {recipient_id} in your scope"), selected.nodes, [selected.key])
+            root.not_found = f"no recipient {recipient_id} in your scope"
             return self._one_recipient(selected.children, recipient_id)
         if selected.name == "recipients":
             return self._recipients(selected, args)
@@ -218,14 +255,24 @@ class Statement:
         self.params.args = where.args
         size_p = self.param(size, "bigint")
         row = self.objects.dose_row()
-        base = (f"(SELECT d.* FROM doses d JOIN recipients rb ON rb.id = d.recipient_id "
-                f"{where.where()} ORDER BY d.administered_on DESC NULLS FIRST, d.id DESC "
-                f"LIMIT {size_p} + 1) AS {row.d} {self.objects.dose_joins(row)}")
+        # The recipients join (RLS) filters before the LIMIT, as strawberry's query does; its
+        # row comes along for Dose.recipient instead of a second join (and RLS check) per row.
+        base = (f"(SELECT d.*, rb AS checked_recipient FROM doses d JOIN recipients rb "
+                f"ON rb.id = d.recipient_id {where.where()} "
+                f"ORDER BY d.administered_on DESC NULLS FIRST, d.id DESC "
+                f"LIMIT {size_p} + 1) AS {row.d} "
+                f"{self.objects.dose_joins(row, self._nodes(selected), checked='checked_recipient')}")
         day = f"coalesce('\"' || to_char({row.d}.administered_on, 'YYYY-MM-DD') || '\"', 'null')"
         return self._connection(
             selected, "Dose", base, f"{row.d}.administered_on DESC NULLS FIRST, {row.d}.id DESC",
             cursor(f"'[\"dose\",' || {day} || ',' || {row.d}.id || ']'"), size_p,
             lambda children: self.objects.dose(children, row))
+
+    @staticmethod
+    def _nodes(selected: Selected) -> tuple[Selected, ...]:
+        """The fields asked of a connection's nodes (edges { node { ... } }), merged."""
+        return tuple(n for e in selected.children if e.name == "edges"
+                     for x in e.children if x.name == "node" for n in x.children)
 
     def _connection(self, selected: Selected, kind: str, base: str, order: str, cursor_sql: str,
                     size: str, node: Any) -> Part:
@@ -280,7 +327,8 @@ class Statement:
         for s in selected.children:
             if s.name not in constants and s.name != "recipient":
                 raise Uncompilable(f"Me.{s.name}")
-        access = field_access("Me", "recipient", p.role, frozen=self.freeze is not None)
+        # `me` stays open in a freeze, and Me.recipient is the recipient's own (freeze-exempt).
+        access = field_access("Me", "recipient", p.role)
         if not wanted or access is Access.DENY:
             for s in wanted:
                 errors.append(refusal(Forbidden(f"role {p.role.value} may not see Me.recipient"),

@@ -21,6 +21,7 @@ from api.policy import (
     field_access,
     freeze_blocks,
     resident_frozen,
+    resident_withheld,
     root_allowed,
 )
 from api.principal import Role
@@ -93,8 +94,7 @@ def reveal(info: Info, type_name: str, field: str, value: T, recipient_id: int |
         if freeze is not None and field in PERSONAL_FIELDS:
             raise Forbidden(f"{type_name}.{field} is withheld: {freeze.describe()}")
         if resident and field in PERSONAL_FIELDS:
-            raise Forbidden(f"{type_name}.{field} is withheld: a privacy freeze holds for "
-                            f"district {residence}, where this person lives")
+            raise Forbidden(resident_withheld(type_name, field, residence))
         raise Forbidden(f"role {ctx.principal.role.value} may not see {type_name}.{field}")
     if recipient_id is not None and field in PERSONAL_FIELDS and value is not None:
         ctx.audit.note_read(recipient_id, field)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from api.db.pool import API_ROLE, create_pool
+from api.db.pool import API_ROLE, ApiConnection, create_pool, reset_unless_clean
 from api.principal import Principal, Role
 from api.settings import Settings
 from tests.api.client import principal
@@ -76,7 +76,9 @@ async def counted_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.
     async def count(conn: asyncpg.Connection) -> None:
         conn.add_query_logger(lambda record: statements.append(record.query))
 
+    # Released as the API's pool does it: RESET ALL unless the use left the session clean.
     pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=1, init=count,
-                                     server_settings={"role": API_ROLE})
+                                     server_settings={"role": API_ROLE},
+                                     connection_class=ApiConnection, reset=reset_unless_clean)
     yield pool, statements
     await pool.close()

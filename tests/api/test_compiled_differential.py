@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.db.pool import create_pool
 from api.domain.pagination import encode_cursor
 from api.principal import Role
 from tests.api.compiled_paths import COMPILER, compiled, strawberry
@@ -41,6 +43,9 @@ class Ids:
     center: int
     other_center: int
     vaccine: str
+    # A district other than the staff's own holding a resident the staff may read (dosed at
+    # their center): a freeze there withholds that resident's personal fields from the staff.
+    resident_district: int
 
 
 @dataclass
@@ -200,6 +205,15 @@ def operations(draw: Any, ids: Ids) -> tuple[str, dict[str, Any], str | None]:
 
 
 @pytest.fixture
+async def reader_pool(seeded_settings: Any) -> AsyncIterator[asyncpg.Pool]:
+    """The API's pool with one connection, which both paths and every role take in turn (the
+    compiled path releases it without RESET ALL)."""
+    pool = await create_pool(replace(seeded_settings, pool_max_size=1))
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
 async def ids(owner: asyncpg.Connection, cast: Cast) -> Ids:
     dosed_here = await owner.fetchval(
         "SELECT r.id FROM recipients r JOIN doses d ON d.recipient_id = r.id "
@@ -212,41 +226,67 @@ async def ids(owner: asyncpg.Connection, cast: Cast) -> Ids:
                                         cast.center_id)
     vaccine = await owner.fetchval("SELECT vaccine_code FROM doses GROUP BY 1 ORDER BY count(*) "
                                    "DESC LIMIT 1")
-    return Ids(cast.recipient_id, dosed_here, elsewhere, cast.center_id, other_center, vaccine)
+    # The seed houses everyone in their center's district: the cast's recipient and those
+    # registered elsewhere and dosed here (the staff read them all) move to another district,
+    # so its freeze binds them; the center's other registrants stay at home.
+    resident_district = await owner.fetchval("SELECT min(id) FROM districts WHERE id <> $1",
+                                             cast.district_id)
+    await owner.execute(
+        "UPDATE recipients r SET district_id = $2 WHERE r.id = $3 OR r.center_id <> $1 AND "
+        "EXISTS (SELECT 1 FROM doses d WHERE d.recipient_id = r.id AND d.center_id = $1)",
+        cast.center_id, resident_district, cast.recipient_id)
+    return Ids(cast.recipient_id, dosed_here, elsewhere, cast.center_id, other_center, vaccine,
+               resident_district)
 
 
-async def _same_everywhere(pool: asyncpg.Pool, seeded_settings: Any,
+async def _same_everywhere(pool: asyncpg.Pool, reader_pool: asyncpg.Pool,
+                           seeded_settings: Any,
                            owner: asyncpg.Connection, cast: Cast, query: str,
                            variables: dict[str, Any], name: str | None) -> None:
     for role in Role:
         principal = cast.of(role)
-        expected = await strawberry(pool, seeded_settings, owner, principal, query, variables,
-                                    name)
-        got = await compiled(pool, owner, principal, query, variables, name)
+        expected = await strawberry(reader_pool, seeded_settings, owner, principal, query,
+                                    variables, name)
+        got = await compiled(reader_pool, owner, principal, query, variables, name)
         assert got is not None, f"not compiled: {query}"
         assert got == expected, (role, query, variables)
+
+
+# No freeze; a national one; one on the staff's own district; one on a district whose residents
+# the staff read from their center elsewhere (policy.resident_frozen); and both district ones.
+FREEZES = ("residents' district", "none", "national", "own district", "both districts")
+
+
+async def _freeze(owner: asyncpg.Connection, freeze: str, cast: Cast, ids: Ids) -> None:
+    districts: list[int | None] = {
+        "none": [], "national": [None], "own district": [cast.district_id],
+        "residents' district": [ids.resident_district],
+        "both districts": [cast.district_id, ids.resident_district]}[freeze]
+    for district in districts:
+        await owner.execute("INSERT INTO privacy_freezes (district_id, reason, set_by, until) "
+                            "VALUES ($1, 'differential test', 'admin-1', now() + interval "
+                            "'1 hour')", district)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
-@given(data=st.data(), frozen=st.booleans())
+@given(data=st.data(), freeze=st.sampled_from(FREEZES))
 async def test_generated_reads_answer_the_same_on_both_paths(
-        data: st.DataObject, frozen: bool, pool: asyncpg.Pool, seeded_settings: Any,
-        owner: asyncpg.Connection, cast: Cast, ids: Ids) -> None:
+        data: st.DataObject, freeze: str, pool: asyncpg.Pool, reader_pool: asyncpg.Pool,
+        seeded_settings: Any, owner: asyncpg.Connection, cast: Cast, ids: Ids) -> None:
     query, variables, name = data.draw(operations(ids))
-    if frozen:
-        await owner.execute("INSERT INTO privacy_freezes (district_id, reason, set_by, until) "
-                            "VALUES (NULL, 'differential test', 'admin-1', now() + interval "
-                            "'1 hour')")
+    await _freeze(owner, freeze, cast, ids)
     try:
-        await _same_everywhere(pool, seeded_settings, owner, cast, query, variables, name)
+        await _same_everywhere(pool, reader_pool, seeded_settings, owner, cast, query,
+                               variables, name)
     finally:
         await owner.execute("DELETE FROM privacy_freezes")
 
 
 async def test_pages_follow_cursors_the_same_on_both_paths(
-        pool: asyncpg.Pool, seeded_settings: Any, owner: asyncpg.Connection, cast: Cast) -> None:
+        pool: asyncpg.Pool, reader_pool: asyncpg.Pool, seeded_settings: Any,
+        owner: asyncpg.Connection, cast: Cast) -> None:
     """Walk three pages of each connection with the compiled path's own endCursor."""
     for root, node in (("recipients", "id fullName"), ("doses", "id administeredOn")):
         query = (f"query Page($after: String) {{ {root}(first: 7, after: $after) {{ edges {{ "
@@ -255,7 +295,7 @@ async def test_pages_follow_cursors_the_same_on_both_paths(
         for _ in range(3):
             expected = await strawberry(pool, seeded_settings, owner, cast.admin, query,
                                         {"after": after})
-            got = await compiled(pool, owner, cast.admin, query, {"after": after})
+            got = await compiled(reader_pool, owner, cast.admin, query, {"after": after})
             assert got == expected
             assert got.data[root]["pageInfo"]["hasNextPage"]
             after = got.data[root]["pageInfo"]["endCursor"]
@@ -278,22 +318,82 @@ NOT_COMPILED = [
 
 
 async def test_what_the_compiler_does_not_cover_goes_to_strawberry(
-        pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
+        reader_pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
     for query in NOT_COMPILED:
-        assert await compiled(pool, owner, cast.admin, query, {}) is None, query
+        assert await compiled(reader_pool, owner, cast.admin, query, {}) is None, query
     # ...and the fallback leaves no trace of the compiled path behind: no audit row.
     assert await owner.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
 async def test_plans_are_cached_per_document_operation_and_directive_values(
-        pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
+        reader_pool: asyncpg.Pool, cast: Cast, owner: asyncpg.Connection) -> None:
     query = "query Q($b: Boolean!) { me { role sub @include(if: $b) } }"
     before = len(COMPILER.plans.items)
-    shown = await compiled(pool, owner, cast.staff, query, {"b": True})
-    hidden = await compiled(pool, owner, cast.staff, query, {"b": False})
-    again = await compiled(pool, owner, cast.admin, query, {"b": True})
+    shown = await compiled(reader_pool, owner, cast.staff, query, {"b": True})
+    hidden = await compiled(reader_pool, owner, cast.staff, query, {"b": False})
+    again = await compiled(reader_pool, owner, cast.admin, query, {"b": True})
     assert shown is not None and hidden is not None and again is not None
     assert shown.data == {"me": {"role": "center_staff", "sub": "nurse-1"}}
     assert hidden.data == {"me": {"role": "center_staff"}}
     assert again.data == {"me": {"role": "admin", "sub": "admin-1"}}
     assert len(COMPILER.plans.items) == before + 2
+
+
+async def test_a_district_freeze_is_answered_by_the_compiled_path(
+        pool: asyncpg.Pool, reader_pool: asyncpg.Pool, seeded_settings: Any,
+        owner: asyncpg.Connection, cast: Cast, ids: Ids) -> None:
+    """Staff reading a resident of a frozen district elsewhere: the compiled statement itself
+    withholds the personal fields (null, FORBIDDEN at each path, nothing audited for them)."""
+    resident = ids.dosed_here
+    query = ("query Resident($id: ID!) { recipient(id: $id) { id name: fullName nationalId sex "
+             "doses { doseNumber recipient { fullName } } } }")
+    await _freeze(owner, "residents' district", cast, ids)
+    try:
+        expected = await strawberry(pool, seeded_settings, owner, cast.staff, query,
+                                    {"id": str(resident)}, "Resident")
+        got = await compiled(reader_pool, owner, cast.staff, query, {"id": str(resident)},
+                             "Resident")
+        # The admin is exempt: the same document reveals (and audits) everything.
+        admin = await compiled(reader_pool, owner, cast.admin, query, {"id": str(resident)},
+                               "Resident")
+    finally:
+        await owner.execute("DELETE FROM privacy_freezes")
+    assert got is not None, "the compiled path stepped aside under a district freeze"
+    assert got == expected
+    record = got.data["recipient"]
+    assert record["id"] == str(resident) and record["sex"] is not None
+    assert record["name"] is None and record["nationalId"] is None
+    assert record["doses"] and all(d["recipient"]["fullName"] is None for d in record["doses"])
+    withheld = f"is withheld: a privacy freeze holds for district {ids.resident_district}"
+    paths = {json.loads(path)[-1] for message, path, _, code in got.errors
+             if withheld in message and code == "FORBIDDEN"}
+    assert paths == {"name", "nationalId", "fullName"}
+    assert len(got.errors) == 2 + len(record["doses"])
+    assert got.audit == []
+    assert admin is not None and not admin.errors and admin.data["recipient"]["name"]
+    assert admin.audit and admin.audit[0][7] == ["fullName", "nationalId"]
+
+
+# Every place a Recipient's personal fields appear, read as every role under every freeze.
+RESIDENT_READS = [
+    "query R($id: ID!) { recipient(id: $id) { id fullName nationalId birthDate phone sex "
+    "doses { id center { id } recipient { id fullName phone } } } }",
+    "{ recipients(first: 20) { edges { cursor node { id n: nationalId fullName } } "
+    "pageInfo { hasNextPage } } }",
+    "{ doses(first: 30) { edges { node { id recipient { fullName birthDate doses { "
+    "recipient { nationalId } } } } } } }",
+    "{ me { role recipient { id fullName phone doses { recipient { birthDate } } } } }",
+]
+
+
+@pytest.mark.parametrize("freeze", FREEZES)
+async def test_every_freeze_answers_resident_reads_the_same_on_both_paths(
+        freeze: str, pool: asyncpg.Pool, reader_pool: asyncpg.Pool, seeded_settings: Any,
+        owner: asyncpg.Connection,
+        cast: Cast, ids: Ids) -> None:
+    await _freeze(owner, freeze, cast, ids)
+    for query in RESIDENT_READS:
+        for recipient in (ids.own, ids.dosed_here):
+            variables = {"id": str(recipient)} if "$id" in query else {}
+            await _same_everywhere(pool, reader_pool, seeded_settings, owner, cast, query,
+                                   variables, None)

@@ -30,7 +30,7 @@ LISTING = """query Listing($first: Int) { recipients(first: $first) { edges { no
           recipient { id phone } } } } } }"""
 
 
-async def test_a_compiled_read_is_three_round_trips_whatever_its_size(
+async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
         counted_pool: tuple[asyncpg.Pool, list[str]], seeded_settings: Any, cast: Cast,
         owner: asyncpg.Connection) -> None:
     pool, statements = counted_pool
@@ -43,22 +43,47 @@ async def test_a_compiled_read_is_three_round_trips_whatever_its_size(
             answer = await COMPILER.answer(pool, principal, request_id, query, None, variables)
             assert answer is not None
             assert "errors" not in json.loads(answer.body)
-            # principal + freeze (session-level settings), the one statement (read + audit
-            # INSERT, committed by itself), and the pool's reset (RESET ALL) on release.
-            assert [s.split()[0].upper().rstrip(";") for s in statements] == \
-                ["SELECT", "WITH", "SELECT"], statements
-            assert "set_config('vaxvault.role', $1, false)" in statements[0]
-            assert "RESET ALL" in statements[2]
-            assert "INSERT INTO audit_log" in statements[1]
+            # One statement: principal (transaction-local) and freezes, the read, the audit
+            # INSERT, committed by itself; the release sends nothing (no RESET ALL).
+            assert [s.split()[0].upper() for s in statements] == ["WITH"], statements
+            for setting in ("role", "sub", "center_id", "district_id"):
+                assert f"set_config('vaxvault.{setting}', " in statements[0]
+            assert "set_config('vaxvault.role', $1, true)" in statements[0]
+            assert "INSERT INTO audit_log" in statements[0]
             assert await owner.fetchval(
                 "SELECT count(*) FROM audit_log WHERE request_id = $1", request_id) == 1
-            # The principal set for the session does not outlive the request.
+            # The principal ended with the statement's transaction.
             async with pool.acquire() as conn:
                 assert await conn.fetchval("SELECT current_setting('vaxvault.role', true)") == ""
             statements.clear()
             await run(pool, seeded_settings, principal, query, variables)
             strawberry_round_trips = len(statements)
+            # BEGIN, principal, reads, audit INSERT, COMMIT, RESET ALL.
             assert strawberry_round_trips >= 7, statements
+            assert "RESET ALL" in statements[-1]
+
+
+async def test_each_root_reads_under_the_principal_its_statement_set(
+        counted_pool: tuple[asyncpg.Pool, list[str]], cast: Cast) -> None:
+    """The roots run after the principal is set in the same statement: RLS sees the staff (a
+    root that ran first would see no principal and find nothing), then nobody."""
+    pool, _ = counted_pool
+    query = "query One($id: ID!) { recipient(id: $id) { id } }"
+    outside, own = {"id": "1"}, {"id": str(cast.recipient_id)}
+    admin = await COMPILER.answer(pool, cast.admin, "a", query, "One", outside)
+    staff_outside = await COMPILER.answer(pool, cast.staff, "s", query, "One", outside)
+    staff_own = await COMPILER.answer(pool, cast.staff, "s", query, "One", own)
+    assert admin is not None and json.loads(admin.body)["data"]["recipient"] == {"id": "1"}
+    assert staff_outside is not None and staff_own is not None
+    body = json.loads(staff_outside.body)
+    assert body["data"]["recipient"] is None
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert json.loads(staff_own.body)["data"]["recipient"] == {"id": str(cast.recipient_id)}
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT current_setting('vaxvault.role', true)") == ""
+        # With no principal RLS shows nothing: the staff's own recipient came through RLS.
+        assert await conn.fetchval("SELECT count(*) FROM recipients WHERE id = $1",
+                                   cast.recipient_id) == 0
 
 
 @pytest.fixture(scope="module")
