@@ -8,10 +8,10 @@ repository.
 
 The pieces are shaped so that several connections can build them at once without waiting on
 each other's locks: every index, the indexes of primary keys and unique constraints included, is
-one CREATE INDEX (a SHARE lock, which other index builds on the same table share); the keys are
-then attached to their built indexes (USING INDEX: a catalog change, no scan) and the foreign keys
-added NOT VALID in one short transaction; each VALIDATE then reads its table under a lock that
-only another VALIDATE of the same table waits for.
+one CREATE INDEX (a SHARE lock, which other index builds on the same table share); the foreign
+keys are added NOT VALID (no scan) as soon as the indexes they reference exist, then each
+VALIDATE reads its table under a lock that index builds of other tables do not wait for; last,
+the keys are attached to their built indexes (USING INDEX: a catalog change, no scan).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ ORDER BY 1, 2
 # Indexes that back no key (a key's index goes and comes back with its constraint).
 _INDEXES = """
 SELECT i.indrelid::regclass::text AS owner, i.indexrelid::regclass::text AS name,
-       pg_get_indexdef(i.indexrelid) AS definition
-FROM pg_index i
+       pg_get_indexdef(i.indexrelid) AS definition, c.relname AS index_name
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = ANY($1::text[]::regclass[])
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c
                   WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
@@ -57,6 +57,9 @@ ORDER BY 1, 2
 _ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
 
 
+PRIMARY, REFERENCED, REST = "primary", "referenced", "rest"
+
+
 @dataclass(frozen=True)
 class Build:
     """One statement that builds an index (or a key that cannot be attached) of one table."""
@@ -64,12 +67,15 @@ class Build:
     table: str       # as the caller spelled it to set_aside
     name: str
     statement: str
-    primary: bool    # the primary key's index: a replay's upserts need it before the rest
+    # PRIMARY: a replay's upserts need it; REFERENCED: a foreign key needs it (built after the
+    # replay, so a replayed swap of two values never trips it); REST: nothing waits for it.
+    stage: str
 
 
 @dataclass(frozen=True)
 class ForeignKey:
-    owner: str       # the referencing table
+    owner: str       # the referencing table, as regclass text
+    table: str | None  # ... as the caller spelled it (None: not one of the tables set aside)
     name: str
     add: str                # ADD ... NOT VALID: no scan
     validate: str | None    # the one scan that proves every row has its parent (None: it was
@@ -79,7 +85,7 @@ class ForeignKey:
 @dataclass(frozen=True)
 class SetAside:
     builds: tuple[Build, ...]
-    attach: tuple[str, ...]               # primary and unique keys onto their built indexes
+    attach: tuple[str, ...]               # primary and unique keys onto their built indexes (last)
     foreign_keys: tuple[ForeignKey, ...]
     disable: tuple[str, ...]              # user triggers, so nothing fires on the loaded rows
     enable: tuple[str, ...]               # ... and back as each was
@@ -93,26 +99,31 @@ class SetAside:
         return tuple(b for b in self.builds if b.table == table)
 
 
-def _key_pieces(row: asyncpg.Record, table: str) -> tuple[Build, str | None]:
+def _stage(kind: str, index_name: str, referenced: set[str]) -> str:
+    if kind == "p":
+        return PRIMARY
+    return REFERENCED if index_name in referenced else REST
+
+
+def _key_pieces(row: asyncpg.Record, table: str, stage: str) -> tuple[Build, str | None]:
     """A primary or unique key as (index build, attach) or, when its index cannot be attached
     as it was (an exclusion constraint, a renamed index), one ADD CONSTRAINT and no attach."""
     owner, name = row["owner"], quote_identifier(row["name"])
-    primary = row["kind"] == "p"
     if row["kind"] in ("p", "u") and row["index_name"] == row["name"] and row["index_definition"]:
-        clause = "PRIMARY KEY" if primary else "UNIQUE"
+        clause = "PRIMARY KEY" if row["kind"] == "p" else "UNIQUE"
         timing = ((" DEFERRABLE" if row["deferrable"] else "")
                   + (" INITIALLY DEFERRED" if row["deferred"] else ""))
-        return (Build(table, row["name"], row["index_definition"], primary),
+        return (Build(table, row["name"], row["index_definition"], stage),
                 f"ALTER TABLE {owner} ADD CONSTRAINT {name} {clause} USING INDEX {name}{timing}")
     return Build(table, row["name"], f"ALTER TABLE {owner} ADD CONSTRAINT {name} {row['definition']}",
-                 primary), None
+                 stage), None
 
 
-def _foreign_key(row: asyncpg.Record) -> ForeignKey:
+def _foreign_key(row: asyncpg.Record, table: str | None) -> ForeignKey:
     owner, name, definition = row["owner"], quote_identifier(row["name"]), row["definition"]
     valid = not definition.endswith(" NOT VALID")
     add = f"ALTER TABLE {owner} ADD CONSTRAINT {name} {definition}" + (" NOT VALID" if valid else "")
-    return ForeignKey(owner, row["name"], add,
+    return ForeignKey(owner, table, row["name"], add,
                       f"ALTER TABLE {owner} VALIDATE CONSTRAINT {name}" if valid else None)
 
 
@@ -125,13 +136,16 @@ async def set_aside(conn: asyncpg.Connection, tables: Sequence[str]) -> SetAside
     # The catalog names a table as regclass text (unqualified on the search path); Build.table
     # is the caller's spelling, which SetAside.of answers in.
     spelled = dict(await conn.fetch("SELECT t::regclass::text, t FROM unnest($1::text[]) t", list(tables)))
-    keys = [_key_pieces(r, spelled[r["owner"]]) for r in constraints if r["kind"] in ("p", "u", "x")]
     foreign = [r for r in constraints if r["kind"] == "f"]
+    referenced = {r["index_name"] for r in foreign}  # a foreign key's index is the one it references
+    keys = [_key_pieces(r, spelled[r["owner"]], _stage(r["kind"], r["index_name"], referenced))
+            for r in constraints if r["kind"] in ("p", "u", "x")]
     aside = SetAside(
         builds=tuple(build for build, _ in keys)
-        + tuple(Build(spelled[r["owner"]], r["name"], r["definition"], False) for r in indexes),
+        + tuple(Build(spelled[r["owner"]], r["name"], r["definition"],
+                      _stage("i", r["index_name"], referenced)) for r in indexes),
         attach=tuple(attach for _, attach in keys if attach is not None),
-        foreign_keys=tuple(_foreign_key(r) for r in foreign),
+        foreign_keys=tuple(_foreign_key(r, spelled.get(r["owner"])) for r in foreign),
         disable=tuple(f"ALTER TABLE {r['owner']} DISABLE TRIGGER {quote_identifier(r['name'])}"
                       for r in triggers),
         enable=tuple(f"ALTER TABLE {r['owner']} {_ENABLE[r['state']]} TRIGGER {quote_identifier(r['name'])}"

@@ -220,7 +220,7 @@ async def restore_into(connections: Sequence[asyncpg.Connection], repo: Reposito
                 for table in (t for t in tables if t.name in held_back):
                     loaded = await load_table(main, source, table, images[table.name])
                     results[table.name] = await replay_table(main, source, table, loaded)
-                for statement in aside.enable:
+                for statement in (*aside.attach, *aside.enable):
                     await main.execute(statement)
                 for table in tables:
                     await _continue_identities(main, table)

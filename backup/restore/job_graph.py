@@ -30,6 +30,7 @@ class Job:
 class JobResults:
     values: dict[str, object] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # each job's own time, for profiles
+    started: dict[str, float] = field(default_factory=dict)  # seconds after the first job began
 
 
 async def run_jobs(connections: Sequence[asyncpg.Connection], jobs: Sequence[Job]) -> JobResults:
@@ -41,6 +42,7 @@ async def run_jobs(connections: Sequence[asyncpg.Connection], jobs: Sequence[Job
     pending = {job.name: job for job in jobs}
     results = JobResults()
     changed = asyncio.Condition()
+    began = time.perf_counter()
 
     async def next_job() -> Job | None:
         async with changed:
@@ -59,6 +61,7 @@ async def run_jobs(connections: Sequence[asyncpg.Connection], jobs: Sequence[Job
             value = await job.run(conn)
             async with changed:
                 results.values[job.name] = value
+                results.started[job.name] = round(started - began, 3)
                 results.seconds[job.name] = round(time.perf_counter() - started, 3)
                 changed.notify_all()
 

@@ -3,11 +3,13 @@ several connections share (backup.restore.job_graph).
 
 Per table: load (TRUNCATE and one COPY FREEZE in one transaction), its primary key's index, the
 replay of the segments' changes up to T (upserts need that index; unique keys come after, so a
-replayed swap of two values never trips them), then each other index, any of them on any
-connection. Then, once every table is built, one short transaction attaches the keys to their
-indexes and adds the foreign keys NOT VALID, and one job per referencing table validates them.
-Every job commits on its own; the marker (backup.restore.unfinished) is what says the whole is
-not a registry yet.
+replayed swap of two values never trips them), and the indexes foreign keys reference. Once
+every table is there, one short transaction adds the foreign keys NOT VALID (it takes locks that
+an index build on the same tables would make it wait for, so it runs before the rest of them).
+Then every other index, any of them on any connection, and, as soon as a table's own indexes
+are built, one job validates its foreign keys: a VALIDATE waits for index builds of its own
+table only, so it runs beside those of the others. Every job commits on its own; the marker
+(backup.restore.unfinished) is what says the whole is not a registry yet.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from functools import partial
 import asyncpg
 
 from backup.restore.asof import LiveTable, replay
-from backup.restore.bulk_load import ForeignKey, SetAside
+from backup.restore.bulk_load import PRIMARY, REFERENCED, REST, ForeignKey, SetAside
 from backup.restore.errors import RestoreError
 from backup.restore.job_graph import Job
-from backup.restore.source import History
+from backup.restore.source import History, segments_in_window
 from backup.restore.table_copy import copy_table
 from backup.storage.codec import Key
 from backup.storage.manifest import TableImage
 from backup.storage.repository import Repository
 
-KEYS = "keys attached, foreign keys added"
+FOREIGN_KEYS = "foreign keys added (NOT VALID)"
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,13 @@ async def load_table(conn: asyncpg.Connection, source: Source, table: LiveTable,
 
 async def replay_table(conn: asyncpg.Connection, source: Source, table: LiveTable, loaded: int) -> TableAtT:
     """Bring `table` from the snapshot to T (tables with a primary key) and count its rows."""
+    history = source.history
+    changed = history.live_log or any(segments_in_window(history.segments, table.name, None, source.as_of))
+    if not (table.primary_key and changed):
+        return TableAtT(table.name, loaded, 0, loaded)  # as loaded, and the load's count was checked
     async with conn.transaction():
-        replayed = 0
-        if table.primary_key:
-            replayed = await replay(conn, source.repo, source.key, source.history, table, table.qualified,
-                                    f"vv_replay_{table.name}", source.as_of)
+        replayed = await replay(conn, source.repo, source.key, history, table, table.qualified,
+                                f"vv_replay_{table.name}", source.as_of)
         rows: int = await conn.fetchval(f"SELECT count(*) FROM {table.qualified}")
     return TableAtT(table.name, loaded, replayed, rows)
 
@@ -94,28 +98,34 @@ def build_jobs(source: Source, tables: Sequence[LiveTable], aside: SetAside,
         results[table.name] = await replay_table(conn, source, table, loaded[table.name])
 
     jobs: list[Job] = []
+    rest: dict[str, list[str]] = {}
     for table in tables:
         weight = images[table.name].rows * 4
         loading, replaying = f"load {table.name}", f"replay {table.name}"
         jobs.append(Job(loading, partial(load, table), weight=weight + 3))
         builds = aside.of(table.qualified)
-        primary = [f"index {table.name}.{b.name}" for b in builds if b.primary]
+        after = {PRIMARY: (loading,), REFERENCED: (replaying,), REST: (replaying, FOREIGN_KEYS)}
         for build in builds:
-            jobs.append(Job(f"index {table.name}.{build.name}", partial(_build, build.statement),
-                            after=(loading,) if build.primary else (replaying,),
-                            weight=weight + (2 if build.primary else 0)))
-        jobs.append(Job(replaying, partial(play, table), after=(loading, *primary),
-                        weight=weight + 1))
-    built = tuple(job.name for job in jobs)
-    jobs.append(Job(KEYS, partial(_attach_keys, aside), after=built))
-    owners: dict[str, list[ForeignKey]] = {}
+            name = f"index {table.name}.{build.name}"
+            jobs.append(Job(name, partial(_build, build.statement), after=after[build.stage],
+                            weight=weight + (2 if build.stage == PRIMARY else 0)))
+            if build.stage == REST:
+                rest.setdefault(table.qualified, []).append(name)
+        primary = (f"index {table.name}.{b.name}" for b in builds if b.stage == PRIMARY)
+        jobs.append(Job(replaying, partial(play, table), after=(loading, *primary), weight=weight + 1))
+    # Everything but the other indexes, which must not hold a lock the additions wait for.
+    before = tuple(j.name for j in jobs if j.name not in {n for names in rest.values() for n in names})
+    jobs.append(Job(FOREIGN_KEYS, partial(_add_foreign_keys, aside), after=before))
+    owners: dict[str | None, list[ForeignKey]] = {}
     for foreign in aside.foreign_keys:
-        owners.setdefault(foreign.owner, []).append(foreign)
+        owners.setdefault(foreign.table, []).append(foreign)
     rows = {table.qualified: images[table.name].rows for table in tables}
     for owner, foreign_keys in owners.items():
-        # One job per referencing table: VALIDATEs of one table wait on each other's lock anyway.
-        jobs.append(Job(f"validate {owner}", partial(_validate, tuple(foreign_keys)), after=(KEYS,),
-                        weight=rows.get(owner, 0)))
+        # One job per referencing table, once its own indexes are built: a VALIDATE waits for
+        # index builds of its table (and for another VALIDATE of it), for nothing else.
+        jobs.append(Job(f"validate {foreign_keys[0].owner}", partial(_validate, tuple(foreign_keys)),
+                        after=(FOREIGN_KEYS, *rest.get(owner or "", ())),
+                        weight=rows.get(owner or "", 0) * 4 + 1))
     return jobs
 
 
@@ -123,10 +133,8 @@ async def _build(statement: str, conn: asyncpg.Connection) -> None:
     await conn.execute(statement)
 
 
-async def _attach_keys(aside: SetAside, conn: asyncpg.Connection) -> None:
+async def _add_foreign_keys(aside: SetAside, conn: asyncpg.Connection) -> None:
     async with conn.transaction():
-        for statement in aside.attach:
-            await conn.execute(statement)
         for foreign in aside.foreign_keys:
             await conn.execute(foreign.add)
 
