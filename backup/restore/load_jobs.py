@@ -6,10 +6,11 @@ replay of the segments' changes up to T (upserts need that index; unique keys co
 replayed swap of two values never trips them), and the indexes foreign keys reference. Once
 every table is there, one short transaction adds the foreign keys NOT VALID (it takes locks that
 an index build on the same tables would make it wait for, so it runs before the rest of them).
-Then every other index, any of them on any connection, and, as soon as a table's own indexes
-are built, one job validates its foreign keys: a VALIDATE waits for index builds of its own
-table only, so it runs beside those of the others. Every job commits on its own; the marker
-(backup.restore.unfinished) is what says the whole is not a registry yet.
+Then one job per table validates its foreign keys, first thing: a VALIDATE waits for index builds
+of its own table only (and for another VALIDATE of it), so the longest one runs beside the other
+tables' index builds, and the table's other indexes follow it, any of them on any connection;
+the run ends with many short index builds that two connections share evenly. Every job commits
+on its own; the marker (backup.restore.unfinished) is what says the whole is not a registry yet.
 """
 
 from __future__ import annotations
@@ -97,35 +98,31 @@ def build_jobs(source: Source, tables: Sequence[LiveTable], aside: SetAside,
     async def play(table: LiveTable, conn: asyncpg.Connection) -> None:
         results[table.name] = await replay_table(conn, source, table, loaded[table.name])
 
+    owners: dict[str | None, list[ForeignKey]] = {}
+    for foreign in aside.foreign_keys:
+        owners.setdefault(foreign.table, []).append(foreign)
+    validating = {owner: f"validate {keys[0].owner}" for owner, keys in owners.items()}
     jobs: list[Job] = []
-    rest: dict[str, list[str]] = {}
     for table in tables:
         weight = images[table.name].rows * 4
         loading, replaying = f"load {table.name}", f"replay {table.name}"
         jobs.append(Job(loading, partial(load, table), weight=weight + 3))
         builds = aside.of(table.qualified)
-        after = {PRIMARY: (loading,), REFERENCED: (replaying,), REST: (replaying, FOREIGN_KEYS)}
+        own = validating.get(table.qualified)
+        after = {PRIMARY: (loading,), REFERENCED: (replaying,), REST: (FOREIGN_KEYS, *([own] if own else []))}
         for build in builds:
-            name = f"index {table.name}.{build.name}"
-            jobs.append(Job(name, partial(_build, build.statement), after=after[build.stage],
-                            weight=weight + (2 if build.stage == PRIMARY else 0)))
-            if build.stage == REST:
-                rest.setdefault(table.qualified, []).append(name)
+            jobs.append(Job(f"index {table.name}.{build.name}", partial(_build, build.statement),
+                            after=after[build.stage], weight=weight + (2 if build.stage == PRIMARY else 0)))
         primary = (f"index {table.name}.{b.name}" for b in builds if b.stage == PRIMARY)
         jobs.append(Job(replaying, partial(play, table), after=(loading, *primary), weight=weight + 1))
-    # Everything but the other indexes, which must not hold a lock the additions wait for.
-    before = tuple(j.name for j in jobs if j.name not in {n for names in rest.values() for n in names})
-    jobs.append(Job(FOREIGN_KEYS, partial(_add_foreign_keys, aside), after=before))
-    owners: dict[str | None, list[ForeignKey]] = {}
-    for foreign in aside.foreign_keys:
-        owners.setdefault(foreign.table, []).append(foreign)
+    # The additions wait on any index build of the tables they touch, so no other index is
+    # built before them.
+    jobs.append(Job(FOREIGN_KEYS, partial(_add_foreign_keys, aside), after=tuple(
+        job.name for job in jobs if not set(job.after) & {FOREIGN_KEYS, *validating.values()})))
     rows = {table.qualified: images[table.name].rows for table in tables}
     for owner, foreign_keys in owners.items():
-        # One job per referencing table, once its own indexes are built: a VALIDATE waits for
-        # index builds of its table (and for another VALIDATE of it), for nothing else.
-        jobs.append(Job(f"validate {foreign_keys[0].owner}", partial(_validate, tuple(foreign_keys)),
-                        after=(FOREIGN_KEYS, *rest.get(owner or "", ())),
-                        weight=rows.get(owner or "", 0) * 4 + 1))
+        jobs.append(Job(validating[owner], partial(_validate, tuple(foreign_keys)), after=(FOREIGN_KEYS,),
+                        weight=rows.get(owner or "", 0) * 4 + 4))
     return jobs
 
 
