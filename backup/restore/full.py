@@ -38,6 +38,7 @@ from backup.restore.job_graph import run_jobs
 from backup.restore.load_jobs import Source, TableAtT, build_jobs, load_table, replay_table
 from backup.restore.predicate_sql import quote_identifier
 from backup.restore.source import History, choose
+from backup.restore.table_copy import PREFETCH
 from backup.storage.codec import Key
 from backup.storage.manifest import SegmentManifest, SnapshotManifest
 from backup.storage.reader import CopyRow, iter_chunk_rows, list_segments, list_snapshots
@@ -201,43 +202,48 @@ async def restore_into(connections: Sequence[asyncpg.Connection], repo: Reposito
     for conn in connections:
         await conn.execute(_SESSION)
     phases: dict[str, float] = {}
+    # A thread for every read a connection keeps ahead, so one table's slow reads never hold up
+    # another's. Not a `with`: after a failure the restore must not wait for a read in flight.
+    pool = ThreadPoolExecutor(max_workers=len(connections) * (PREFETCH + 1),
+                              thread_name_prefix="vaxvault-restore")
     try:
-        with ThreadPoolExecutor(max_workers=len(connections), thread_name_prefix="vaxvault-restore") as pool:
-            source = Source(repo, key, plan.history, plan.as_of, pool)
-            async with main.transaction():
-                await unfinished.mark(main, plan.history.snapshot.id, plan.as_of)
-                await build_schema(main)
-                tables = await _check_schema(main, plan.history.snapshot)
-                bulk = [t for t in tables if t.name not in held_back]
-                aside = await set_aside(main, [t.qualified for t in bulk])
-            phases["schema"] = _since(started)
-            results: dict[str, TableAtT] = {}
-            ran = await run_jobs(connections, build_jobs(source, bulk, aside, results))
-            phases["tables, keys and indexes"] = _since(started) - phases["schema"]
-            async with main.transaction():
-                await main.execute("SET LOCAL synchronous_commit = on")  # the one commit that says "done"
-                images = {image.name: image for image in plan.history.snapshot.tables}
-                for table in (t for t in tables if t.name in held_back):
-                    loaded = await load_table(main, source, table, images[table.name])
-                    results[table.name] = await replay_table(main, source, table, loaded)
-                for statement in (*aside.attach, *aside.enable):
-                    await main.execute(statement)
-                for table in tables:
-                    await _continue_identities(main, table)
-                report = FullRestoreReport(
-                    plan.as_of, plan.history.snapshot.id, len(plan.history.segments),
-                    tuple(TableRestore(t.name, images[t.name].rows, results[t.name].loaded,
-                                       results[t.name].replayed, results[t.name].rows) for t in tables),
-                    aside.count, 0.0, len(connections), found.describe() if found else None, phases,
-                    ran.seconds)
-                outcome = await complete(main, report)
-                await unfinished.finish(main)
+        source = Source(repo, key, plan.history, plan.as_of, pool)
+        async with main.transaction():
+            await unfinished.mark(main, plan.history.snapshot.id, plan.as_of)
+            await build_schema(main)
+            tables = await _check_schema(main, plan.history.snapshot)
+            bulk = [t for t in tables if t.name not in held_back]
+            aside = await set_aside(main, [t.qualified for t in bulk])
+        phases["schema"] = _since(started)
+        results: dict[str, TableAtT] = {}
+        ran = await run_jobs(connections, build_jobs(source, bulk, aside, results))
+        phases["tables, keys and indexes"] = _since(started) - phases["schema"]
+        async with main.transaction():
+            await main.execute("SET LOCAL synchronous_commit = on")  # the one commit that says "done"
+            images = {image.name: image for image in plan.history.snapshot.tables}
+            for table in (t for t in tables if t.name in held_back):
+                loaded = await load_table(main, source, table, images[table.name])
+                results[table.name] = await replay_table(main, source, table, loaded)
+            for statement in (*aside.attach, *aside.enable):
+                await main.execute(statement)
+            for table in tables:
+                await _continue_identities(main, table)
+            report = FullRestoreReport(
+                plan.as_of, plan.history.snapshot.id, len(plan.history.segments),
+                tuple(TableRestore(t.name, images[t.name].rows, results[t.name].loaded,
+                                   results[t.name].replayed, results[t.name].rows) for t in tables),
+                aside.count, 0.0, len(connections), found.describe() if found else None, phases,
+                ran.seconds)
+            outcome = await complete(main, report)
+            await unfinished.finish(main)
     except asyncpg.PostgresError as exc:
         await _clear_after(main, exc)
         raise RestoreError(f"full restore failed in PostgreSQL, nothing was kept: {exc}") from exc
     except BaseException as exc:
         await _clear_after(main, exc)
         raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     phases["last transaction"] = _since(started) - sum(phases.values())
     return replace(report, seconds=_since(started)), outcome
 

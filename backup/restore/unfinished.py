@@ -58,12 +58,14 @@ FROM pg_namespace n WHERE {_SYSTEM} AND n.nspname <> 'public'
 ORDER BY 1, 3
 """
 
-# Schema privileges as 'schema|grantee|privilege' (grantee 0 is PUBLIC).
+# Schema privileges as 'schema|grantee|privilege' (grantee 0 is PUBLIC); a schema that was never
+# granted on has no ACL, which means its owner's default one.
 _SCHEMA_GRANTS = f"""
 SELECT n.oid::bigint AS schema, quote_ident(n.nspname) AS name, a.grantee::bigint AS grantee,
        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS role,
        a.privilege_type AS privilege
-FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+FROM pg_namespace n CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+LEFT JOIN pg_roles r ON r.oid = a.grantee
 WHERE {_SYSTEM}
 """
 
