@@ -1,18 +1,22 @@
 """Time from an empty database to a ready API after a total loss: `vaxvault restore full` beside
 `pg_restore -j2` of a `pg_dump -Fc` of the same registry, in the same run, rounds interleaved.
 
-`python -m bench.disaster [--recipients N] [--rounds R]`. Both sides start from an empty
+`python -m bench.disaster [--recipients N] [--rounds R] [--plain]`. Both sides start from an empty
 database on the bench cluster and end when `vaxvault serve` answers /readyz 200 after
 `vaxvault db migrate`. The source is a scratch copy of the cached seeded database with change
-capture installed and one full snapshot in a file:// repository (on the same disk as the dump).
+capture installed and one full snapshot in a file:// repository (on the same disk as the dump),
+encrypted and authenticated with a fresh key as an operator's would be (--plain: no key).
+The load average is recorded beside every side's run: the machine may be shared.
 Writes bench/results/<date>-disaster-<machine>.json and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,6 +48,12 @@ class Ready:
     serve_seconds: float       # `vaxvault serve` started -> /readyz 200
     total_seconds: float
     peak_rss_mib: float        # of the load command (pg_restore: its processes together)
+    load_average: float = 0.0  # 1-minute load average when the run ended
+    # CPU seconds of the load step: of the load command (and its threads), and of the server
+    # processes it used (backends and their parallel workers). Work, which a shared machine's
+    # load stretches far less than wall time.
+    client_cpu_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
 
 
 def _serve_until_ready(url: str) -> float:
@@ -69,20 +79,46 @@ def _serve_until_ready(url: str) -> float:
             proc.wait(timeout=30)
 
 
+def _server_cpu(cluster: EmbeddedPostgres) -> float:
+    """CPU seconds of the server's exited processes (the postmaster reaps every backend)."""
+    pid = (cluster.data_dir / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _until_no_sessions(cluster: EmbeddedPostgres, name: str) -> None:
+    """Wait until the load's server sessions have exited (and so count in _server_cpu)."""
+    while int(str(admin(cluster.url(), f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"))):
+        time.sleep(0.05)
+
+
 def _to_ready(side: str, cluster: EmbeddedPostgres, name: str, load: list[str], env: dict[str, str]) -> Ready:
     admin(cluster.url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
     url = cluster.url(name)
     try:
+        server, client = _server_cpu(cluster), _children_cpu()
         started = time.perf_counter()
         loaded: Measured = run_pipeline([[part.replace("{url}", url) for part in load]], env=env)
+        load_end = time.perf_counter()
+        _until_no_sessions(cluster, name)
+        client = round(_children_cpu() - client, 2)
+        server = round(_server_cpu(cluster) - server, 2)
+        started += time.perf_counter() - load_end  # the wait is the bench's, not the side's
         migrated = run_pipeline([[str(VAXVAULT), "db", "migrate"]], env={"VAXVAULT_DATABASE_URL": url})
         serve = _serve_until_ready(url)
         total = round(time.perf_counter() - started, 2)
     finally:
         drop_database(cluster, name)
-    ready = Ready(side, loaded.seconds, migrated.seconds, serve, total, loaded.peak_rss_mib)
+    ready = Ready(side, loaded.seconds, migrated.seconds, serve, total, loaded.peak_rss_mib,
+                  round(os.getloadavg()[0], 2), client, server)
     say(f"{side}: ready in {total} s (load {loaded.seconds} s, migrate {migrated.seconds} s, "
-        f"serve {serve} s), peak {loaded.peak_rss_mib} MiB")
+        f"serve {serve} s), peak {loaded.peak_rss_mib} MiB, load average {ready.load_average}, "
+        f"load CPU {client} s client + {server} s server")
     return ready
 
 
@@ -98,10 +134,12 @@ def _pgbackrest_to_ready(source: EmbeddedPostgres, config: Path) -> Ready:
         target.destroy()
     say(f"pgbackrest: ready in {total} s (restore {restored} s, start and recovery {recovered} s, "
         f"migrate {migrated.seconds} s, serve {serve} s)")
-    return Ready("pgbackrest restore", round(restored + recovered, 2), migrated.seconds, serve, total, 0.0)
+    return Ready("pgbackrest restore", round(restored + recovered, 2), migrated.seconds, serve, total, 0.0,
+                 round(os.getloadavg()[0], 2))
 
 
-def measure(recipients: int, rounds: int, pgbackrest: bool = True) -> dict[str, object]:
+def measure(recipients: int, rounds: int, pgbackrest: bool = True,
+            encrypted: bool = True) -> dict[str, object]:
     cluster = start_cluster()
     WORK.mkdir(parents=True, exist_ok=True)
     db = seeded_database(cluster, recipients)
@@ -111,8 +149,9 @@ def measure(recipients: int, rounds: int, pgbackrest: bool = True) -> dict[str, 
     shutil.rmtree(repository, ignore_errors=True)
     shutil.rmtree(spool, ignore_errors=True)
     url = clone_database(cluster, db.name, source)
+    keyed = {"VAXVAULT_BACKUP_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode()} if encrypted else {}
     env = {"VAXVAULT_DATABASE_URL": url, "VAXVAULT_BACKUP_URL": repository.as_uri(),
-           "VAXVAULT_BACKUP_SPOOL_DIR": str(spool)}
+           "VAXVAULT_BACKUP_SPOOL_DIR": str(spool), **keyed}
     try:
         run_pipeline([[str(VAXVAULT), "backup", "init"]], env=env)
         backup = run_pipeline([[str(VAXVAULT), "backup", "run", "--full"]], env=env)
@@ -133,7 +172,7 @@ def measure(recipients: int, rounds: int, pgbackrest: bool = True) -> dict[str, 
         order = [("vaxvault restore full", ours), ("pg_restore -j2", peer)]
         for side, command in (order if round_number % 2 == 0 else order[::-1]):
             sides[side].append(_to_ready(side, cluster, f"bench_disaster_{round_number}", command,
-                                         {"VAXVAULT_BACKUP_URL": repository.as_uri()}))
+                                         {"VAXVAULT_BACKUP_URL": repository.as_uri(), **keyed}))
         if physical is not None:
             sides.setdefault("pgbackrest restore", []).append(_pgbackrest_to_ready(*physical))
     dump.unlink(missing_ok=True)
@@ -142,7 +181,7 @@ def measure(recipients: int, rounds: int, pgbackrest: bool = True) -> dict[str, 
     ratios = [o.total_seconds / p.total_seconds
               for o, p in zip(sides["vaxvault restore full"], sides["pg_restore -j2"], strict=True)]
     return {
-        "recipients": recipients, "registry_rows": rows, "rounds": rounds,
+        "recipients": recipients, "registry_rows": rows, "rounds": rounds, "encrypted": encrypted,
         "backup_full_seconds": backup.seconds, "pg_dump_seconds": dumped.seconds,
         "repository_bytes": sum(f.stat().st_size for f in repository.rglob("*") if f.is_file()),
         "sides": {side: [asdict(r) for r in runs] for side, runs in sides.items()},
@@ -156,14 +195,16 @@ def measure(recipients: int, rounds: int, pgbackrest: bool = True) -> dict[str, 
 
 
 def _table(result: dict[str, object]) -> str:
-    lines = ["| side | round | load s | migrate s | serve s | total s | peak MiB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| side | round | load s | migrate s | serve s | total s | peak MiB | load avg | load CPU s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     sides = result["sides"]
     assert isinstance(sides, dict)
     for side, runs in sides.items():
         for index, run in enumerate(runs, 1):
             lines.append(f"| {side} | {index} | {run['load_seconds']} | {run['migrate_seconds']} | "
-                         f"{run['serve_seconds']} | {run['total_seconds']} | {run['peak_rss_mib']} |")
+                         f"{run['serve_seconds']} | {run['total_seconds']} | {run['peak_rss_mib']} | "
+                         f"{run['load_average']} | "
+                         f"{run['client_cpu_seconds']} + {run['server_cpu_seconds']} |")
     lines.append(f"\nratio ours / pg_restore -j2 per round: {result['ratio_per_round']}, "
                  f"median {result['median_ratio']}")
     return "\n".join(lines)
@@ -174,9 +215,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-pgbackrest", action="store_true", help="skip the pgBackRest peer")
+    parser.add_argument("--plain", action="store_true", help="an unencrypted repository (no key)")
     args = parser.parse_args(argv)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result = measure(args.recipients, args.rounds, pgbackrest=not args.no_pgbackrest)
+    result = measure(args.recipients, args.rounds, pgbackrest=not args.no_pgbackrest,
+                     encrypted=not args.plain)
     record = {"started_at": started, "command": "python -m bench.disaster " + " ".join(argv),
               "machine": {"cpu": machine.cpu_model(), "cores": machine.cpu_count(),
                           "memory_mib": machine.memory_mib(),

@@ -16,7 +16,7 @@ from typing import Any
 from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.domain.audit import diff_reads, record_operator_read
-from api.domain.disaster_recovery import API_ROLE, RegistryRestore, age, restore_registry
+from api.domain.disaster_recovery import API_ROLE, CONNECTIONS, RegistryRestore, age, restore_registry
 from api.domain.loss_admin import read_changes
 from api.domain.restore_admin import Source
 from api.errors import SettingsError, VaxvaultError
@@ -71,10 +71,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="ISO 8601 time with offset, or 'latest' for as far as the history reaches")
     full.add_argument("--target-url", required=True, metavar="DSN",
                       help="an empty database (CREATE DATABASE ...); its user becomes the owner")
+    full.add_argument("--jobs", type=jobs, default=CONNECTIONS, metavar="N",
+                      help=f"connections that load tables and build indexes at once (default {CONNECTIONS})")
     full.set_defaults(handler=run_full)
 
     for parser in (records, loss, full):
         add_json_flag(parser)
+
+
+def jobs(value: str) -> int:
+    """A number of connections, 1 to 16 (argparse type)."""
+    if not value.isdigit() or not 1 <= int(value) <= 16:
+        raise argparse.ArgumentTypeError(f"expected a number of connections from 1 to 16, not {value!r}")
+    return int(value)
 
 
 def instant(value: str) -> datetime:
@@ -233,7 +242,7 @@ def run_full(args: argparse.Namespace, settings: Settings) -> int:
     with _translated("rebuilding the registry" + (f" as of {args.as_of.isoformat()}" if args.as_of else "")):
         repo, key = _repository(settings)
         plan = plan_full(repo, key, args.as_of)
-        report = asyncio.run(restore_registry(args.target_url, repo, key, plan, _operator()))
+        report = asyncio.run(restore_registry(args.target_url, repo, key, plan, _operator(), args.jobs))
     now = datetime.now(UTC)
     emit(args, _full_text(report, now), _full_json(report, now))
     return 0
@@ -255,11 +264,13 @@ def _full_text(report: RegistryRestore, now: datetime) -> str:
     lines = [f"the history reaches {reach.reaches.isoformat()} ({age(reach.reaches, now)} ago): rows written "
              "after it were never shipped and are gone with the lost database",
              f"restored snapshot {load.snapshot_id} + {load.segments} segment(s) as of "
-             f"{load.as_of.isoformat()} in {load.seconds} s",
+             f"{load.as_of.isoformat()} in {load.seconds} s on {load.connections} connection(s)",
              f"  {'TABLE':20} {'SNAPSHOT':>9} {'LOADED':>9} {'REPLAYED':>9} {'AT T':>9}"]
     if reach.broken_after:
         lines.insert(1, f"warning: segments after {reach.broken_after.isoformat()} do not continue the "
                         "chain and were not used; run 'vaxvault backup verify'")
+    if load.cleared:
+        lines.insert(0, f"cleared {load.cleared} that the target held, then started again")
     lines.extend(f"  {t.table:20} {t.snapshot_rows:>9} {t.loaded_rows:>9} {t.changes_replayed:>9} "
                  f"{t.rows_at_t:>9}" for t in load.tables)
     lines.append("row counts verified against the manifest; "

@@ -15,6 +15,7 @@ import asyncpg
 
 from api.db.connect import connect
 from api.errors import MigrationError
+from backup.restore import unfinished
 
 # An arbitrary constant shared by every vaxvault process: "the migration lock".
 MIGRATION_LOCK_KEY = 0x7661785F6D6967
@@ -85,12 +86,23 @@ async def migrate(url: str) -> list[Migration]:
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            await refuse_unfinished_restore(conn)
             await conn.execute(CREATE_LEDGER)
             pending = await pending_migrations(conn)
             await apply_migrations(conn, pending)
             return pending
     finally:
         await conn.close()
+
+
+async def refuse_unfinished_restore(conn: asyncpg.Connection) -> None:
+    """MigrationError when a `restore full` into this database did not finish (its marker is
+    there): migrating half-loaded tables would make them look like a registry."""
+    found = await unfinished.found(conn)
+    if found is not None:
+        raise MigrationError(f"this database holds {found.describe()}; it is not a registry yet: run the "
+                             "same 'vaxvault restore full' again (it clears what was built first), or drop "
+                             "and create the database")
 
 
 async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration]) -> None:

@@ -4,9 +4,12 @@ The schema is built by this vaxvault's own migrations, never from SQL stored in 
 whatever an attacker or a fault could put in the repository can at worst be wrong data, never
 code run as the database owner. The migrations are applied up to the level the snapshot was taken
 at (its copy of the migration ledger says which), the data is loaded into that schema as at T
-(backup.restore.full), the newer migrations then run on the restored rows exactly as they would
-have on the lost database, and change capture is installed on the result with an empty log.
-All of it is one transaction: a failure leaves the target as empty as it was.
+(backup.restore.full, on several connections at once), the newer migrations then run on the
+restored rows exactly as they would have on the lost database, and change capture is installed on
+the result with an empty log. The migration ledger comes back in the restore's last transaction:
+until then the API is not ready on the target, and `db migrate` waits (the restore holds the
+migration lock) or, after a crash, refuses the unfinished target. A failure leaves the target as
+it was; a crash leaves it marked unfinished, and the next `restore full` clears it first.
 """
 
 from __future__ import annotations
@@ -28,13 +31,17 @@ from api.db.migrate import (
 from api.errors import MigrationError
 from backup.capture.triggers import install
 from backup.errors import FormatError
-from backup.restore.errors import RestorePlanError
-from backup.restore.full import FullPlan, FullRestoreReport, ensure_empty, load_as_of, snapshot_rows
+from backup.restore.errors import RestoreError, RestorePlanError
+from backup.restore.full import FullPlan, FullRestoreReport, restore_into, snapshot_rows
 from backup.storage.codec import Key
 from backup.storage.repository import Repository
 
 LEDGER = "vaxvault_migrations"
 API_ROLE = "vaxvault_api"
+# Connections a restore loads on by default: as many as `pg_restore -j2`, the peer it is measured
+# against; more pay only on a server with more cores (`restore full --jobs`).
+CONNECTIONS = 2
+_ROLE_EXISTS = "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)"
 
 
 @dataclass(frozen=True)
@@ -96,34 +103,52 @@ def snapshot_ledger(repo: Repository, key: Key | None, plan: FullPlan) -> dict[i
 
 
 async def restore_registry(target_url: str, repo: Repository, key: Key | None, plan: FullPlan,
-                           actor: str) -> RegistryRestore:
-    """Make the empty database at `target_url` the registry as at plan.as_of.
+                           actor: str, connections: int = CONNECTIONS) -> RegistryRestore:
+    """Make the empty database at `target_url` the registry as at plan.as_of, loading on
+    `connections` connections at once.
 
     Raises RestorePlanError / RestoreError (backup's words: target not empty, schema mismatch,
-    counts), MigrationError and DatabaseError; the target is left as it was in every case.
+    counts, another restore running), MigrationError and DatabaseError; the target is left as it
+    was in every case (see backup.restore.full for a crash of the server or of this process).
     """
+    if connections < 1:
+        raise RestoreError(f"a restore needs at least one connection, not {connections}")
     ledger = snapshot_ledger(repo, key, plan)
     split = split_migrations(available_migrations(), ledger, plan.history.snapshot.id)
-    conn = await connect(target_url)
+    opened: list[asyncpg.Connection] = []
     try:
-        await ensure_empty(conn)
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-            role_existed = await conn.fetchval("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)",
-                                               API_ROLE)
+        for _ in range(connections):
+            opened.append(await connect(target_url))
+        main = opened[0]
+        # Held for the whole restore: `db migrate` on the target waits for it, and a second
+        # restore into the same database is refused rather than interleaved.
+        if not await main.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
+            raise RestoreError("another 'restore full' or 'db migrate' is running on the target database; "
+                               "wait for it to finish, then run this again")
+        role_existed = await main.fetchval(_ROLE_EXISTS, API_ROLE)
+
+        async def build_schema(conn: asyncpg.Connection) -> None:
             await conn.execute(CREATE_LEDGER)
             await apply_migrations(conn, list(split.at_snapshot))
-            load = await load_as_of(conn, repo, key, plan)
+            # The ledger comes back last (held back): while it is empty, nothing calls this a registry.
+            await conn.execute(f"DELETE FROM {LEDGER}")
+
+        async def complete(conn: asyncpg.Connection, load: FullRestoreReport) -> tuple[tuple[str, ...], int]:
             await apply_migrations(conn, list(split.after))
             capture = await install(conn)
             audit_id = await _audit(conn, plan, load, actor)
-            if not await conn.fetchval("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", API_ROLE):
+            if not await conn.fetchval(_ROLE_EXISTS, API_ROLE):
                 raise MigrationError(f"the migrations did not create role {API_ROLE}; the API could not run")
+            return capture.tables, audit_id
+
+        load, (captured, audit_id) = await restore_into(opened, repo, key, plan, build_schema=build_schema,
+                                                        complete=complete, held_back=frozenset({LEDGER}))
     finally:
-        await conn.close()
+        for conn in opened:
+            await conn.close()
     return RegistryRestore(plan, load, len(split.at_snapshot),
                            tuple(f"{m.version:04d}_{m.name}" for m in split.after),
-                           role_created=not role_existed, captured=capture.tables, audit_id=audit_id)
+                           role_created=not role_existed, captured=captured, audit_id=audit_id)
 
 
 async def _audit(conn: asyncpg.Connection, plan: FullPlan, load: FullRestoreReport, actor: str) -> int:

@@ -1,43 +1,56 @@
 """Disaster recovery, the data half: every table of the repository as at T, loaded into a schema
-the caller has already built.
+the caller builds, on several connections at once.
 
 Nothing read from the repository is executed as SQL: the caller builds the schema with its own
-code (vaxvault runs its migrations on the empty target) and this module only loads rows. It
-checks that the schema can hold the snapshot, empties the tables (migrations insert reference
-rows the snapshot holds too), sets keys, indexes and triggers aside, COPYs the chunks (fetched
-and decoded ahead in threads while PostgreSQL loads), checks every count against the manifest,
-rebuilds the primary keys, replays the segments' changes up to T, builds the rest back and
-moves identity sequences past the restored rows. It runs in the caller's transaction.
-Statistics are left to autovacuum, which analyzes the loaded tables within its first round,
-rather than holding the restore (and the API's readiness) for them.
+code (vaxvault runs its migrations on the empty target) and this module only loads rows. The
+steps, and what each commits:
+1. one transaction on the first connection: the unfinished-restore marker
+   (backup.restore.unfinished), the caller's schema, the check that it can hold the snapshot, and
+   keys, indexes and triggers set aside (backup.restore.bulk_load);
+2. the job graph of backup.restore.load_jobs on every connection: each table loaded with one COPY
+   FREEZE in its own transaction, its primary key's index, the replay of its changes up to T, its
+   other indexes; then the keys attached and the foreign keys validated;
+3. one last transaction on the first connection: the tables the caller holds back (the migration
+   ledger: while it is empty the API is never ready and `db migrate` refuses), triggers back on,
+   identities moved past the restored rows, the caller's last steps, and the marker dropped.
+A failure anywhere stops every connection and clears what was built (the target is as it was);
+if even that cannot run (the server or this process died), the marker stays, and the next
+`restore full` on the target clears it first. Statistics are left to autovacuum, which analyzes
+the loaded tables within its first round, rather than holding the API's readiness for them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypeVar
 
 import asyncpg
 
-from backup.restore.asof import LiveTable, replay
-from backup.restore.bulk_load import build_back_primary_keys, build_back_rest, set_aside
+from backup.restore import unfinished
+from backup.restore.asof import LiveTable
+from backup.restore.bulk_load import set_aside
 from backup.restore.errors import RestoreError, RestorePlanError
+from backup.restore.job_graph import run_jobs
+from backup.restore.load_jobs import Source, TableAtT, build_jobs, load_table, replay_table
 from backup.restore.predicate_sql import quote_identifier
 from backup.restore.source import History, choose
+from backup.restore.table_copy import PREFETCH
 from backup.storage.codec import Key
-from backup.storage.manifest import Chunk, SegmentManifest, SnapshotManifest, TableImage
-from backup.storage.reader import CopyRow, iter_chunk_rows, list_segments, list_snapshots, read_chunk
+from backup.storage.manifest import SegmentManifest, SnapshotManifest
+from backup.storage.reader import CopyRow, iter_chunk_rows, list_segments, list_snapshots
 from backup.storage.repository import Repository
 
-# Chunks fetched, checked and decoded ahead of the one PostgreSQL is loading: enough to keep
-# both cores busy (one decoding, one in COPY), few enough to bound memory to a few chunks.
-PREFETCH = 2
+T = TypeVar("T")
+
+# Every connection of a restore. Index builds sort in memory (256 MB each: two connections and
+# their parallel workers stay well inside a server sized for a 1M-row registry). Commits need not
+# wait for the disk: until the last transaction, which does wait, any commit lost to a crash
+# leaves the marker in place, and the marker says "unfinished" whatever else was lost.
+_SESSION = "SET maintenance_work_mem = '256MB'; SET synchronous_commit = off"
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,10 @@ class FullRestoreReport:
     tables: tuple[TableRestore, ...]
     set_aside: int                 # keys and indexes dropped for the load and built back
     seconds: float
+    connections: int = 1
+    cleared: str | None = None     # an unfinished restore found on the target and cleared first
+    phases: dict[str, float] = field(default_factory=dict)    # step -> wall seconds
+    job_seconds: dict[str, float] = field(default_factory=dict)  # each job's own seconds
 
 
 def reach_of(snapshots: Sequence[SnapshotManifest], segments: Sequence[SegmentManifest]) -> Reach:
@@ -160,72 +177,90 @@ async def _check_schema(conn: asyncpg.Connection, snapshot: SnapshotManifest) ->
     return tables
 
 
-async def load_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | None,
-                     plan: FullPlan) -> FullRestoreReport:
-    """Replace the rows of every table of the plan's snapshot with the rows as at plan.as_of.
 
-    Must run inside a transaction on a schema that has every table and column of the snapshot.
-    Raises RestorePlanError for a schema that cannot hold the snapshot, RestoreError for a count
-    that disagrees with the manifest or a PostgreSQL failure (roll back then: nothing is kept).
+async def restore_into(connections: Sequence[asyncpg.Connection], repo: Repository, key: Key | None,
+                       plan: FullPlan, *, build_schema: Callable[[asyncpg.Connection], Awaitable[None]],
+                       complete: Callable[[asyncpg.Connection, FullRestoreReport], Awaitable[T]],
+                       held_back: frozenset[str] = frozenset()) -> tuple[FullRestoreReport, T]:
+    """Make the empty database behind `connections` (all to the same one; the caller holds its
+    migration lock on the first) hold every table of the plan's snapshot as at plan.as_of.
+
+    `build_schema(conn)` creates the tables (in the first transaction), `complete(conn, report)`
+    finishes the database (in the last); tables named in `held_back` are loaded in the last
+    transaction too. Returns the report and what `complete` returned. Raises RestorePlanError for a
+    schema that cannot hold the snapshot, RestoreError for a non-empty target, a count that
+    disagrees with the manifest or a PostgreSQL failure; whatever `build_schema`/`complete` raise
+    passes through. After a failure the target is as it was (or, when even clearing failed, holds
+    the marker; the error says so).
     """
     started = time.perf_counter()
-    history = plan.history
+    main = connections[0]
+    found = await unfinished.found(main)
+    if found is not None:
+        await unfinished.clear(main)
+    await ensure_empty(main)
+    for conn in connections:
+        await conn.execute(_SESSION)
+    phases: dict[str, float] = {}
+    # A thread for every read a connection keeps ahead, so one table's slow reads never hold up
+    # another's. Not a `with`: after a failure the restore must not wait for a read in flight.
+    pool = ThreadPoolExecutor(max_workers=len(connections) * (PREFETCH + 1),
+                              thread_name_prefix="vaxvault-restore")
     try:
-        tables = await _check_schema(conn, history.snapshot)
-        names = [t.qualified for t in tables]
-        aside = await set_aside(conn, names)
-        await conn.execute(f"TRUNCATE {', '.join(names)}")
-        # Index builds sort in memory and use parallel workers when they can.
-        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-        loaded = await _copy_all(conn, repo, key, history.snapshot)
-        await build_back_primary_keys(conn, aside)
-        replayed = {t.name: await replay(conn, repo, key, history, t, t.qualified, f"vv_replay_{t.name}",
-                                         plan.as_of) if t.primary_key else 0 for t in tables}
-        await build_back_rest(conn, aside)
-        results = []
-        for table, image in zip(tables, history.snapshot.tables, strict=True):
-            await _continue_identities(conn, table)
-            rows = await conn.fetchval(f"SELECT count(*) FROM {table.qualified}")
-            results.append(TableRestore(table.name, image.rows, loaded[table.name],
-                                        replayed[table.name], rows))
+        source = Source(repo, key, plan.history, plan.as_of, pool)
+        async with main.transaction():
+            await unfinished.mark(main, plan.history.snapshot.id, plan.as_of)
+            await build_schema(main)
+            tables = await _check_schema(main, plan.history.snapshot)
+            bulk = [t for t in tables if t.name not in held_back]
+            aside = await set_aside(main, [t.qualified for t in bulk])
+        phases["schema"] = _since(started)
+        results: dict[str, TableAtT] = {}
+        ran = await run_jobs(connections, build_jobs(source, bulk, aside, results))
+        phases["tables, keys and indexes"] = _since(started) - phases["schema"]
+        async with main.transaction():
+            await main.execute("SET LOCAL synchronous_commit = on")  # the one commit that says "done"
+            images = {image.name: image for image in plan.history.snapshot.tables}
+            for table in (t for t in tables if t.name in held_back):
+                loaded = await load_table(main, source, table, images[table.name])
+                results[table.name] = await replay_table(main, source, table, loaded)
+            for statement in (*aside.attach, *aside.enable):
+                await main.execute(statement)
+            for table in tables:
+                await _continue_identities(main, table)
+            report = FullRestoreReport(
+                plan.as_of, plan.history.snapshot.id, len(plan.history.segments),
+                tuple(TableRestore(t.name, images[t.name].rows, results[t.name].loaded,
+                                   results[t.name].replayed, results[t.name].rows) for t in tables),
+                aside.count, 0.0, len(connections), found.describe() if found else None, phases,
+                ran.seconds)
+            outcome = await complete(main, report)
+            await unfinished.finish(main)
     except asyncpg.PostgresError as exc:
+        await _clear_after(main, exc)
         raise RestoreError(f"full restore failed in PostgreSQL, nothing was kept: {exc}") from exc
-    return FullRestoreReport(plan.as_of, history.snapshot.id, len(history.segments), tuple(results),
-                             aside.count, round(time.perf_counter() - started, 3))
+    except BaseException as exc:
+        await _clear_after(main, exc)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    phases["last transaction"] = _since(started) - sum(phases.values())
+    return replace(report, seconds=_since(started)), outcome
 
 
-async def _copy_all(conn: asyncpg.Connection, repo: Repository, key: Key | None,
-                    snapshot: SnapshotManifest) -> dict[str, int]:
-    """COPY every chunk; table -> rows loaded. RestoreError when a table's count differs from
-    the manifest's (a chunk lost or altered in a way its checksum did not show)."""
-    loaded = {image.name: 0 for image in snapshot.tables}
-    async for image, data in _decoded_chunks(repo, key, snapshot.tables):
-        # FREEZE: the tables were emptied in this transaction, so rows go in frozen and visible,
-        # and neither the index builds nor the API's first reads rewrite every page (hint bits).
-        status = await conn.copy_to_table(image.name, schema_name=image.schema, format="text", freeze=True,
-                                          source=io.BytesIO(data), columns=[c.name for c in image.columns])
-        loaded[image.name] += int(status.split()[-1])
-    for image in snapshot.tables:
-        if loaded[image.name] != image.rows:
-            raise RestoreError(f"table {image.name}: loaded {loaded[image.name]} rows but snapshot "
-                               f"{snapshot.id} records {image.rows}; run 'vaxvault backup verify --deep'")
-    return loaded
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
 
 
-async def _decoded_chunks(repo: Repository, key: Key | None,
-                          images: Sequence[TableImage]) -> AsyncIterator[tuple[TableImage, bytes]]:
-    """Each chunk's decoded rows in order, with up to PREFETCH more read and decoded meanwhile."""
-    work: deque[tuple[TableImage, Chunk]] = deque((image, chunk) for image in images
-                                                  for chunk in image.chunks)
-    loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="vaxvault-restore") as pool:
-        ahead: deque[tuple[TableImage, asyncio.Future[bytes]]] = deque()
-        while work or ahead:
-            while work and len(ahead) <= PREFETCH:
-                image, chunk = work.popleft()
-                ahead.append((image, loop.run_in_executor(pool, read_chunk, repo, chunk, key)))
-            image, future = ahead.popleft()
-            yield image, await future
+async def _clear_after(main: asyncpg.Connection, failure: BaseException) -> None:
+    """Take away what a failed restore built; RestoreError saying what is left if that fails too."""
+    try:
+        await unfinished.clear(main)
+    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        raise RestoreError(
+            f"full restore failed ({failure}), and what it built could not be cleared ({exc}): the target "
+            f"holds an unfinished restore (table {unfinished.MARKER}); run the same 'restore full' again, "
+            "which clears it first, or drop and create the database") from failure
 
 
 async def _continue_identities(conn: asyncpg.Connection, table: LiveTable) -> None:
