@@ -12,7 +12,9 @@ three checks, and from a full listing (every key, every manifest) when it does n
    times), so everything committed after the index was written sorts after its newest unit of that
    kind. Those keys are listed (`start_after`) and their manifests read, and joined to the answer:
    a stale index (a crash between a commit and the index write, or an older index put back)
-   hides nothing.
+   hides nothing. The one out-of-order commit (a unit prune removed from this stage while the
+   spool kept it for another stage, pushed back later) is preceded by deleting the index
+   (stages.push), so no index exists that could hide it.
 
 What this cannot see: a unit deleted from the middle of the history by hand or by an attacker
 (the index still lists it; a restore that reads it fails with "missing", and `backup verify`,

@@ -16,7 +16,7 @@ from backup.listing import Listing, units_of, write_index
 from backup.storage import keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.index import entry_of
+from backup.storage.index import INDEX_KEY, entry_of
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, decode_manifest
 from backup.storage.repository import Repository, open_repository
 
@@ -167,6 +167,12 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
     for manifest in committed_manifests(spool, key):
         if present.get((manifest.kind, manifest.id)):
             continue
+        if listing is not None and _out_of_order(listing, manifest.kind, manifest.id):
+            # A unit older than the stage's newest of its kind (prune removed it here while the
+            # spool kept it for another stage): a reader's tail check, which looks only after
+            # the index's newest units, could see neither its objects nor its manifest. Drop the
+            # index before writing any of it; readers list in full until write_index below.
+            target.repo.delete(INDEX_KEY)
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             # list() re-raises the first failure here, after the other uploads finished.
             list(pool.map(lambda ref: _verified_copy(spool, target.repo, ref.key, ref.sha256),
@@ -183,6 +189,11 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
     if listing is not None and (pushed or listing.stale()):
         write_index(target.repo, listing, key)
     return pushed
+
+
+def _out_of_order(listing: Listing, kind: str, unit_id: str) -> bool:
+    newest = listing.newest(kind)
+    return newest is not None and unit_id < newest[1]
 
 
 def release(spool: FileRepository, targets: list[Stage],

@@ -302,3 +302,28 @@ def test_the_checks_have_teeth(tmp_path: Path, how: str) -> None:
     assert listing.source != INDEX and listing.index_refused
     assert len(listing.entries) == 2
     m.teardown()
+
+
+@pytest.mark.parametrize("budget", range(0, 5))
+def test_a_unit_pushed_again_after_prune_is_never_hidden(tmp_path: Path, budget: int) -> None:
+    """Found by the S3 model in a shuffled run: prune removes an old segment from one stage while
+    the spool still holds it (another stage lacked it), a later run pushes it back there, out of
+    id order, and is killed before it rewrites the index. The tail check (units after the index's
+    newest) cannot see such a unit, so the run must drop the index before that commit."""
+    class Machine(ListingMachine):
+        @staticmethod
+        def spool_root() -> str:
+            return str(tmp_path)
+
+    Machine.make_stages = staticmethod(lambda: [
+        (name, open_repository((tmp_path / name).as_uri())) for name in ("primary", "replica-1")])
+    m = Machine()
+    m.cut("segment")
+    m.cut("snapshot")
+    for _ in range(3):
+        m.cut("segment")
+    m.ship(1, 6)  # the primary takes all; the replica dies after three units: the spool keeps all
+    m.prune(1, 2, 8)  # the replica drops the segment older than its only full snapshot
+    m.index_answers_what_a_full_listing_answers()
+    m.ship(1, budget)  # the old segment goes back to the replica, which dies part-way
+    m.index_answers_what_a_full_listing_answers()
