@@ -164,15 +164,22 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
     present = (dict.fromkeys(listing.committed(), True) if listing is not None
                else scan(target.repo))
     done = verified or set()
+    # The stage's newest unit of each kind before this push (units are pushed in id order, so
+    # only a unit older than these can be out of order).
+    newest = ({kind: listing.newest(kind) for kind in ("snapshot", "segment")}
+              if listing is not None else {})
+    index_dropped = False
     for manifest in committed_manifests(spool, key):
         if present.get((manifest.kind, manifest.id)):
             continue
-        if listing is not None and _out_of_order(listing, manifest.kind, manifest.id):
+        before = newest.get(manifest.kind)
+        if before is not None and manifest.id < before[1] and not index_dropped:
             # A unit older than the stage's newest of its kind (prune removed it here while the
             # spool kept it for another stage): a reader's tail check, which looks only after
             # the index's newest units, could see neither its objects nor its manifest. Drop the
             # index before writing any of it; readers list in full until write_index below.
             target.repo.delete(INDEX_KEY)
+            index_dropped = True
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             # list() re-raises the first failure here, after the other uploads finished.
             list(pool.map(lambda ref: _verified_copy(spool, target.repo, ref.key, ref.sha256),
@@ -189,11 +196,6 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
     if listing is not None and (pushed or listing.stale()):
         write_index(target.repo, listing, key)
     return pushed
-
-
-def _out_of_order(listing: Listing, kind: str, unit_id: str) -> bool:
-    newest = listing.newest(kind)
-    return newest is not None and unit_id < newest[1]
 
 
 def release(spool: FileRepository, targets: list[Stage],
