@@ -33,3 +33,12 @@ async def install_capture(url: str) -> None:
         await install(conn)
     finally:
         await conn.close()
+
+
+async def change_lot(url: str, lot: str) -> None:
+    """One captured change: dose 1's lot number, so the next incremental has a segment to cut."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("UPDATE doses SET lot_number = $1 WHERE id = 1", lot)
+    finally:
+        await conn.close()

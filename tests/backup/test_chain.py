@@ -3,7 +3,6 @@ and `backup list` / `verify` flag a segment that no snapshot at its stage can re
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
 from backup.config import BackupConfig
@@ -12,17 +11,9 @@ from backup.runner import run_backup
 from backup.stages import build_stages, remove_unit
 from backup.storage.file import FileRepository
 from backup.verify import verify
-from tests.backup.conftest import install_capture
+from tests.backup.conftest import change_lot, install_capture
 
 pytestmark = pytest.mark.slow
-
-
-async def _change(url: str, lot: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("UPDATE doses SET lot_number = $1 WHERE id = 1", lot)
-    finally:
-        await conn.close()
 
 
 async def test_an_incremental_without_a_base_takes_a_full_and_orphans_are_flagged(
@@ -31,7 +22,7 @@ async def test_an_incremental_without_a_base_takes_a_full_and_orphans_are_flagge
     first = await run_backup(file_config, full=False)
     assert first.kind == "full" and first.snapshot_id is not None
     assert first.promoted == "primary holds no snapshot to replay segments on"
-    await _change(file_config.database_url, "X")
+    await change_lot(file_config.database_url, "X")
     second = await run_backup(file_config, full=False)
     assert second.kind == "incremental" and second.promoted is None and second.segment_id is not None
     stages = build_stages(FileRepository(file_config.spool_dir), file_config.primary_url,
@@ -45,7 +36,7 @@ async def test_an_incremental_without_a_base_takes_a_full_and_orphans_are_flagge
         [("replica-1", f"segments/{second.segment_id}/manifest.json")]
     assert "restores nothing" in report.problems[0].reason
     # The next incremental run sees the replica without a base and takes a full snapshot.
-    await _change(file_config.database_url, "Y")
+    await change_lot(file_config.database_url, "Y")
     third = await run_backup(file_config, full=False)
     assert third.kind == "full" and third.promoted == "replica-1 holds no snapshot to replay segments on"
     assert verify(stages).ok

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import asyncpg
 import pytest
 
 from backup.config import BackupConfig
@@ -22,7 +21,7 @@ from backup.storage.file import FileRepository
 from backup.storage.index import INDEX_KEY, StageIndex, encode_index, repository_name
 from backup.storage.repository import ObjectInfo
 from backup.verify import verify
-from tests.backup.conftest import install_capture
+from tests.backup.conftest import change_lot, install_capture
 
 pytestmark = pytest.mark.slow
 
@@ -54,19 +53,11 @@ class Counting:
         return getattr(self.repo, name)
 
 
-async def _change(url: str, lot: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("UPDATE doses SET lot_number = $1 WHERE id = 1", lot)
-    finally:
-        await conn.close()
-
-
 async def test_runs_keep_a_sealed_index_that_lists_what_the_stage_holds(config: BackupConfig) -> None:
     await install_capture(config.database_url)
     full = await run_backup(config, full=True)
     for lot in ("A", "B"):
-        await _change(config.database_url, lot)
+        await change_lot(config.database_url, lot)
         await run_backup(config, full=False)
     assert (await run_backup(config, full=False)).noop
     stages = _stages(config)
@@ -99,7 +90,7 @@ async def test_a_stale_index_hides_nothing_and_a_foreign_one_is_refused(config: 
     stages = _stages(config)
     primary, replica = stages[1].repo, stages[2].repo
     old = primary.get(INDEX_KEY)
-    await _change(config.database_url, "C")
+    await change_lot(config.database_url, "C")
     shipped = await run_backup(config, full=False)
     primary.put(INDEX_KEY, old)  # as if the run died before writing the index
     listing = list_stage(primary, config.key)
@@ -128,7 +119,7 @@ async def test_verify_reports_a_unit_deleted_from_the_middle(config: BackupConfi
     await run_backup(config, full=True)
     ids = []
     for lot in ("D", "E", "F"):
-        await _change(config.database_url, lot)
+        await change_lot(config.database_url, lot)
         ids.append((await run_backup(config, full=False)).segment_id)
     stages = _stages(config)
     primary = stages[1].repo

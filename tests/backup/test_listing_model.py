@@ -281,9 +281,8 @@ def test_listing_matches_a_full_listing_on_s3(tmp_path: Path, s3_endpoint_url: s
     _run(OnS3, SOAK or 5)
 
 
-@pytest.mark.parametrize("how", ["foreign", "unsealed", "other key"])
-def test_the_checks_have_teeth(tmp_path: Path, how: str) -> None:
-    """Without its checks, each planted index would hide units: so the model's refusals are real."""
+def _machine_on_file(tmp_path: Path) -> ListingMachine:
+    """One machine, driven step by step: stages "primary" and "replica-1" under tmp_path."""
     class Machine(ListingMachine):
         @staticmethod
         def spool_root() -> str:
@@ -291,7 +290,13 @@ def test_the_checks_have_teeth(tmp_path: Path, how: str) -> None:
 
     Machine.make_stages = staticmethod(lambda: [
         (name, open_repository((tmp_path / name).as_uri())) for name in ("primary", "replica-1")])
-    m = Machine()
+    return Machine()
+
+
+@pytest.mark.parametrize("how", ["foreign", "unsealed", "other key"])
+def test_the_checks_have_teeth(tmp_path: Path, how: str) -> None:
+    """Without its checks, each planted index would hide units: so the model's refusals are real."""
+    m = _machine_on_file(tmp_path)
     m.cut("snapshot")
     m.cut("segment")
     m.ship(0, None)
@@ -310,14 +315,7 @@ def test_a_unit_pushed_again_after_prune_is_never_hidden(tmp_path: Path, budget:
     the spool still holds it (another stage lacked it), a later run pushes it back there, out of
     id order, and is killed before it rewrites the index. The tail check (units after the index's
     newest) cannot see such a unit, so the run must drop the index before that commit."""
-    class Machine(ListingMachine):
-        @staticmethod
-        def spool_root() -> str:
-            return str(tmp_path)
-
-    Machine.make_stages = staticmethod(lambda: [
-        (name, open_repository((tmp_path / name).as_uri())) for name in ("primary", "replica-1")])
-    m = Machine()
+    m = _machine_on_file(tmp_path)
     m.cut("segment")
     m.cut("snapshot")
     for _ in range(3):

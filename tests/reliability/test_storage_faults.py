@@ -34,6 +34,7 @@ from backup.storage.file import FileRepository
 from backup.storage.reader import list_snapshots
 from backup.storage.repository import open_repository
 from tests.faulty_proxy import ALL_FAULTS, FaultyProxy
+from tests.processes import kill_when
 from tests.restore.scenario import Incident, database_now, doses_now, prepare, strike
 
 VAXVAULT = Path(sys.executable).parent / "vaxvault"
@@ -138,18 +139,7 @@ async def _kill_when_waiting(command: list[str], env: dict[str, str], watcher: a
 
     The test holds that lock, so the kill lands at a known point of the run, not a random one.
     """
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        async with asyncio.timeout(120):  # a bound on a hang, not a measurement
-            while not await _waiting(watcher, statement):
-                assert process.returncode is None, f"it exited {process.returncode} before {statement}"
-                await asyncio.sleep(0.05)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-        await process.wait()
-    return process.returncode
+    return await kill_when(command, env, lambda: _waiting(watcher, statement), statement)
 
 
 async def _wait_for_orphans(url: str) -> None:

@@ -32,6 +32,7 @@ from backup.restore.job_graph import Job, run_jobs
 from backup.runner import run_backup
 from backup.storage.file import FileRepository
 from backup.storage.repository import ObjectInfo
+from tests.processes import kill_when
 
 pytestmark = pytest.mark.slow
 
@@ -157,18 +158,12 @@ async def test_a_crash_midway_leaves_a_marked_target_that_the_next_restore_clear
            if not k.startswith("VAXVAULT_") or k.startswith("VAXVAULT_TEST")}
     env.update(VAXVAULT_BACKUP_URL=stored.url, VAXVAULT_STATE_DIR=str(tmp_path / "state"))
     command = [str(VAXVAULT), "restore", "full", "--as-of", "latest", "--target-url", empty_database_url]
-    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.DEVNULL)
-    try:
-        async with asyncio.timeout(120):  # a bound on a hang, not a measurement
-            while not await _fetchval(empty_database_url, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                      "datname = current_database() AND query LIKE 'COPY %doses%'"):
-                assert process.returncode is None, f"it exited {process.returncode} before loading doses"
-                await asyncio.sleep(0.05)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-        await process.wait()
+
+    async def loading_doses() -> bool:
+        return bool(await _fetchval(empty_database_url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                    "datname = current_database() AND query LIKE 'COPY %doses%'"))
+
+    assert await kill_when(command, env, loading_doses, "loading doses") == -signal.SIGKILL
     async with asyncio.timeout(60):  # the killed client's sessions end on their own
         while await _fetchval(empty_database_url, "SELECT count(*) FROM pg_stat_activity WHERE "
                               "datname = current_database() AND pid <> pg_backend_pid()"):
