@@ -12,12 +12,11 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
-
 from api.domain.errors import BadUserInput
 from api.domain.restore_admin import RestoreFailed, RestoreNotConfigured, Source, explain, source
 from api.settings import Settings
 from backup.errors import BackupError
+from backup.restore.errors import RestoreError
 from backup.restore.find_loss import LossSettings, LossWindow, find_loss, signals_of
 from backup.restore.source import live_changes, merged, shipped_changes
 from backup.storage.change import Change
@@ -96,7 +95,7 @@ async def read_changes(found: Source, table: str, since: datetime | None,
     else:
         try:
             live = await live_changes(found.database_url, table, after=None, until=until)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except RestoreError as exc:
             warnings.append(f"the live change log could not be read ({exc}); {unread}")
     segments, shipped = await asyncio.to_thread(_shipped, found, table, until)
     positions = {c.position for c in shipped}

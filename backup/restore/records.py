@@ -30,7 +30,7 @@ from backup.restore.ordering import ordering_warnings
 from backup.restore.parents import restore_parents
 from backup.restore.predicate import Expr, render
 from backup.restore.predicate_sql import quote_identifier, validate
-from backup.restore.source import History, open_history
+from backup.restore.source import History, connect, open_history
 from backup.storage.change import Row
 from backup.storage.codec import Key
 from backup.storage.repository import Repository
@@ -153,10 +153,7 @@ async def restore_records(database_url: str, repo: Repository, key: Key | None,
 async def _run(database_url: str, repo: Repository, key: Key | None, request: RestoreRequest,
                apply: bool) -> RestoreReport:
     started = time.perf_counter()
-    try:
-        conn = await asyncpg.connect(database_url, timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise RestoreError(f"cannot connect to PostgreSQL to restore: {exc}") from exc
+    conn = await connect(database_url, "to restore")
     try:
         transaction = conn.transaction(isolation="repeatable_read")
         await transaction.start()

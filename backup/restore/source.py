@@ -146,6 +146,14 @@ async def open_history(conn: asyncpg.Connection, repo: Repository, key: Key | No
     return choose(snapshots, segments, as_of, watermark)
 
 
+async def connect(database_url: str, purpose: str) -> asyncpg.Connection:
+    """One connection for restore's reads and writes; RestoreError saying `purpose` when it fails."""
+    try:
+        return await asyncpg.connect(database_url, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise RestoreError(f"cannot connect to PostgreSQL {purpose}: {exc}") from exc
+
+
 async def check_history(database_url: str, repo: Repository, key: Key | None, as_of: datetime,
                         use_live_log: bool = True) -> History:
     """The history a restore as of `as_of` would use (open_history, live log included, in its own
@@ -153,10 +161,7 @@ async def check_history(database_url: str, repo: Repository, key: Key | None, as
 
     Raises RestorePlanError as choose does, RestoreError when PostgreSQL cannot be reached.
     """
-    try:
-        conn = await asyncpg.connect(database_url, timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise RestoreError(f"cannot connect to PostgreSQL to read the live change log: {exc}") from exc
+    conn = await connect(database_url, "to read the live change log")
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             return await open_history(conn, repo, key, as_of, use_live_log)
@@ -190,13 +195,16 @@ async def live_changes(database_url: str, table: str, after: datetime | None = N
     """Every committed change of `table` still in the live log, committed in (after, until]: what
     finding loss sees before the next incremental ships it.
 
+    Raises RestoreError when the database or its change log cannot be read.
     Read it BEFORE listing the repository (as open_history does): a change trimmed in between
     has by then been shipped to every stage, so the later listing holds it. Some changes are in
     both; `merged` keeps one per position.
     """
-    conn = await asyncpg.connect(database_url)
+    conn = await connect(database_url, "to read the live change log")
     try:
         rows = await conn.fetch(LIVE_LINES, table, after, until)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise RestoreError(f"cannot read the live change log of {table}: {exc}") from exc
     finally:
         await conn.close()
     if not rows:
