@@ -46,14 +46,23 @@ def draw_growth(results: dict[str, Any], path: Path) -> Path | None:
             xs, ys = _points(results, section, tool)
             if xs:
                 ax.plot(xs, ys, marker="o", linestyle="--" if peer else "-", label=label)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("recipients")
-        ax.set_ylabel("seconds (wall)")
-        ax.set_title(TITLES[section])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.suptitle("How cost grows (dashed: peers; shared 2-core machine)")
+        log_log(ax, "recipients", "seconds (wall)", TITLES[section])
+    return save(figure, "How cost grows (dashed: peers; shared 2-core machine)", path)
+
+
+def log_log(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    """A panel of seconds against size, both axes logarithmic (growth shows as slope)."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def save(figure: Any, title: str, path: Path) -> Path:
+    figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -170,29 +170,16 @@ def _bucket(endpoint: str) -> str:
 
 
 def draw(results: dict[str, list[dict[str, Any]]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bench.charts import log_log, plt, save
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, what in zip(axes, (RUN, LIST), strict=True):
         for label, rows in results.items():
             ax.plot([r["segments"] for r in rows], [r[what] for r in rows], marker="o",
                     linestyle="--" if label.startswith("main") else "-", label=label)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("segments in the repository")
-        ax.set_ylabel("seconds (best of 3)")
-        ax.set_title(what)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.suptitle("Cost against history (dashed: main, every run lists each stage in full)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+        log_log(ax, "segments in the repository", "seconds (best of 3)", what)
+    return save(figure, "Cost against history (dashed: main, every run lists each stage in full)",
+                path)
 
 
 def main(argv: list[str]) -> None:
