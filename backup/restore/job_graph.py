@@ -43,10 +43,13 @@ async def run_jobs(connections: Sequence[asyncpg.Connection], jobs: Sequence[Job
     results = JobResults()
     changed = asyncio.Condition()
     began = time.perf_counter()
+    # Set by the failing job's own task before it yields: a worker whose job ends in the same
+    # moment must not start another before the failure reaches the wait below and cancels it.
+    stopped = False
 
     async def next_job() -> Job | None:
         async with changed:
-            while pending:
+            while pending and not stopped:
                 ready = [j for j in pending.values() if all(d in results.values for d in j.after)]
                 if ready:
                     job = max(ready, key=lambda j: j.weight)
@@ -56,9 +59,14 @@ async def run_jobs(connections: Sequence[asyncpg.Connection], jobs: Sequence[Job
             return None
 
     async def worker(conn: asyncpg.Connection) -> None:
+        nonlocal stopped
         while (job := await next_job()) is not None:
             started = time.perf_counter()
-            value = await job.run(conn)
+            try:
+                value = await job.run(conn)
+            except BaseException:
+                stopped = True
+                raise
             async with changed:
                 results.values[job.name] = value
                 results.started[job.name] = round(started - began, 3)

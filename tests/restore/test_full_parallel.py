@@ -291,6 +291,42 @@ def test_jobs_run_once_after_what_they_wait_on_and_a_failure_stops_the_rest(
         assert failing not in ended
 
 
+def test_a_job_that_ends_as_another_fails_starts_nothing_more(database_url: str) -> None:
+    """The race the model above found under load: the failing job and a job on the other
+    connection wake in the same turn of the loop; the second must not start a third before the
+    failure cancels the workers."""
+    events: list[str] = []
+
+    async def run() -> None:
+        both_done = asyncio.Event()
+
+        async def fails(conn: asyncpg.Connection) -> None:
+            events.append("start fails")
+            await both_done.wait()
+            raise RuntimeError("fails failed")
+
+        async def ends(conn: asyncpg.Connection) -> None:
+            events.append("start ends")
+            both_done.set()  # wakes `fails` first (it waited first), then this job returns
+            await asyncio.sleep(0)
+
+        async def third(conn: asyncpg.Connection) -> None:
+            events.append("start third")
+
+        conns = [await asyncpg.connect(database_url) for _ in range(2)]
+        try:
+            jobs = [Job("fails", fails, weight=3), Job("ends", ends, weight=2),
+                    Job("third", third, weight=1)]
+            with pytest.raises(RuntimeError, match="fails failed"):
+                await run_jobs(conns, jobs)
+        finally:
+            for conn in conns:
+                await conn.close()
+
+    asyncio.run(run())
+    assert events == ["start fails", "start ends"]
+
+
 def test_a_graph_that_could_never_finish_is_refused_before_anything_runs() -> None:
     async def never(conn: asyncpg.Connection) -> None:
         raise AssertionError("must not run")
