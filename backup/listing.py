@@ -12,9 +12,10 @@ three checks, and from a full listing (every key, every manifest) when it does n
    times), so everything committed after the index was written sorts after its newest unit of that
    kind. Those keys are listed (`start_after`) and their manifests read, and joined to the answer:
    a stale index (a crash between a commit and the index write, or an older index put back)
-   hides nothing. The one out-of-order commit (a unit prune removed from this stage while the
-   spool kept it for another stage, pushed back later) is preceded by deleting the index
-   (stages.push), so no index exists that could hide it.
+   hides nothing. Push never commits out of order (stages.push): a unit prune removed from this
+   stage while the spool kept it for another stage is passed over, not pushed back, and any other
+   unit older than the stage's newest of its kind stays in the spool with an error. So no index
+   ever written, replayed or not, can list a newer unit of a kind and lack a stored one.
 
 What this cannot see: a unit deleted from the middle of the history by hand or by an attacker
 (the index still lists it; a restore that reads it fails with "missing", and `backup verify`,
@@ -67,6 +68,8 @@ class Listing:
     # (prefix, start_after) of each key range read after the index (nothing when listed in full):
     # where a killed run can have left anything.
     tail_ranges: tuple[tuple[str, str], ...] = ()
+    # Spool units this stage lacks and no longer needs (stages.push): release counts them as held.
+    passed_over: set[UnitRef] = field(default_factory=set)
 
     def committed(self) -> set[UnitRef]:
         """Every unit whose manifest is stored (readable with the key or refused)."""

@@ -27,10 +27,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from backup.errors import StorageError
 from backup.listing import INDEX, Listing, full_listing, list_stage
 from backup.prune import apply_prune, plan_prune, stored_units
 from backup.runner import _newest_segment, list_stages, missing_base
-from backup.stages import Stage, push, release, remove_orphans
+from backup.stages import Stage, committed_units, push, release, remove_orphans, remove_unit
 from backup.storage import codec, keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
@@ -167,6 +168,9 @@ class ListingMachine(RuleBasedStateMachine):
                 push(self.spool, target, KEY, None, listings[target.name])
             release(self.spool, stages[1:], listings)
             self._count("runs")
+            # Every stage took or passed over each spool unit, so the spool keeps nothing: a unit
+            # passed over at a stage (pruned there) must not stay in the spool forever.
+            assert committed_units(self.spool) == []
         except Killed:
             self._count("killed runs")
 
@@ -325,3 +329,52 @@ def test_a_unit_pushed_again_after_prune_is_never_hidden(tmp_path: Path, budget:
     m.index_answers_what_a_full_listing_answers()
     m.ship(1, budget)  # the old segment goes back to the replica, which dies part-way
     m.index_answers_what_a_full_listing_answers()
+
+
+def test_an_index_put_back_after_a_pruned_unit_came_back_hides_nothing(tmp_path: Path) -> None:
+    """The residual of the case above: an attacker puts back the index written between the prune
+    and the run that followed it. Had that run pushed the pruned segment back (out of id order),
+    the old index (its anchors all stored, the segment older than its newest) would hide it. Push
+    passes the segment over instead (the replica's snapshot contains it) and the spool lets it go."""
+    m = _machine_on_file(tmp_path)
+    m.cut("segment")
+    m.cut("snapshot")
+    for _ in range(3):
+        m.cut("segment")
+    m.ship(1, 6)
+    m.prune(1, 2, 8)
+    m.index_answers_what_a_full_listing_answers()  # records the index written by prune
+    after_prune = m.versions["replica-1"][-1]
+    m.ship(1, None)  # a run that finishes
+    m.index_answers_what_a_full_listing_answers()
+    m.targets[1][1].put(INDEX_KEY, after_prune)
+    m.index_answers_what_a_full_listing_answers()
+    assert committed_units(m.spool) == []
+    m.teardown()
+
+
+def test_a_lacking_unit_the_stage_still_needs_is_refused_not_pushed_out_of_order(tmp_path: Path) -> None:
+    """A segment deleted from the middle of a stage's history (newer than its snapshot) while the
+    spool still holds it: pushing it back would be an out-of-order commit an old index could hide,
+    and passing it over would lose its changes there. The run reports it and the spool keeps it;
+    a full snapshot that contains it ends that."""
+    m = _machine_on_file(tmp_path)
+    m.cut("snapshot")
+    for _ in range(3):
+        m.cut("segment")
+    m.ship(1, 0)  # the primary takes all, the replica nothing: the spool keeps all
+    primary = m.targets[0][1]
+    middle = sorted(i for k, i in committed_units(primary) if k == "segment")[1]
+    remove_unit(primary, "segment", middle)
+    primary.delete(INDEX_KEY)  # else the index still lists it (verify's case, test_listing.py)
+    stage = Stage("primary", primary)
+    with pytest.raises(StorageError, match=f"segment {middle}.*backup run --full"):
+        push(m.spool, stage, KEY, None, list_stage(primary, KEY))
+    assert ("segment", middle) in committed_units(m.spool)
+    assert ("segment", middle) not in committed_units(primary)
+    m.index_answers_what_a_full_listing_answers()
+    m.cut("snapshot")
+    m.ship(0, None)  # the new snapshot contains the segment: passed over, and the spool lets it go
+    assert ("segment", middle) not in committed_units(primary)
+    m.index_answers_what_a_full_listing_answers()
+    m.teardown()
