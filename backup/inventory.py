@@ -111,7 +111,7 @@ def _orphans_by_stage(stages: list[Stage], seen: dict[str, Listing]) -> dict[str
 
 def inventory(stages: list[Stage], key: Key | None = None) -> list[UnitState]:
     """Every unit any stage knows, oldest first, with its state per stage. Each stage but the
-    spool answers from its checked index (backup/listing.py), so no stage is listed in full; the
+    spool answers from its checked index (backup/storage/listing.py), so no stage is listed in full; the
     answer itself has a row per unit (`overview` is its fixed-size summary)."""
     return overview(stages, key, None).units
 

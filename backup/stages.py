@@ -179,7 +179,7 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
     leaves a stale index, whose tail shows the new units).
 
     Units commit at a stage only in id order, newer than its newest of their kind, which is what
-    lets a reader trust any index's tail (backup/listing.py): no index, however old, lists a
+    lets a reader trust any index's tail (backup/storage/listing.py): no index, however old, lists a
     newer unit of that kind and lacks this one. A lacking unit that lies before what the stage
     keeps (its oldest snapshot contains it: prune removed it there while the spool kept it for
     another stage) is passed over: recorded in `listing.passed_over`, so `release` drops it for

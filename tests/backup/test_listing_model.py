@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from backup.errors import StorageError
-from backup.listing import INDEX, Listing, full_listing, list_stage
+from backup.listing import INDEX, Listing, full_listing, list_stage, units_of
 from backup.prune import apply_prune, plan_prune, stored_units
+from backup.restore.errors import RestorePlanError
+from backup.restore.source import choose
 from backup.runner import _newest_segment, list_stages, missing_base
 from backup.stages import Stage, committed_units, push, release, remove_orphans, remove_unit
 from backup.storage import codec, keys
@@ -37,6 +39,13 @@ from backup.storage.codec import Key
 from backup.storage.file import FileRepository
 from backup.storage.index import INDEX_KEY, SegmentEntry, StageIndex, encode_index, repository_name
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, encode_manifest
+from backup.storage.reader import (
+    history_from,
+    list_segments,
+    list_snapshots,
+    read_segment_manifest,
+    read_snapshot,
+)
 from backup.storage.repository import ObjectInfo, Repository, open_repository
 from backup.verify import verify
 
@@ -88,6 +97,21 @@ class Dying:
 
     def clean_incomplete(self, prefix: str = "", start_after: str = "") -> int:
         return self.repo.clean_incomplete(prefix, start_after)
+
+
+def _every_manifest(repo: Repository) -> tuple[list[SnapshotManifest], list[SegmentManifest]]:
+    """What restore read before it used the index: every manifest a full key listing finds."""
+    ids = {kind: sorted(i for (k, i), done in units_of(repo.list()).items() if k == kind and done)
+           for kind in ("snapshot", "segment")}
+    return ([read_snapshot(repo, i, KEY) for i in ids["snapshot"]],
+            [read_segment_manifest(repo, i, KEY) for i in ids["segment"]])
+
+
+def _chosen(snapshots: list[SnapshotManifest], segments: list[SegmentManifest], as_of: datetime) -> object:
+    try:
+        return choose(snapshots, segments, as_of)
+    except RestorePlanError as exc:
+        return str(exc)
 
 
 def _same(via_index: Listing, full: Listing) -> None:
@@ -239,6 +263,11 @@ class ListingMachine(RuleBasedStateMachine):
         for name, repo in self.targets:
             via_index, full = list_stage(repo, KEY), full_listing(repo, KEY)
             _same(via_index, full)
+            # Restore reads through the index too (storage/reader.py): the same history at any T.
+            for as_of in {START + timedelta(minutes=m) for m in (self.clock // 2, self.clock)}:
+                assert _chosen(*history_from(repo, as_of, KEY), as_of) == \
+                    _chosen(*_every_manifest(repo), as_of)
+            assert (list_snapshots(repo, KEY), list_segments(repo, KEY)) == _every_manifest(repo)
             self._count("checks from the index" if via_index.source == INDEX else "checks in full")
             current = repo.head(INDEX_KEY) and repo.get(INDEX_KEY)
             if current and current != self.planted.get(name) and current not in self.versions[name]:
