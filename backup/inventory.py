@@ -119,7 +119,7 @@ def inventory(stages: list[Stage], key: Key | None = None) -> list[UnitState]:
 def _summary(stage: Stage, listing: Listing | None, orphans: set[str]) -> StageSummary:
     if listing is None:
         return StageSummary(stage.name, False, "", {}, 0, 0, 0, 0, None, None, None, None)
-    ids = {kind: sorted(i for k, i in listing.committed() if k == kind) for kind in ("snapshot", "segment")}
+    ids = {kind: [i for k, i in listing.committed() if k == kind] for kind in ("snapshot", "segment")}
     stored = PENDING if stage.name == "spool" else STORED
     counts = {stored: len(listing.entries) - len(orphans), ORPHAN: len(orphans),
               REFUSED: len(listing.refused), PARTIAL: len(listing.partial)}
@@ -129,7 +129,7 @@ def _summary(stage: Stage, listing: Listing | None, orphans: set[str]) -> StageS
         len(ids["snapshot"]), len(ids["segment"]),
         sum(e.rows for e in entries), sum(e.bytes for e in entries),
         *(end for kind in ("snapshot", "segment") for end in
-          ((ids[kind][0], ids[kind][-1]) if ids[kind] else (None, None))))
+          ((min(ids[kind]), max(ids[kind])) if ids[kind] else (None, None))))
 
 
 def overview(stages: list[Stage], key: Key | None = None, last: int | None = 20) -> Overview:

@@ -75,8 +75,8 @@ class Listing:
         return set(self.entries) | set(self.refused)
 
     def newest(self, kind: str) -> UnitRef | None:
-        ids = sorted(i for k, i in self.committed() if k == kind)
-        return (kind, ids[-1]) if ids else None
+        newest = max((i for k, i in (*self.entries, *self.refused) if k == kind), default=None)
+        return (kind, newest) if newest is not None else None
 
     def add(self, entry: Entry) -> None:
         self.entries[(entry.kind, entry.id)] = entry
