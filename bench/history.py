@@ -189,8 +189,9 @@ def draw(results: dict[str, list[dict[str, Any]]], path: Path) -> Path:
                 ax.plot([r["segments"] for r in rows], [r[LIST_ALL] for r in rows], marker="x",
                         linestyle=":", label=f"{label}, --all")
         log_log(ax, "segments in the repository", "seconds (best of 3)", what)
-    return save(figure, "Cost against history (dashed: main, every run lists each stage in full)",
-                path)
+    peer = any(label.startswith("main") for label in results)
+    return save(figure, "Cost against history" + (" (dashed: main, every run lists each stage in full)"
+                                                  if peer else " (dotted: backup list --all)"), path)
 
 
 def main(argv: list[str]) -> None:
