@@ -11,13 +11,14 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from backup.errors import ChecksumMismatch, StorageError
-from backup.listing import Listing, units_of, write_index
+from backup.errors import ChecksumMismatch, FormatError, StorageError
+from backup.listing import Listing, list_stage, units_of, write_index
 from backup.storage import keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.index import INDEX_KEY, entry_of
+from backup.storage.index import SnapshotEntry, entry_of
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, decode_manifest
+from backup.storage.position import includes
 from backup.storage.repository import Repository, open_repository
 
 Manifest = SnapshotManifest | SegmentManifest
@@ -150,36 +151,65 @@ class EarlyUploads:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _contained(listing: Listing, manifest: Manifest, oldest_only: bool) -> bool:
+    """Whether a snapshot the stage holds (its oldest one, or any), cut no earlier than the unit,
+    contains it: the stage then no longer needs the unit."""
+    snapshots = sorted((e for e in listing.entries.values() if isinstance(e, SnapshotEntry)),
+                       key=lambda e: e.id)
+    position = manifest.position if isinstance(manifest, SnapshotManifest) else manifest.to_position
+    for snapshot in snapshots[:1] if oldest_only else snapshots:
+        if manifest.id > snapshot.id or (manifest.kind, manifest.id) == ("snapshot", snapshot.id):
+            continue
+        try:
+            # Positions, not ids alone: a unit cut after a clock step backwards has an old id but
+            # a new position, and must never be passed over.
+            if includes(snapshot.position, position):
+                return True
+        except FormatError:
+            continue
+    return False
+
+
 def push(spool: FileRepository, target: Stage, key: Key | None,
          verified: set[str] | None = None, listing: Listing | None = None) -> list[str]:
     """Copy every committed spool unit the target lacks, verified; return the ids pushed.
-    Objects in `verified` were already read back from the target and are skipped. With the
-    target's `listing`, that says what it lacks; the pushed units are added to it and the
-    stage's index is rewritten when it no longer matches (after the commits: a crash between
+    Objects in `verified` were already read back from the target and are skipped. The target's
+    `listing` (listed here when not given) says what it lacks; the pushed units are added to it and
+    the stage's index is rewritten when it no longer matches (after the commits: a crash between
     leaves a stale index, whose tail shows the new units).
+
+    Units commit at a stage only in id order, newer than its newest of their kind, which is what
+    lets a reader trust any index's tail (backup/storage/listing.py): no index, however old, lists a
+    newer unit of that kind and lacks this one. A lacking unit that lies before what the stage
+    keeps (its oldest snapshot contains it: prune removed it there while the spool kept it for
+    another stage) is passed over: recorded in `listing.passed_over`, so `release` drops it for
+    this stage; so is one older than the stage's newest of its kind that any snapshot there
+    contains. Any other lacking unit older than the stage's newest of its kind (deleted there
+    by hand, or cut after the server clock stepped back) is not pushed: once the rest is pushed,
+    StorageError names it, and the spool keeps it until a snapshot at the stage contains it.
 
     Raises StorageError on a persistent failure; the spool keeps everything not yet stored.
     """
+    if listing is None:
+        listing = list_stage(target.repo, key)
     pushed = []
-    present = (dict.fromkeys(listing.committed(), True) if listing is not None
-               else scan(target.repo))
     done = verified or set()
-    # The stage's newest unit of each kind before this push (units are pushed in id order, so
-    # only a unit older than these can be out of order).
-    newest = ({kind: listing.newest(kind) for kind in ("snapshot", "segment")}
-              if listing is not None else {})
-    index_dropped = False
+    newest = {kind: listing.newest(kind) for kind in ("snapshot", "segment")}
+    late: list[Manifest] = []
     for manifest in committed_manifests(spool, key):
-        if present.get((manifest.kind, manifest.id)):
+        unit = (manifest.kind, manifest.id)
+        if unit in listing.entries or unit in listing.refused:
             continue
-        before = newest.get(manifest.kind)
-        if before is not None and manifest.id < before[1] and not index_dropped:
-            # A unit older than the stage's newest of its kind (prune removed it here while the
-            # spool kept it for another stage): a reader's tail check, which looks only after
-            # the index's newest units, could see neither its objects nor its manifest. Drop the
-            # index before writing any of it; readers list in full until write_index below.
-            target.repo.delete(INDEX_KEY)
-            index_dropped = True
+        before = newest[manifest.kind]
+        is_late = before is not None and manifest.id < before[1]
+        # Before what the stage keeps (its oldest snapshot contains it): what prune removes there.
+        # A late unit contained by any snapshot there: its changes are there already.
+        if _contained(listing, manifest, oldest_only=not is_late):
+            listing.passed_over.add(unit)
+            continue
+        if is_late:
+            late.append(manifest)
+            continue
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             # list() re-raises the first failure here, after the other uploads finished.
             list(pool.map(lambda ref: _verified_copy(spool, target.repo, ref.key, ref.sha256),
@@ -191,22 +221,39 @@ def push(spool: FileRepository, target: Stage, key: Key | None,
             raise StorageError(f"{target.repo.url}/{object_key} reads back different bytes; "
                                "check the storage endpoint")
         pushed.append(manifest.id)
-        if listing is not None:
-            listing.add(entry_of(manifest))
-    if listing is not None and (pushed or listing.stale()):
+        listing.add(entry_of(manifest))
+        newest[manifest.kind] = unit
+    if pushed or listing.stale():
         write_index(target.repo, listing, key)
+    # A snapshot pushed above (a full run) may now contain what was late.
+    refused = []
+    for manifest in late:
+        if _contained(listing, manifest, oldest_only=False):
+            listing.passed_over.add((manifest.kind, manifest.id))
+        else:
+            refused.append(f"{manifest.kind} {manifest.id}")
+    if refused:
+        raise StorageError(
+            f"{target.repo.url} holds newer units than {', '.join(refused)} but not these, and no "
+            "snapshot there contains them (deleted there after they were stored, or cut after the "
+            "server clock stepped back); they stay in the spool and are not pushed out of order. "
+            "Run 'vaxvault backup run --full': once a snapshot there contains them, they are no "
+            "longer needed there")
     return pushed
 
 
 def release(spool: FileRepository, targets: list[Stage],
             listings: dict[str, Listing] | None = None) -> list[str]:
-    """Drop from the spool every unit that every target stage holds; return their ids. With
+    """Drop from the spool every unit that every target stage holds or no longer needs (push's
+    `listing.passed_over`); return their ids. With
     `listings` (stage name -> listing), a target without one is taken as unreachable."""
     if not targets:
         return []
     try:
+        # A unit push passed over at a stage (it lies before what the stage keeps) counts as held.
         held = [scan(t.repo) if listings is None
-                else dict.fromkeys(listings[t.name].committed(), True) for t in targets]
+                else dict.fromkeys(listings[t.name].committed() | listings[t.name].passed_over, True)
+                for t in targets]
     except (StorageError, KeyError):
         return []
     released = []

@@ -34,9 +34,9 @@ from typing import Any
 
 import asyncpg
 
+from api.cli.backup_list import list_output
 from backup.capture.triggers import install
 from backup.config import BackupConfig
-from backup.inventory import inventory
 from backup.runner import run_backup
 from backup.stages import build_stages
 from backup.storage import keys
@@ -48,6 +48,9 @@ from backup.storage.repository import Repository, open_repository
 ROUNDS = 3
 RUN = "no-op incremental run"
 LIST = "backup list"
+LIST_ALL = "backup list --all"
+LIST_CPU = "backup list CPU"
+LIST_ALL_CPU = "backup list --all CPU"
 
 
 def _fabricate(store: Repository, template: SegmentManifest, data: bytes, first: int, count: int) -> None:
@@ -67,20 +70,24 @@ def _best(seconds: list[float]) -> float:
     return round(min(seconds), 4)
 
 
-async def _measure(config: BackupConfig) -> tuple[float, float]:
-    """(no-op incremental run, list) in seconds, best of ROUNDS."""
-    runs, lists = [], []
+async def _measure(config: BackupConfig) -> dict[str, float]:
+    """No-op incremental run, `backup list` and `backup list --all` (the text and JSON the
+    command prints, built in this process) in seconds, best of ROUNDS; the lists also in CPU
+    seconds of this process (on file:// that is all their work; load inflates it little)."""
+    times: dict[str, list[float]] = {RUN: [], LIST: [], LIST_ALL: [], LIST_CPU: [], LIST_ALL_CPU: []}
     for _ in range(ROUNDS):
         started = time.perf_counter()
         summary = await run_backup(config, full=False)
-        runs.append(time.perf_counter() - started)
+        times[RUN].append(time.perf_counter() - started)
         assert summary.noop, summary
         stages = build_stages(FileRepository(config.spool_dir), config.primary_url, (),
                               config.s3_endpoint_url)
-        started = time.perf_counter()
-        inventory(stages)
-        lists.append(time.perf_counter() - started)
-    return _best(runs), _best(lists)
+        for every, wall, cpu in ((False, LIST, LIST_CPU), (True, LIST_ALL, LIST_ALL_CPU)):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            list_output(stages, None, every)
+            times[wall].append(time.perf_counter() - started)
+            times[cpu].append(time.process_time() - cpu_started)
+    return {what: _best(seconds) for what, seconds in times.items()}
 
 
 async def measure(database_url: str, sizes: list[int], primary_url: str,
@@ -111,9 +118,10 @@ async def measure(database_url: str, sizes: list[int], primary_url: str,
             started = time.perf_counter()
             assert (await run_backup(config, full=False)).noop
             rebuild = round(time.perf_counter() - started, 4)
-            run_s, list_s = await _measure(config)
-            rows.append({"segments": size, RUN: run_s, LIST: list_s, "first run without index": rebuild})
-            print(f"{size:>8} | {run_s:>11} | {list_s:>7} | {rebuild:>8}", flush=True)
+            found = await _measure(config)
+            rows.append({"segments": size, **found, "first run without index": rebuild})
+            print(f"{size:>8} | {found[RUN]:>11} | {found[LIST]:>7} | {found[LIST_ALL]:>7} | "
+                  f"{found[LIST_CPU]:>7} | {found[LIST_ALL_CPU]:>7} | {rebuild:>8}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
@@ -177,9 +185,13 @@ def draw(results: dict[str, list[dict[str, Any]]], path: Path) -> Path:
         for label, rows in results.items():
             ax.plot([r["segments"] for r in rows], [r[what] for r in rows], marker="o",
                     linestyle="--" if label.startswith("main") else "-", label=label)
+            if what == LIST and LIST_ALL in rows[0]:
+                ax.plot([r["segments"] for r in rows], [r[LIST_ALL] for r in rows], marker="x",
+                        linestyle=":", label=f"{label}, --all")
         log_log(ax, "segments in the repository", "seconds (best of 3)", what)
-    return save(figure, "Cost against history (dashed: main, every run lists each stage in full)",
-                path)
+    peer = any(label.startswith("main") for label in results)
+    return save(figure, "Cost against history" + (" (dashed: main, every run lists each stage in full)"
+                                                  if peer else " (dotted: backup list --all)"), path)
 
 
 def main(argv: list[str]) -> None:
@@ -198,7 +210,8 @@ def main(argv: list[str]) -> None:
     if args.peer_tree:
         print(f"peer {args.peer_tree} (file://)", flush=True)
         peer_rounds.append(_peer(args.peer_tree, args.database_url, sizes))
-    print("segments | no-op run s | list s | first run without index s")
+    print("segments | no-op run s | list s | list --all s | list CPU s | list --all CPU s | "
+          "first run without index s")
     with tempfile.TemporaryDirectory(prefix="vaxvault-history-repo-") as repo:
         print("this tree, file://", flush=True)
         results["this tree, file://"] = asyncio.run(measure(args.database_url, sizes,

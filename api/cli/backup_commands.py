@@ -13,13 +13,13 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 from api.backup_config import backup_config
+from api.cli.backup_list import DEFAULT_LAST, list_output
 from api.cli.output import add_json_flag, emit, is_terminal, whole_number
 from api.errors import VaxvaultError
 from api.settings import Settings
 from backup.capture.triggers import CaptureInstall, install
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
-from backup.inventory import inventory
 from backup.prune import prune
 from backup.runner import connect, run_backup
 from backup.schedule import DEFAULT_FULL, DEFAULT_INCREMENTAL, Schedule, run_schedule, summary_line
@@ -52,7 +52,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help=f"rows per snapshot chunk (default {DEFAULT_CHUNK_ROWS})")
     run.set_defaults(handler=run_run)
 
-    listing = actions.add_parser("list", help="snapshots and segments with their state at each stage")
+    listing = actions.add_parser("list", help="per stage: units held, totals, oldest and newest; then "
+                                 "the newest units with their state at each stage")
+    listing.add_argument("--all", action="store_true", help="every snapshot and segment (grows with "
+                         "the history)")
+    listing.add_argument("--last", type=whole_number(0), default=DEFAULT_LAST, metavar="N",
+                         help=f"how many of the newest units to show (default {DEFAULT_LAST})")
     listing.set_defaults(handler=run_list)
 
     check = actions.add_parser("verify", help="check every object at every stage (exit 1 on a problem)")
@@ -143,18 +148,8 @@ def run_run(args: argparse.Namespace, settings: Settings) -> int:
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     config = backup_config(settings)
     with _translated():
-        stages = _stages(config)
-        units = inventory(stages, config.key)
-    if args.json:
-        emit(args, "", [asdict(u) for u in units])
-        return 0
-    names = [s.name for s in stages]
-    print(f"{'KIND':9} {'ID':24} {'ROWS':>9} {'BYTES':>11}  " + "  ".join(f"{n:11}" for n in names))
-    for unit in units:
-        print(f"{unit.kind:9} {unit.id:24} {unit.rows:>9} {unit.bytes:>11}  "
-              + "  ".join(f"{unit.states[n]:11}" for n in names))
-    if not units:
-        print("no snapshots or segments yet; run 'vaxvault backup run --full'")
+        text, data = list_output(_stages(config), config.key, args.all, args.last)
+    emit(args, text, data)
     return 0
 
 

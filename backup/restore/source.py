@@ -29,7 +29,7 @@ from backup.storage.change import Change
 from backup.storage.codec import Key
 from backup.storage.manifest import SegmentManifest, SnapshotManifest
 from backup.storage.position import includes
-from backup.storage.reader import list_segments, list_snapshots, read_object
+from backup.storage.reader import history_from, read_object
 from backup.storage.repository import Repository
 from backup.storage.segment import decode_changes
 
@@ -128,7 +128,7 @@ def segments_in_window(segments: Sequence[SegmentManifest], table: str, after: d
 
 def load_history(repo: Repository, as_of: datetime, key: Key | None = None) -> History:
     """The repository's history for `as_of`, without the live log (see choose)."""
-    return choose(list_snapshots(repo, key), list_segments(repo, key), as_of)
+    return choose(*history_from(repo, as_of, key), as_of)
 
 
 async def open_history(conn: asyncpg.Connection, repo: Repository, key: Key | None, as_of: datetime,
@@ -141,8 +141,7 @@ async def open_history(conn: asyncpg.Connection, repo: Repository, key: Key | No
         # Up to where the log was trimmed; the cut watermark runs ahead of it while a stage is
         # down (segments wait in the spool, the log keeps their changes).
         watermark = await conn.fetchval(f"SELECT coalesce(trimmed, watermark) FROM {SCHEMA}.state")
-    snapshots, segments = await asyncio.to_thread(
-        lambda: (list_snapshots(repo, key), list_segments(repo, key)))
+    snapshots, segments = await asyncio.to_thread(history_from, repo, as_of, key)
     return choose(snapshots, segments, as_of, watermark)
 
 

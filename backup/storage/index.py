@@ -1,6 +1,6 @@
 """The listing index of one stage (`index.json` at the repository root): every committed unit with
 what `backup list` and a run need from its manifest, so neither lists the stage in full nor reads
-every manifest. It is a cache, never the truth: see backup/listing.py for how a reader checks it.
+every manifest. It is a cache, never the truth: see backup/storage/listing.py for how a reader checks it.
 
 With a key the index is sealed like a manifest (AES-256-GCM bound to its object key), so only a
 holder of the key can write one; it also names the repository it describes, so a sealed index

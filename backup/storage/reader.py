@@ -8,12 +8,16 @@ manifests and objects alike must be sealed with it (authenticated) or they are r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TypeVar
 
 from backup.errors import ChecksumMismatch, FormatError, ObjectNotFound, SnapshotNotFound
 from backup.storage import codec, keys
 from backup.storage.change import Change
 from backup.storage.codec import Key
+from backup.storage.keys import parse_id
+from backup.storage.listing import Listing, list_stage
 from backup.storage.manifest import (
     Chunk,
     ObjectRef,
@@ -26,28 +30,64 @@ from backup.storage.repository import Repository
 from backup.storage.segment import decode_changes
 
 CopyRow = dict[str, str | None]
+M = TypeVar("M", SnapshotManifest, SegmentManifest)
 
 
-def _manifest_ids(repo: Repository, root: str) -> list[str]:
-    ids = []
-    for info in repo.list(f"{root}/"):
+def _committed_ids(listing: Listing, kind: str, after: str = "") -> list[str]:
+    """Ids of the committed units of `kind` (readable or refused) from `after` on, oldest first."""
+    return sorted(i for k, i in listing.committed() if k == kind and i >= after)
+
+
+def _read_all(ids: list[str], read: Callable[[str], M]) -> list[M]:
+    """The manifests of `ids`. One that is gone since the listing (a unit deleted behind an index
+    that still lists it) is absent, as a full listing would have it; one that fails
+    authentication raises, as it always did."""
+    found = []
+    for unit_id in ids:
         try:
-            parsed = keys.parse_key(info.key)
-        except FormatError:
+            found.append(read(unit_id))
+        except SnapshotNotFound:
             continue
-        if parsed.part == "manifest":
-            ids.append(parsed.id)
-    return sorted(ids)
+    return found
+
+
+def _snapshots(repo: Repository, ids: list[str], key: Key | None) -> list[SnapshotManifest]:
+    return _read_all(ids, lambda i: read_snapshot(repo, i, key))
+
+
+def _segments(repo: Repository, ids: list[str], key: Key | None) -> list[SegmentManifest]:
+    return _read_all(ids, lambda i: read_segment_manifest(repo, i, key))
 
 
 def list_snapshots(repo: Repository, key: Key | None = None) -> list[SnapshotManifest]:
-    """Every committed snapshot (one with a manifest), oldest first."""
-    return [read_snapshot(repo, sid, key) for sid in _manifest_ids(repo, keys.SNAPSHOTS)]
+    """Every committed snapshot (one with a manifest), oldest first. The ids come from the stage's
+    checked listing index (storage/listing.py), so no key of the stage is listed in full."""
+    return _snapshots(repo, _committed_ids(list_stage(repo, key), "snapshot"), key)
 
 
 def list_segments(repo: Repository, key: Key | None = None) -> list[SegmentManifest]:
-    """Every committed segment, in cut order (which is the order to replay them)."""
-    return [read_segment_manifest(repo, sid, key) for sid in _manifest_ids(repo, keys.SEGMENTS)]
+    """Every committed segment, in cut order (which is the order to replay them); ids as above."""
+    return _segments(repo, _committed_ids(list_stage(repo, key), "segment"), key)
+
+
+def history_from(repo: Repository, as_of: datetime,
+                 key: Key | None = None) -> tuple[list[SnapshotManifest], list[SegmentManifest]]:
+    """The manifests a restore as of `as_of` needs (restore/source.choose gives the same answer
+    with them as with every manifest): the newest snapshot cut at or before it and every snapshot
+    and segment from it on (its chain, the links across full runs with no segment, what breaks
+    the chain). Units before it cannot be on its chain (positions only grow), so their manifests
+    are not read: the cost follows the history after the base, not all of it. A manifest the
+    stage lists as refused is read anyway, so it raises as it did when every manifest was read."""
+    listing = list_stage(repo, key)
+    for kind, unit_id in sorted(listing.refused):
+        (read_snapshot if kind == "snapshot" else read_segment_manifest)(repo, unit_id, key)
+    snapshots = _committed_ids(listing, "snapshot")
+    usable = [i for i in snapshots if parse_id(i) <= as_of]
+    base = _snapshots(repo, usable[-1:], key)
+    if not base:  # none that old (choose says so), or its manifest gone behind the index
+        return _snapshots(repo, snapshots, key), _segments(repo, _committed_ids(listing, "segment"), key)
+    return ([*base, *_snapshots(repo, [i for i in snapshots if i > base[0].id], key)],
+            _segments(repo, _committed_ids(listing, "segment", base[0].id), key))
 
 
 def read_snapshot(repo: Repository, snapshot_id: str, key: Key | None = None) -> SnapshotManifest:

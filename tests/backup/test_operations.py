@@ -38,7 +38,9 @@ def test_cli_init_run_list_verify_and_detect_damage(cli_env: BackupConfig,
     assert main(["backup", "run", "--full", "--json", "--workers", "3", "--chunk-rows", "1000"]) == 0
     snapshot_id = json.loads(capsys.readouterr().out)["snapshot_id"]
     assert main(["backup", "list", "--json"]) == 0
-    [unit] = json.loads(capsys.readouterr().out)
+    listed = json.loads(capsys.readouterr().out)
+    [unit] = listed["units"]
+    assert listed["total_units"] == 1 and listed["stages"][1]["newest_snapshot"] == snapshot_id
     assert unit["id"] == snapshot_id
     assert unit["states"] == {"spool": "-", "primary": "stored", "replica-1": "stored"}
     assert main(["backup", "verify", "--deep"]) == 0

@@ -104,8 +104,8 @@ class GatedRepository:
     def head(self, key: str) -> ObjectInfo | None:
         return self.inner.head(key)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self.inner.list(prefix)
+    def list(self, prefix: str = "", start_after: str = "") -> list[ObjectInfo]:
+        return self.inner.list(prefix, start_after)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
