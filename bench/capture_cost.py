@@ -28,9 +28,8 @@ import asyncpg
 
 from backup.capture import triggers
 from bench.cluster import clone_database, drop_database, seeded_database, start_cluster
-from bench.writes import CLIENTS, INSERT
+from bench.writes import CLIENTS, INSERT, process_cpu
 
-_TICK = os.sysconf("SC_CLK_TCK")
 Setup = Callable[[asyncpg.Connection], Awaitable[object]]
 
 
@@ -56,13 +55,6 @@ BEGIN
     END LOOP;
 END $$
 """
-
-
-def process_cpu(pid: int) -> float:
-    """utime + stime of a process in seconds (/proc/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 @dataclass
@@ -222,7 +214,21 @@ def run(recipients: int, seconds: float, rounds: int, serial: int, bulk: int,
         print(f"  {variant.name:>12} load   {_summary(variant.load)}")
         print(f"  {'':>12} serial {_summary(variant.serial)}")
         print(f"  {'':>12} bulk   {_summary(variant.bulk)}")
+    base = chosen[0]
+    print(f"\nserver CPU per insert above {base.name}, median of the rounds' differences "
+          "(each round runs every variant back to back):")
+    for variant in chosen[1:]:
+        cells = [f"{mode} {_paired(getattr(variant, mode), getattr(base, mode))}"
+                 for mode in ("load", "serial", "bulk") if getattr(variant, mode)]
+        print(f"  {variant.name:>12} " + "  ".join(cells))
     return chosen
+
+
+def _paired(samples: list[Sample], base: list[Sample]) -> str:
+    extra = [s.cpu_us - b.cpu_us for s, b in zip(samples, base, strict=True)]
+    ratio = [s.rate / b.rate for s, b in zip(samples, base, strict=True)]
+    return (f"+{statistics.median(extra):.1f} us ({', '.join(f'{e:+.0f}' for e in extra)}), "
+            f"rate x{statistics.median(ratio):.2f}")
 
 
 def main() -> None:
