@@ -113,14 +113,13 @@ def capture_function_sql(table: TableDef) -> str:
     captured INSERT itself (bench/writes.py). Statement-level with transition tables: a bulk
     write (a restore, a migration, an incident) is captured by one INSERT ... SELECT instead of
     one trigger call per row. SECURITY DEFINER: writers (the API role) may not touch the change
-    log directly.
-
-    Every function and operator in the body is qualified with pg_catalog, and every table is
-    qualified or a transition table (which the parser resolves before any schema), so the body
-    means the same whatever search_path the writer set; that is why the function needs no
-    `SET search_path` clause, which cost ~9 us of server CPU per captured statement (a GUC
-    nest level set up and torn down, the namespace path recomputed on each call and on return;
-    bench/capture_cost.py), a fifth of capture's cost on a single-row INSERT.
+    log directly; the pinned search_path keeps a caller's schemas out of the definer's queries
+    (the project's rule for every SECURITY DEFINER function, tests/privacy/test_rls_parity.py).
+    Every function and operator in the body is also qualified with pg_catalog, and every table
+    is qualified or a transition table (which the parser resolves before any schema), so the
+    body would mean the same under any search_path; the pinned one costs ~9-12 us of server CPU
+    per captured statement (bench/capture_cost.py), about a fifth of capture's cost on a
+    single-row INSERT: dropping it is a decision for the owners of that rule.
     """
     name = _literal(table.name)
     pk = table.primary_key
@@ -136,7 +135,7 @@ def capture_function_sql(table: TableDef) -> str:
     target = f"{SCHEMA}.changes (table_name, op, key, old, new)"
     return f"""
 CREATE OR REPLACE FUNCTION {SCHEMA}.{capture_function(table)}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP {_EQUALS} 'INSERT' THEN
         INSERT INTO {target}

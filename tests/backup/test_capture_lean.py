@@ -1,5 +1,6 @@
-"""The lean capture function (no SET search_path, no txid index) records exactly what the earlier
-one did, whatever search_path the writer set; `backup init` upgrades an earlier install."""
+"""The capture function with every name qualified and the change log without its txid index
+record exactly what the earlier version did, whatever search_path the writer set; `backup init`
+upgrades an earlier install."""
 
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ async def test_a_hostile_search_path_changes_nothing_captured(seeded_database_ur
 
 
 async def test_init_upgrades_an_earlier_install(seeded_database_url: str) -> None:
-    """The txid index and the pinned search_path of earlier versions go; the log stays."""
+    """The txid index of earlier versions goes, the function is replaced; the log stays."""
     conn = await asyncpg.connect(seeded_database_url)
     try:
         await install(conn, ("doses",))
@@ -167,9 +168,9 @@ async def test_init_upgrades_an_earlier_install(seeded_database_url: str) -> Non
         indexes = await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1 "
                                    "AND tablename = 'changes'", SCHEMA)
         assert [r["indexname"] for r in indexes] == ["changes_pkey"]
-        config = await conn.fetchval("SELECT proconfig FROM pg_proc WHERE oid = $1::regprocedure",
-                                     f'{SCHEMA}."capture__doses"()')
-        assert config is None
+        body = await conn.fetchval("SELECT prosrc FROM pg_proc WHERE oid = $1::regprocedure",
+                                   f'{SCHEMA}."capture__doses"()')
+        assert "pg_catalog.to_json" in body
         lots = await conn.fetch(f"SELECT new ->> 'lot_number' AS lot FROM {SCHEMA}.changes ORDER BY position")
         assert [r["lot"] for r in lots] == ["BEFORE-UPGRADE"]
     finally:
