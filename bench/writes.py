@@ -21,6 +21,7 @@ from bench.snapshot import backup_command_available
 
 CLIENTS = 8
 ROUNDS = 2
+_TICK = os.sysconf("SC_CLK_TCK")
 # Dose number 6 never occurs in the seed, so every (recipient, 6) insert is new.
 INSERT = """INSERT INTO doses (recipient_id, dose_number, vaccine_code, lot_number, administered_on,
                                center_id, recorded_by)
@@ -34,30 +35,46 @@ class WriteResult:
     inserts_per_s: float | None = None
     inserts: int | None = None
     note: str = ""
+    # utime + stime of the clients' backends per insert: what the server spent, which the
+    # neighbours' load on a shared machine inflates far less than it cuts inserts/s.
+    server_cpu_us: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-async def _load(url: str, recipients: int, seconds: float) -> int:
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _load(url: str, recipients: int, seconds: float) -> tuple[int, float]:
+    """(inserts, server CPU seconds of the clients' backends)."""
     pool = await asyncpg.create_pool(url, min_size=CLIENTS, max_size=CLIENTS)
-    deadline = time.monotonic() + seconds
     next_id = 0
     done = 0
 
-    async def client() -> None:
+    async def client(conn: asyncpg.Connection, deadline: float) -> None:
         nonlocal next_id, done
-        async with pool.acquire() as conn:
-            while time.monotonic() < deadline and next_id < recipients:
-                next_id += 1
-                await conn.execute(INSERT, next_id, date(2023, 1, 1))
-                done += 1
+        while time.monotonic() < deadline and next_id < recipients:
+            next_id += 1
+            await conn.execute(INSERT, next_id, date(2023, 1, 1))
+            done += 1
 
     try:
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        conns = [await pool.acquire() for _ in range(CLIENTS)]
+        pids = [await c.fetchval("SELECT pg_backend_pid()") for c in conns]
+        before = sum(process_cpu(p) for p in pids)
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*(client(c, deadline) for c in conns))
+        cpu = sum(process_cpu(p) for p in pids) - before
+        for c in conns:
+            await pool.release(c)
     finally:
         await pool.close()
-    return done
+    return done, cpu
 
 
 def _one(cluster: EmbeddedPostgres, source: str, recipients: int, seconds: float,
@@ -71,20 +88,24 @@ def _one(cluster: EmbeddedPostgres, source: str, recipients: int, seconds: float
             subprocess.run([str(VAXVAULT), "backup", "init"], check=True, capture_output=True,
                            env={**os.environ, **env})
         started = time.perf_counter()
-        inserts = asyncio.run(_load(url, recipients, seconds))
+        inserts, cpu = asyncio.run(_load(url, recipients, seconds))
         elapsed = time.perf_counter() - started
     finally:
         drop_database(cluster, scratch)
-    result = WriteResult(capture, True, round(inserts / elapsed, 1), inserts)
-    say(f"inserts {'with' if capture else 'without'} capture: {result.inserts_per_s}/s")
+    result = WriteResult(capture, True, round(inserts / elapsed, 1), inserts,
+                         server_cpu_us=round(cpu / max(inserts, 1) * 1e6, 1))
+    say(f"inserts {'with' if capture else 'without'} capture: {result.inserts_per_s}/s, "
+        f"server CPU {result.server_cpu_us} us/insert")
     return result
 
 
 def _best(rounds: list[WriteResult]) -> WriteResult:
     best = max(rounds, key=lambda r: r.inserts_per_s or 0)
     rates = ", ".join(f"{r.inserts_per_s:,.0f}" for r in rounds)
+    cpu = ", ".join(f"{r.server_cpu_us:,.0f}" for r in rounds)
     return WriteResult(best.capture, True, best.inserts_per_s, best.inserts,
-                       note=f"best of {len(rounds)} interleaved rounds ({rates}/s)")
+                       note=f"best of {len(rounds)} interleaved rounds ({rates}/s); "
+                            f"server CPU per insert {cpu} us", server_cpu_us=best.server_cpu_us)
 
 
 def measure(cluster: EmbeddedPostgres, source: str, recipients: int, seconds: float) -> list[WriteResult]:

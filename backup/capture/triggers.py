@@ -57,7 +57,12 @@ DO $convert$ BEGIN
             ALTER COLUMN old TYPE json USING old::json, ALTER COLUMN new TYPE json USING new::json;
     END IF;
 END $convert$;
-CREATE INDEX IF NOT EXISTS changes_txid_idx ON {SCHEMA}.changes (txid);
+-- No index on txid: every insert paid for one (~5 us of server CPU and ~70 WAL bytes per
+-- captured row, bench/capture_cost.py) and the readers do not need it: the cut walks the
+-- primary key, and its summary, the trim and restore's live-log reads take most of the log
+-- (it is trimmed after every run), which a sequential scan does as well. Logs of earlier
+-- versions lose it here.
+DROP INDEX IF EXISTS {SCHEMA}.changes_txid_idx;
 CREATE TABLE IF NOT EXISTS {SCHEMA}.captured (
     table_name   text PRIMARY KEY,
     schema_name  text NOT NULL,
@@ -91,6 +96,10 @@ REVOKE ALL ON ALL TABLES IN SCHEMA {SCHEMA} FROM PUBLIC;
 """
 
 
+# Equality as pg_catalog defines it, whatever operators the writer's search_path puts first.
+_EQUALS = "OPERATOR(pg_catalog.=)"
+
+
 def capture_function(table: TableDef) -> str:
     """The name of `table`'s capture function in SCHEMA (quoted)."""
     return quote_ident(f"capture__{table.name}")
@@ -104,37 +113,43 @@ def capture_function_sql(table: TableDef) -> str:
     captured INSERT itself (bench/writes.py). Statement-level with transition tables: a bulk
     write (a restore, a migration, an incident) is captured by one INSERT ... SELECT instead of
     one trigger call per row. SECURITY DEFINER: writers (the API role) may not touch the change
-    log directly; the pinned search_path keeps a caller's schemas out of the definer's queries.
+    log directly; the pinned search_path keeps a caller's schemas out of the definer's queries
+    (the project's rule for every SECURITY DEFINER function, tests/privacy/test_rls_parity.py).
+    Every function and operator in the body is also qualified with pg_catalog, and every table
+    is qualified or a transition table (which the parser resolves before any schema), so the
+    body would mean the same under any search_path; the pinned one costs ~9-12 us of server CPU
+    per captured statement (bench/capture_cost.py), about a fifth of capture's cost on a
+    single-row INSERT: dropping it is a decision for the owners of that rule.
     """
     name = _literal(table.name)
     pk = table.primary_key
 
     def key(alias: str) -> str:
-        return "json_build_object(" + ", ".join(
+        return "pg_catalog.json_build_object(" + ", ".join(
             f"{_literal(c)}, {alias}.{quote_ident(c)}" for c in pk) + ")"
 
     first = quote_ident(pk[0])
-    update_key = "json_build_object(" + ", ".join(
+    update_key = "pg_catalog.json_build_object(" + ", ".join(
         f"{_literal(c)}, coalesce(n.{quote_ident(c)}, o.{quote_ident(c)})" for c in pk) + ")"
-    on_keys = " AND ".join(f"o.{quote_ident(c)} = n.{quote_ident(c)}" for c in pk)
+    on_keys = " AND ".join(f"o.{quote_ident(c)} {_EQUALS} n.{quote_ident(c)}" for c in pk)
     target = f"{SCHEMA}.changes (table_name, op, key, old, new)"
     return f"""
 CREATE OR REPLACE FUNCTION {SCHEMA}.{capture_function(table)}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP {_EQUALS} 'INSERT' THEN
         INSERT INTO {target}
-        SELECT {name}, 'I', {key("n")}, NULL, to_json(n) FROM new_rows n;
-    ELSIF TG_OP = 'DELETE' THEN
+        SELECT {name}, 'I', {key("n")}, NULL, pg_catalog.to_json(n) FROM new_rows n;
+    ELSIF TG_OP {_EQUALS} 'DELETE' THEN
         INSERT INTO {target}
-        SELECT {name}, 'D', {key("o")}, to_json(o), NULL FROM old_rows o;
+        SELECT {name}, 'D', {key("o")}, pg_catalog.to_json(o), NULL FROM old_rows o;
     ELSE
         -- Rows are paired by key; an UPDATE that changes a key reads as a delete and an insert.
         INSERT INTO {target}
         SELECT {name}, CASE WHEN o.{first} IS NULL THEN 'I' WHEN n.{first} IS NULL THEN 'D' ELSE 'U' END,
                {update_key},
-               CASE WHEN o.{first} IS NULL THEN NULL ELSE to_json(o) END,
-               CASE WHEN n.{first} IS NULL THEN NULL ELSE to_json(n) END
+               CASE WHEN o.{first} IS NULL THEN NULL ELSE pg_catalog.to_json(o) END,
+               CASE WHEN n.{first} IS NULL THEN NULL ELSE pg_catalog.to_json(n) END
         FROM old_rows o FULL JOIN new_rows n ON {on_keys};
     END IF;
     RETURN NULL;
