@@ -75,6 +75,9 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     restore = f"CASE WHEN {gone} THEN 'reinsert' ELSE 'write_back' END"
     first = "least(h.first_position, t.first_position)"
     kept = _kept_keys(unique, gone)
+    # What is done: the decision, except that a conflict is skipped unless overwriting (and a
+    # taken unique key cannot be overwritten: _unique_conflicts skips those rows).
+    conflict_action = restore if overwrite else "'skip'"
     await conn.execute(f"""
         CREATE TEMP TABLE {act} ON COMMIT DROP AS
         WITH g AS (
@@ -88,7 +91,8 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
               FROM {after} WHERE op = 'T')
         SELECT {", ".join(f"a.{k}" for k in keys)}, {gone} AS gone,
                CASE WHEN {first} IS NULL OR {damage_same} THEN {restore} ELSE 'conflict' END AS decided,
-               ''::text AS action, NULL::text AS taken_by,
+               CASE WHEN {first} IS NULL OR {damage_same} THEN {restore} ELSE {conflict_action} END
+               AS action, NULL::text AS taken_by,
                {first} AS first_position,
                coalesce(h.changes, 0) + coalesce(t.changes, 0) AS changes,
                greatest(h.last_position, t.last_position) AS last_position,
@@ -100,11 +104,6 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
         LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, h.first_new) d ON true
         WHERE ({condition}) AND ({gone} OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))""", *params)
     await _unique_conflicts(conn, live, temp, unique, trust_kept_keys)
-    # What is done: the decision, except that a conflict is skipped unless overwriting (and a
-    # taken unique key cannot be overwritten: the row recorded since is kept).
-    conflict_action = "CASE WHEN gone THEN 'reinsert' ELSE 'write_back' END" if overwrite else "'skip'"
-    await conn.execute(f"UPDATE {act} SET action = CASE WHEN taken_by IS NOT NULL THEN 'skip' "
-                       f"WHEN decided = 'conflict' THEN {conflict_action} ELSE decided END")
     await conn.execute(f"ANALYZE {act}")
     matched = await conn.fetchval(f"SELECT count(*) FROM {asof} a WHERE {condition}", *params)
     counts, overwritten = await count_decisions(conn, temp)
@@ -173,7 +172,8 @@ async def _unique_conflicts(conn: asyncpg.Connection, live: LiveTable, temp: str
                             else f"l.{quoted(c)} IS NOT DISTINCT FROM a.{quoted(c)}" for c in key.columns)
         kept = f"AND NOT k.kept_keys[{number}] " if trust_kept_keys else ""
         await conn.execute(
-            f"UPDATE {act} k SET decided = 'conflict', taken_by = $1 FROM {asof} a WHERE {match} "
+            f"UPDATE {act} k SET decided = 'conflict', action = 'skip', taken_by = $1 FROM {asof} a "
+            f"WHERE {match} "
             f"AND k.decided IN ('reinsert', 'write_back') AND k.taken_by IS NULL {kept}"
             f"AND EXISTS (SELECT 1 FROM {live.qualified} l WHERE {same} AND ({other}))", key.label)
 
