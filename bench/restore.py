@@ -62,7 +62,8 @@ def lost_rows(cluster: EmbeddedPostgres, scratch: Scratch | None,
     plan = outcome["plan"]
     note = (f"{damaged:,} rows lost, {outcome['restored']:,} restored "
             f"(counts {plan['counts']}; read {plan['chunks_read']} of {plan['chunks_total']} "
-            f"chunks), {left} still NULL after; a second dry run plans {again}")
+            f"chunks), {left} still NULL after; a second dry run plans {again}; "
+            f"seconds per step {outcome.get('timings', {})}")
     say(f"restore: {real.seconds} s (dry run {dry.seconds} s); {note}")
     return [
         SnapshotResult("backup run --incremental (ships the damage)", "vaxvault backup run", True,

@@ -2,13 +2,12 @@
 
 The base snapshot's chunks that can hold a matching row are loaded with COPY, then the table's
 changes committed after the snapshot and up to T are replayed, collapsed to the last image per
-key, with jsonb_populate_recordset. Rows touched by a replayed change are rebuilt even when their
+key, with jsonb_populate_record. Rows touched by a replayed change are rebuilt even when their
 chunk was pruned, because the change carries the full row image.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -17,12 +16,12 @@ import asyncpg
 
 from backup.restore.changes import apply_changes, create_change_table, load_live_log, load_segments
 from backup.restore.errors import RestorePlanError
+from backup.restore.object_stream import decoded_pieces
 from backup.restore.predicate import Expr
 from backup.restore.predicate_sql import may_match, quote_identifier, to_inline_sql
 from backup.restore.source import LIVE_LOG, History
 from backup.storage.codec import Key
 from backup.storage.manifest import Chunk, TableImage
-from backup.storage.reader import read_chunk
 from backup.storage.repository import Repository
 
 
@@ -117,9 +116,8 @@ async def build_as_of(conn: asyncpg.Connection, repo: Repository, key: Key | Non
     await conn.execute("SET LOCAL standard_conforming_strings = on")
     condition = to_inline_sql(where, live.types) if where is not None else None
     for chunk in chunks:
-        data = read_chunk(repo, chunk, key)
-        await conn.copy_to_table(temp, source=io.BytesIO(data), columns=list(live.columns), format="text",
-                                 where=condition)
+        await conn.copy_to_table(temp, source=decoded_pieces(repo, chunk.object, key),
+                                 columns=list(live.columns), format="text", where=condition)
     loaded = await conn.fetchval(f"SELECT count(*) FROM {quote_identifier(temp)}")
     replayed = await replay(conn, repo, key, history, live, quote_identifier(temp), f"{temp}_replay", as_of)
     await conn.execute(f"ANALYZE {quote_identifier(temp)}")

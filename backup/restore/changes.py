@@ -2,23 +2,26 @@
 
 Restore never holds row images in Python: a *change table* has the row's typed key columns (NULL
 for a TRUNCATE), `position`, `op` and the `new` image as jsonb, and SQL does the rest.
+
+Lines are parsed once, by COPY into jsonb; fields are then taken from the binary value. Measured
+on the 1M bench database's 266,561-change segment (190 MB of lines): loading them as `json` and
+extracting with json_populate_record, or as text cast with jsonb_to_record, parses each line again
+per extraction and took 1.3-1.8x as long as this.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from backup.capture.triggers import commit_time_sql
+from backup.restore.object_stream import decoded_pieces
 from backup.restore.predicate_sql import quote_identifier
 from backup.restore.source import segments_in_window
-from backup.storage import codec
 from backup.storage.codec import Key
 from backup.storage.manifest import SegmentManifest
-from backup.storage.reader import read_object
 from backup.storage.repository import Repository
 
 # Bytes that never occur raw in a JSON line (JSON escapes control characters), so COPY's CSV mode
@@ -49,9 +52,8 @@ async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | N
     lines = quote_identifier(into + "_lines")
     added = 0
     for segment in segments_in_window(segments, table, after, until):
-        data = codec.decode(read_object(repo, segment.object), segment.object.key, key)
-        await conn.copy_to_table(into + "_lines", source=io.BytesIO(data), format="csv",
-                                 delimiter=_DELIMITER, quote=_QUOTE)
+        await conn.copy_to_table(into + "_lines", source=decoded_pieces(repo, segment.object, key),
+                                 format="csv", delimiter=_DELIMITER, quote=_QUOTE)
         status = await conn.execute(
             f"INSERT INTO {quote_identifier(into)} ({keys}, position, op, new) "
             f"SELECT {typed}, (line->>'position')::bigint, line->>'op', nullif(line->'new', 'null'::jsonb) "

@@ -125,6 +125,37 @@ def test_parents_restored_with_flag_or_listed_without(env: pytest.MonkeyPatch, c
     assert report["reinserted"] == doses and report["plan"]["parents"] == {"recipients": 1}
 
 
+def test_a_written_back_reference_to_a_gone_parent_is_refused(env: pytest.MonkeyPatch, config: BackupConfig,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The doses of a recipient moved to a new recipient, the old one deleted: writing them back
+    would point at a gone parent. Their live selves hold other foreign-key values, so the parent
+    check that skips rows keeping theirs still looks these up."""
+    async def move_then_delete() -> tuple[int, str]:
+        await prepare(config)
+        conn = await asyncpg.connect(config.database_url)
+        try:
+            recipient = await conn.fetchval("SELECT recipient_id FROM doses ORDER BY id LIMIT 1")
+            before = await conn.fetchval("SELECT clock_timestamp()")
+            async with conn.transaction():
+                other = await conn.fetchval(
+                    "INSERT INTO recipients (national_id, full_name, birth_date, sex, district_id, "
+                    "center_id) SELECT '9' || lpad(id::text, 16, '0'), full_name, birth_date, sex, "
+                    "district_id, center_id FROM recipients WHERE id = $1 RETURNING id", recipient)
+                await conn.execute("UPDATE doses SET recipient_id = $1 WHERE recipient_id = $2",
+                                   other, recipient)
+                await conn.execute("DELETE FROM recipients WHERE id = $1", recipient)
+        finally:
+            await conn.close()
+        return recipient, before.isoformat()
+
+    recipient, as_of = asyncio.run(move_then_delete())
+    code, _, err = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses",
+                        "--where", f"recipient_id = {recipient}", "--dry-run")
+    assert code == 1
+    assert err.startswith("vaxvault: rows of doses to restore reference 1 recipients row(s) that are gone "
+                          f"(recipients.id = {recipient}); nothing was restored")
+
+
 @pytest.mark.parametrize(("argv", "code", "message"), [
     (["--where", "dose_number = 1; DROP TABLE doses"], 1, "bad predicate at character 16"),
     (["--where", "secret = 1"], 1, "table doses has no column secret"),
