@@ -310,8 +310,13 @@ class Statement:
                 pairs.append((s.key, json_object([(i.key, info[i.name]) for i in s.children])))
         ids = concat([p.ids for p in node_parts], "'{}'::bigint[]")
         fields = concat([p.fields for p in node_parts], "'{}'::text[]")
-        columns = [f"row_number() OVER (ORDER BY {order}) AS rn", "count(*) OVER () AS n",
-                   f"{cursor_sql} AS cur", *nodes]
+        asked = {(s.name, c.name) for s in selected.children for c in s.children}
+        # Cursors and the row count only when something reads them (edges.cursor, pageInfo).
+        wants_cursor = bool(asked & {("edges", "cursor"), ("pageInfo", "endCursor")})
+        wants_count = bool(asked & {("pageInfo", "hasNextPage"), ("pageInfo", "endCursor")})
+        columns = [f"row_number() OVER (ORDER BY {order}) AS rn",
+                   "count(*) OVER () AS n" if wants_count else "NULL::bigint AS n",
+                   f"{cursor_sql} AS cur" if wants_cursor else "NULL::text AS cur", *nodes]
         if ids is not None:
             columns += [f"{ids} AS ids", f"{fields} AS f"]
         laterals = [lat for p in node_parts for lat in p.laterals]
