@@ -42,7 +42,13 @@ def configure_logging(production: bool) -> logging.Logger:
 
 def log_event(message: str, **fields: Any) -> None:
     """Log one structured line; never pass personal data as a field."""
-    logging.getLogger(LOGGER_NAME).info(message, extra={"fields": fields})
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.isEnabledFor(logging.INFO):
+        # A record made here, not by Logger.info: that walks the stack for the caller's file
+        # and line (findCaller), which neither formatter prints, on every request.
+        record = logger.makeRecord(LOGGER_NAME, logging.INFO, "", 0, message, (), None,
+                                   extra={"fields": fields})
+        logger.handle(record)
 
 
 class Metrics:

@@ -14,11 +14,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bench import portal, wrk
+from bench import portal
 from bench.cluster import seeded_database, start_cluster
 from bench.compare import _population
 from bench.progress import say
@@ -38,15 +37,22 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
+def _cpu(pids: list[int]) -> dict[int, float]:
+    """utime+stime of each process still there, seconds."""
+    spent = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
+        spent[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return spent
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU between two readings; a process started in between counts from zero (a pool opens
+    connections while loaded); one that ended in between is lost (none do in these runs)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def _listener(url: str) -> int:
@@ -64,16 +70,16 @@ def _server_root(pid: int) -> int:
 
 
 def _measure(side: str, url: str, name: str, build: Any, population: portal.Population,
-             seconds: int, connections: int, server: list[int], cluster: list[int]) -> dict:
-    before = (_cpu(server), _cpu(cluster), time.monotonic())
+             seconds: int, connections: int, server: int, postmaster: int) -> dict[str, float]:
+    before = (_cpu(_tree(server)), _cpu(_tree(postmaster)))
     result = portal.measure_one(side, url, name, build, population, seconds, connections,
                                 threads=1)
-    after = (_cpu(server), _cpu(cluster), time.monotonic())
+    after = (_cpu(_tree(server)), _cpu(_tree(postmaster)))
     assert result.load is not None, result.note
     n = result.load.requests
     return {"rps": result.load.requests_per_s, "p99": result.load.p99_ms,
-            "server_ms": 1000 * (after[0] - before[0]) / n,
-            "db_ms": 1000 * (after[1] - before[1]) / n}
+            "server_ms": 1000 * _spent(before[0], after[0]) / n,
+            "db_ms": 1000 * _spent(before[1], after[1]) / n}
 
 
 def main(argv: list[str]) -> int:
@@ -94,17 +100,16 @@ def main(argv: list[str]) -> int:
     postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
     ratios: dict[str, list[float]] = {q: [] for q in args.queries}
     with ours(db.url, workers=args.workers) as url, postgraphile(db.url) as peer_url:
-        mine = _tree(_server_root(_listener(url)))
-        theirs = _tree(_listener(peer_url))
+        mine = _server_root(_listener(url))
+        theirs = _listener(peer_url)
         for r in range(args.rounds):
             for name in args.queries:
-                pg = _tree(postmaster)  # every backend, the WAL writer and checkpointer
                 sides = [("compiled", url, portal.ours_requests, mine),
                          ("postgraphile", peer_url, portal.peer_requests, theirs)]
                 if r % 2:
                     sides.reverse()
                 got = {side: _measure(side, u, name, build, population, args.seconds,
-                                      args.connections, procs, pg)
+                                      args.connections, procs, postmaster)
                        for side, u, build, procs in sides}
                 a, b = got["compiled"], got["postgraphile"]
                 ratios[name].append(a["rps"] / b["rps"])
