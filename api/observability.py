@@ -42,7 +42,16 @@ def configure_logging(production: bool) -> logging.Logger:
 
 def log_event(message: str, **fields: Any) -> None:
     """Log one structured line; never pass personal data as a field."""
-    logging.getLogger(LOGGER_NAME).info(message, extra={"fields": fields})
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.isEnabledFor(logging.INFO):
+        # A record made here, not by Logger.info: that walks the stack for the caller's file
+        # and line (findCaller), which neither formatter prints, on every request.
+        record = logger.makeRecord(LOGGER_NAME, logging.INFO, "", 0, message, (), None,
+                                   extra={"fields": fields})
+        logger.handle(record)
+
+
+MAX_CACHED_LABEL_SETS = 1024
 
 
 class Metrics:
@@ -57,7 +66,17 @@ class Metrics:
             "vaxvault_request_seconds", "Request latency by path and GraphQL operation",
             ["path", "operation"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, path: str, operation: str, status: int, seconds: float) -> None:
-        self.requests.labels(path, operation, str(status)).inc()
-        self.latency.labels(path, operation).observe(seconds)
+        # The labelled children, looked up once per label set (labels() validates and locks
+        # on every call); operation labels are bounded by the caller (MAX_OPERATION_LABELS).
+        key = (path, operation, status)
+        children = self.children.get(key)
+        if children is None:
+            children = (self.requests.labels(path, operation, str(status)),
+                        self.latency.labels(path, operation))
+            if len(self.children) < MAX_CACHED_LABEL_SETS:  # paths are whatever clients send
+                self.children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

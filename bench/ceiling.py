@@ -1,5 +1,8 @@
-"""The ceiling: the statement the compiled path sends for a portal query (principal, freezes,
-read and audit row in one, committed by itself), run by pgbench at the same concurrency."""
+"""The ceiling: the statements the compiled path sends for a portal query, run by pgbench at the
+same concurrency: the read (principal, freezes, read, the audit row built) and that audit row's
+INSERT, each committed by itself. The server commits the audit rows of concurrent reads
+together (api/compiled/audit_commit.py); here every request pays its own commit, so this
+ceiling is a floor of what the database can serve."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ import tempfile
 from datetime import date
 from typing import Any
 
+from api.compiled.audit_commit import INSERT_SQL
 from api.compiled.compiler import Compiler
 from api.compiled.statement import Statement
 from api.db.pool import API_ROLE
+from api.db.session import principal_args
 from api.principal import Principal, Role
 from api.schema import build_schema
 from bench.portal import OURS
@@ -53,13 +58,31 @@ def script(name: str, recipients: int, centers: int) -> str:
     rendered = Statement(compiler.schema, principal, variables, plan.label,
                          "pgbench").render(plan.roots or ())
     assert rendered.sql is not None
-    body = f"{_inline(rendered.sql, rendered.args)};\n"
+    audit = _audit_insert(principal, plan.label, "pgbench", name)
+    body = f"{_inline(rendered.sql, rendered.args)};\n{audit};\n"
     # The id first: it contains the center's digits.
     body = body.replace(f"'{_ID}'", "(:id)::text").replace(str(_ID), ":id")
     body = body.replace(f"'{_CENTER}'", "(:c)::text").replace(str(_CENTER), ":c")
     # pgbench reads `:MI` as a variable; a quoted colon formats the same.
     body = body.replace("HH24:MI:SS", 'HH24":"MI":"SS')
     return f"\\set id random(1, {recipients})\n\\set c random(1, {centers})\n{body}"
+
+
+def _audit_insert(principal: Principal, operation: str | None, request_id: str,
+                  name: str) -> str:
+    """The INSERT of audit_commit for the one row this read leaves (recipient :id, or 50 dose
+    recipients around :id for the center's latest doses)."""
+    ids = "ARRAY[:id]::bigint[]" if name == "recipient_with_doses" else \
+        "ARRAY(SELECT generate_series((:id)::bigint, (:id)::bigint + 49))"
+    fields = "ARRAY['birthDate', 'fullName', 'nationalId', 'phone']" \
+        if name == "recipient_with_doses" else "ARRAY['fullName', 'nationalId']"
+    role, sub, _, _ = principal_args(principal)
+    row = (f"json_build_array(json_build_object('set_role', {_literal(role)}, 'set_sub', "
+           f"{_literal(sub)}, 'sub', {_literal(principal.sub)}, 'role', {_literal(role)}, "
+           f"'center', {_literal(principal.center_id)}::int, 'district', NULL, 'operation', "
+           f"{_literal(operation)}, 'request', {_literal(request_id)}, 'ids', {ids}, "
+           f"'fields', {fields}))")
+    return INSERT_SQL.replace("$1::json", row)
 
 
 def pgbench(bindir: str, url: str, text: str, seconds: int, clients: int) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench import ceiling, machine, portal, report
+from bench import ceiling, machine, portal, report, wrk
 from bench.__main__ import _sizes
 from bench.cluster import admin, seeded_database, start_cluster
 from bench.progress import say
 from bench.server import ensure_postgraphile, ours, postgraphile
 from bench.wrk import ensure_wrk
+
+WARM_UP_S = 3
 
 
 def _population(url: str, recipients: int) -> portal.Population:
@@ -58,9 +61,14 @@ def _one_size(cluster: Any, recipients: int, seconds: int, connections: int) -> 
     say(f"== {recipients:,} recipients")
     rows: list[dict[str, Any]] = []
     memory: dict[str, list[float]] = {}
-    # A warm-up pass first would only move numbers by noise; preflight already warms each side.
     for workers in (1, 2):
         with ours(db.url, workers=workers) as url, postgraphile(db.url) as peer_url:
+            # Both servers warm before anything is recorded: without this the first query ran
+            # on a freshly started node process (PostGraphile's admin recipient-with-doses
+            # came out at a fifth of its rate later in the same runs).
+            for side_url, build in ((url, portal.ours_requests), (peer_url, portal.peer_requests)):
+                wrk.run(side_url, build(portal.PORTAL_QUERIES[0], population, random.Random(0)),
+                        seconds=WARM_UP_S, connections=connections, threads=1)
             for name in portal.PORTAL_QUERIES:
                 compiled = portal.measure_one(f"compiled, {workers}w", url, name,
                                               portal.ours_requests, population, seconds,

@@ -28,6 +28,7 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.schema.base import BaseSchema
 
+from api.compiled.audit_commit import AuditCommits
 from api.compiled.connection import Reader
 from api.compiled.objects import WITHHELD_KEY, WITHHELD_MARK, Site
 from api.compiled.selection import (
@@ -110,6 +111,8 @@ class Compiler:
         # Trusted documents and their plans, made at startup and never evicted.
         self.pinned_documents: dict[str, Document] = {}
         self.pinned_plans: dict[tuple[Any, ...], Plan] = {}
+        # Per pool, the audit rows waiting for their commit (api/compiled/audit_commit.py).
+        self.commits: dict[asyncpg.Pool, AuditCommits] = {}
 
     def prepare(self, documents: Mapping[str, str]) -> Prepared:
         """Parse, validate and plan each trusted document once, at startup, and keep them.
@@ -229,7 +232,21 @@ class Compiler:
             return Answer(_body(rendered, None, None), label)
         async with Reader(pool) as reader:
             row = await reader.read(rendered.sql, rendered.args)
-        return Answer(_body(rendered, row, request_state(principal, row).freeze), label)
+        body = _body(rendered, row, request_state(principal, row).freeze)
+        audit = row.get("audit")
+        if audit is not None:
+            # No answer before its audit row is committed (raises if the commit fails). The
+            # read's connection is back in the pool: the commit may need it.
+            await self._commits(pool).commit(audit)
+        return Answer(body, label)
+
+    def _commits(self, pool: asyncpg.Pool) -> AuditCommits:
+        commits = self.commits.get(pool)
+        if commits is None:
+            # A closed pool's rows were all committed or failed; forget it.
+            self.commits = {p: c for p, c in self.commits.items() if not p.is_closing()}
+            commits = self.commits[pool] = AuditCommits(pool)
+        return commits
 
 
 def _body(rendered: Rendered, row: Any, freeze: Freeze | None) -> bytes:

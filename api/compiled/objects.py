@@ -144,8 +144,11 @@ class Objects:
         if not withholds_residents(role) or \
                 field_access(type_name, name, role, frozen=True) is not Access.DENY:
             return None
-        return (f"{r}.district_id::text = ANY(string_to_array("
-                f"{self.principal_row}.frozen_districts, ','))")
+        # Most of the time no district is frozen: the empty-string test settles every row
+        # without splitting the list (AND is evaluated left to right).
+        frozen = f"{self.principal_row}.frozen_districts"
+        return (f"({frozen} <> '' AND {r}.district_id::text = ANY(string_to_array("
+                f"{frozen}, ',')))")
 
     def district(self, selected: Selected, dt: str) -> str:
         columns = {"id": f"{dt}.id::text", "name": f"{dt}.name", "division": f"{dt}.division",
@@ -277,7 +280,11 @@ class Objects:
             joins.append(f"JOIN recipients {row.r} ON {row.r}.id = {row.d}.recipient_id")
         elif parent is None and "recipient" in wanted:
             joins.append(f"CROSS JOIN LATERAL (SELECT ({row.d}.{checked}).*) AS {row.r}")
-        if parent is None and "recipient" in wanted:
+        # The recipient's district only when it is read: the foreign key is NOT NULL and
+        # districts has no RLS, so the join can drop no row.
+        if parent is None and any(s.name == "recipient" and
+                                  any(c.name == "district" for c in s.children)
+                                  for s in children):
             joins.append(f"JOIN districts {row.dt} ON {row.dt}.id = {row.r}.district_id")
         return " ".join(joins)
 

@@ -1,10 +1,11 @@
 """One read operation, for one principal, as one SQL statement and the values and errors that
 need no database.
 
-The statement is the whole request: it sets the principal for the transaction (api/db/session.py's
+The statement is the whole read: it sets the principal for the transaction (api/db/session.py's
 _BEGIN_SQL, `set_config(..., true)`, as the FROM item `pz` that every root depends on), reads
-the freezes that bind the principal, builds the response json, and writes the audit row (a
-data-modifying CTE); committed by itself, it is one round trip. Each root is a LATERAL subquery
+the freezes that bind the principal, builds the response json and the audit row the read must
+leave (committed by api/compiled/audit_commit.py before the response goes out); read-only and
+committed by itself, it is one round trip. Each root is a LATERAL subquery
 that references `pz` and cannot be flattened (OFFSET 0), so it runs only after `pz`'s row, with
 the principal set: were it ever evaluated earlier, RLS would see no principal and return nothing
 (fail closed, and the differential test would fail).
@@ -57,12 +58,15 @@ _AFTER_PRINCIPAL = f"{PRINCIPAL}.frozen_districts IS NOT NULL"
 # No freeze binds the principal (pz found none for its home district or the nation).
 _UNFROZEN = f"{PRINCIPAL}.until IS NULL"
 
-_AUDIT = """INSERT INTO audit_log (actor_sub, actor_role, actor_center_id, actor_district_id,
-    action, operation, request_id, recipient_ids, fields, detail)
-SELECT {sub}::text, {role}::text, {center}::int, {district}::int, 'read', {operation}::text,
-    {request}::text, ARRAY(SELECT DISTINCT u FROM unnest(q.ids) u ORDER BY u),
-    ARRAY(SELECT DISTINCT u COLLATE "C" FROM unnest(q.f) u ORDER BY 1), '{{}}'::jsonb
-FROM q WHERE cardinality(q.ids) > 0"""
+# The audit row this read must leave, as json for api/compiled/audit_commit.py (which commits
+# it before the response goes out), or NULL when it revealed nothing personal. `set_role` and
+# `set_sub` are what _BEGIN_SQL set ($1, $2): the principal the row is checked against.
+_AUDIT_ROW = """CASE WHEN cardinality(q.ids) > 0 THEN json_build_object(
+    'set_role', $1::text, 'set_sub', $2::text, 'sub', {sub}::text, 'role', {role}::text,
+    'center', {center}::int, 'district', {district}::int, 'operation', {operation}::text,
+    'request', {request}::text, 'ids', ARRAY(SELECT DISTINCT u FROM unnest(q.ids) u ORDER BY u),
+    'fields', ARRAY(SELECT DISTINCT u COLLATE "C" FROM unnest(q.f) u ORDER BY 1))::text
+END AS audit"""
 
 
 @dataclass
@@ -170,16 +174,17 @@ class Statement:
             columns += [f"{ids} AS ids", f"{fields} AS f"]
         sql = (f"WITH q AS (SELECT {', '.join(columns)} FROM {_PRINCIPAL_FROM} "
                f"{lateral_joins(laterals)})")
+        results = [f"j{i}::text" for i in range(len(parts))] + list(FREEZE_COLUMNS)
         if ids is not None:
-            # The audit row is written by the same statement that reads: one commit holds both.
+            # The row is committed after the read (api/compiled/audit_commit.py), before the
+            # response: the statement itself stays read-only.
             p = self.principal
-            sql += ", a AS (" + _AUDIT.format(
+            results.append(_AUDIT_ROW.format(
                 sub=self.params.param(p.sub), role=self.params.param(p.role.value),
                 center=self.params.param(p.center_id), district=self.params.param(p.district_id),
                 operation=self.params.param(self.operation),
-                request=self.params.param(self.request_id)) + ")"
-        return (sql + " SELECT " + ", ".join([f"j{i}::text" for i in range(len(parts))] +
-                                             list(FREEZE_COLUMNS)) + " FROM q")
+                request=self.params.param(self.request_id)))
+        return sql + " SELECT " + ", ".join(results) + " FROM q"
 
     def _check_root(self, name: str) -> bool:
         """Forbidden unless the role may call `name`; whether a freeze would close it."""
@@ -305,8 +310,13 @@ class Statement:
                 pairs.append((s.key, json_object([(i.key, info[i.name]) for i in s.children])))
         ids = concat([p.ids for p in node_parts], "'{}'::bigint[]")
         fields = concat([p.fields for p in node_parts], "'{}'::text[]")
-        columns = [f"row_number() OVER (ORDER BY {order}) AS rn", "count(*) OVER () AS n",
-                   f"{cursor_sql} AS cur", *nodes]
+        asked = {(s.name, c.name) for s in selected.children for c in s.children}
+        # Cursors and the row count only when something reads them (edges.cursor, pageInfo).
+        wants_cursor = bool(asked & {("edges", "cursor"), ("pageInfo", "endCursor")})
+        wants_count = bool(asked & {("pageInfo", "hasNextPage"), ("pageInfo", "endCursor")})
+        columns = [f"row_number() OVER (ORDER BY {order}) AS rn",
+                   "count(*) OVER () AS n" if wants_count else "NULL::bigint AS n",
+                   f"{cursor_sql} AS cur" if wants_cursor else "NULL::text AS cur", *nodes]
         if ids is not None:
             columns += [f"{ids} AS ids", f"{fields} AS f"]
         laterals = [lat for p in node_parts for lat in p.laterals]

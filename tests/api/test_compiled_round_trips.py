@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from api.auth import mint_token
+from api.db.pool import API_ROLE
 from api.principal import Role
 from api.settings import Settings
 from tests.api.client import run
@@ -30,7 +32,7 @@ LISTING = """query Listing($first: Int) { recipients(first: $first) { edges { no
           recipient { id phone } } } } } }"""
 
 
-async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
+async def test_a_compiled_read_is_a_read_and_its_audit_commit_whatever_its_size(
         counted_pool: tuple[asyncpg.Pool, list[str]], seeded_settings: Any, cast: Cast,
         owner: asyncpg.Connection) -> None:
     pool, statements = counted_pool
@@ -43,13 +45,17 @@ async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
             answer = await COMPILER.answer(pool, principal, request_id, query, None, variables)
             assert answer is not None
             assert "errors" not in json.loads(answer.body)
-            # One statement: principal (transaction-local) and freezes, the read, the audit
-            # INSERT, committed by itself; the release sends nothing (no RESET ALL).
-            assert [s.split()[0].upper() for s in statements] == ["WITH"], statements
+            # Two statements, each committed by itself: principal (transaction-local),
+            # freezes and the read, which builds the audit row; then that row's INSERT (shared
+            # by the reads that finish meanwhile, see below). The release sends nothing (no
+            # RESET ALL).
+            assert [s.split()[0].upper() for s in statements] == ["WITH", "INSERT"], statements
             for setting in ("role", "sub", "center_id", "district_id"):
                 assert f"set_config('vaxvault.{setting}', " in statements[0]
             assert "set_config('vaxvault.role', $1, true)" in statements[0]
-            assert "INSERT INTO audit_log" in statements[0]
+            assert "INSERT" not in statements[0]
+            assert statements[1].startswith("INSERT INTO audit_log")
+            # The answer came only after its audit row was committed.
             assert await owner.fetchval(
                 "SELECT count(*) FROM audit_log WHERE request_id = $1", request_id) == 1
             # The principal ended with the statement's transaction.
@@ -61,6 +67,46 @@ async def test_a_compiled_read_is_one_round_trip_whatever_its_size(
             # BEGIN, principal, reads, audit INSERT, COMMIT, RESET ALL.
             assert strawberry_round_trips >= 7, statements
             assert "RESET ALL" in statements[-1]
+
+
+async def test_concurrent_reads_share_an_audit_commit_and_each_row_keeps_its_principal(
+        counted_pool: tuple[asyncpg.Pool, list[str]], cast: Cast,
+        owner: asyncpg.Connection) -> None:
+    """Group commit: reads that finish while a commit is under way are committed together by
+    the next one, each row in its reader's name (the append policy checks each row)."""
+    pool, statements = counted_pool
+    readers = [cast.admin, cast.staff, cast.recipient] * 4
+    variables = {"id": str(cast.recipient_id)}
+    answers = await asyncio.gather(*[
+        COMPILER.answer(pool, p, f"group-{i}", RECIPIENT, None, variables)
+        for i, p in enumerate(readers)])
+    assert all(a is not None and "errors" not in json.loads(a.body) for a in answers)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert 1 <= len(inserts) < len(readers), statements
+    rows = await owner.fetch("SELECT request_id, actor_role, actor_sub, actor_center_id, "
+                             "recipient_ids FROM audit_log WHERE request_id LIKE 'group-%'")
+    assert sorted((r["request_id"], r["actor_role"], r["actor_sub"], r["actor_center_id"],
+                   r["recipient_ids"]) for r in rows) == sorted(
+        (f"group-{i}", p.role.value, p.sub, p.center_id, [cast.recipient_id])
+        for i, p in enumerate(readers))
+
+
+async def test_no_answer_without_its_committed_audit_row(
+        counted_pool: tuple[asyncpg.Pool, list[str]], cast: Cast,
+        owner: asyncpg.Connection) -> None:
+    """When the audit row cannot be committed the read does not answer (the HTTP path then
+    hands the request to strawberry, which fails the same way without its audit row)."""
+    pool, _ = counted_pool
+    await owner.execute(f"REVOKE INSERT ON audit_log FROM {API_ROLE}")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await COMPILER.answer(pool, cast.admin, "refused", RECIPIENT, None,
+                              {"id": str(cast.recipient_id)})
+    # A read that reveals nothing personal needs no audit row and still answers.
+    answer = await COMPILER.answer(pool, cast.admin, "plain", "{ recipient(id: \"1\") { id } }",
+                                   None, {})
+    assert answer is not None and json.loads(answer.body)["data"]["recipient"] == {"id": "1"}
+    await owner.execute(f"GRANT INSERT ON audit_log TO {API_ROLE}")
+    assert await owner.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
 async def test_each_root_reads_under_the_principal_its_statement_set(
