@@ -209,6 +209,8 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
         "make bench                         # 100k and 1M recipients; writes results + this file",
         ".venv/bin/python -m bench --quick  # 100k only, short loads; prints the report",
         ".venv/bin/python -m bench --sizes 100000,1000000,10000000   # add 10M where disk allows",
+        ".venv/bin/python -m bench --only backup --sizes 100000,1000000,10000000"
+        "   # sections 2, 3, 5 only",
         "```",
         "",
         "Everything expensive is cached under `bench/.cache/` (git-ignored): the PostgreSQL cluster "
