@@ -153,13 +153,18 @@ def main(argv: list[str]) -> int:
         "sizes": [],
         "notes": [],
     }
+    name = f"{started[:10]}-{machine.short_name()}{'-quick' if args.quick else ''}"
+    # Quick runs are for development: their results stay in the git-ignored cache.
+    directory = CACHE / "results" if args.quick else report.RESULTS
     for recipients in sizes:
         results["sizes"].append(_one_size(cluster, recipients, seconds, args.connections,
                                           write_seconds, parts))
+        # Written after every size: a 10M run cut short still leaves the smaller sizes, which
+        # `--render` turns into BENCHMARKS.md.
+        results["finished_at"] = f"(interrupted after {recipients:,} recipients)"
+        report.write_results(results, name, directory)
     results["finished_at"] = _stamp()
-    name = f"{started[:10]}-{machine.short_name()}{'-quick' if args.quick else ''}"
-    # Quick runs are for development: their results stay in the git-ignored cache.
-    path = report.write_results(results, name, CACHE / "results" if args.quick else report.RESULTS)
+    path = report.write_results(results, name, directory)
     markdown = report.render(results, str(path.relative_to(report.ROOT)), _growth_picture(results, path))
     if args.quick:
         print(markdown)
