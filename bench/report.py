@@ -179,6 +179,8 @@ def _backup_growth(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any], results_path: str, growth_picture: str | None = None) -> str:
     """BENCHMARKS.md; `growth_picture` is the path (relative to the repository) of the cost
     growth PNG drawn from the same results, shown in section 5 when given."""
+    # A run may measure the largest size first (so a long run cut short still has it).
+    results = {**results, "sizes": sorted(results["sizes"], key=lambda size: size["recipients"])}
     machine = results["machine"]
     load = results["load"]
     out = [
