@@ -300,7 +300,30 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
                  "the write rounds are interleaved, to keep ratios meaningful.")
     if notes:
         out += ["## Notes", "", *[f"- {note}" for note in notes], ""]
-    return _keep_hand_written(_keep_portal_section("\n".join(out)))
+    return _keep_hand_written(_keep_unmeasured(_keep_portal_section("\n".join(out)), results))
+
+
+# Sections a run may leave out (`--only`): the current file's version stays, marked as such.
+PART_SECTIONS = {"graphql": "## 1. GraphQL: the portal queries",
+                 "writes": "## 4. Change-capture write overhead"}
+KEPT_NOTE = ("_Kept from an earlier run: the run named at the top left this part out "
+             "(`python -m bench --only ...`)._")
+
+
+def _keep_unmeasured(generated: str, results: dict[str, Any]) -> str:
+    current = dict(_sections(BENCHMARKS.read_text() if BENCHMARKS.exists() else ""))
+    sections = _sections(generated)
+    out = []
+    for heading, text in sections:
+        part = next((p for p, h in PART_SECTIONS.items() if h == heading), None)
+        if part and not any(size.get(part) for size in results["sizes"]) and heading in current:
+            kept = current[heading]
+            if KEPT_NOTE not in kept:
+                title, _, rest = kept.partition("\n")
+                kept = f"{title}\n\n{KEPT_NOTE}\n{rest}"
+            text = kept
+        out.append(text)
+    return "".join(out)
 
 
 def _sections(text: str) -> list[tuple[str, str]]:
