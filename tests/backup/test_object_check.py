@@ -4,6 +4,7 @@ where the whole-object decode refuses (differential, hypothesis)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ OTHER_KEY = Key(os.urandom(32))
 
 def _pieces(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def _whole(data: bytes, object_key: str, key: Key | None, changes: bool) -> tuple[int | None, bool]:
@@ -38,7 +39,8 @@ def _whole(data: bytes, object_key: str, key: Key | None, changes: bool) -> tupl
 
 changes_strategy = st.lists(st.builds(
     Change, position=st.integers(1, 10**12), txid=st.integers(1, 10**9),
-    committed_at=st.just(datetime(2026, 12, 1, tzinfo=UTC)), table=st.sampled_from(["doses", "recipients"]),
+    committed_at=st.just(datetime(2026, 12, 1, tzinfo=UTC)),
+    table=st.sampled_from(["doses", "recipients"]),
     op=st.sampled_from([Op.INSERT, Op.UPDATE, Op.DELETE]), key=st.just({"id": 1}),
     old=st.none() | st.just({"id": 1, "name": "a\nb"}), new=st.none() | st.just({"id": 1})),
     max_size=40)
@@ -46,7 +48,8 @@ changes_strategy = st.lists(st.builds(
 
 @settings(max_examples=60, deadline=None)
 @given(segment=st.booleans(), changes=changes_strategy,
-       chunk=st.binary(max_size=3000), sealed=st.booleans(), reader_key=st.sampled_from(["same", "none", "other"]),
+       chunk=st.binary(max_size=3000), sealed=st.booleans(),
+       reader_key=st.sampled_from(["same", "none", "other"]),
        cuts=st.lists(st.integers(0, 10**6), max_size=8),
        damage=st.none() | st.tuples(st.integers(0, 10**6), st.integers(1, 255)),
        blank_lines=st.booleans())
