@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import machine, portal, report, snapshot, writes
+from bench import machine, portal, report, snapshot, verify, writes
 from bench.cluster import CACHE, SeededDatabase, admin, seeded_database, start_cluster
 from bench.progress import say
 from bench.restore import lost_rows
@@ -20,6 +21,9 @@ from bench.wrk import ensure_wrk
 
 FULL_SIZES = (100_000, 1_000_000)
 QUICK_SIZES = (100_000,)
+# The parts of a run; `--only` picks some (the GraphQL loads at 10M take long, and a person
+# measuring backup and restore does not need them).
+PARTS = ("graphql", "backup", "writes")
 
 
 def _sizes(value: str) -> tuple[int, ...]:
@@ -39,6 +43,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_sizes, help="recipient counts, e.g. 100000,1000000")
     parser.add_argument("--seconds", type=int, help="wrk duration per query and side (default 10)")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="measure only this part (repeatable): graphql (section 1), backup "
+                             "(sections 2, 3 and the backup and restore rows of 5), writes "
+                             "(section 4); default all")
+    parser.add_argument("--pgbackrest-up-to", type=int, metavar="RECIPIENTS",
+                        help="measure pgBackRest's full backup only up to this size (its setup "
+                             "restores the whole dump into a cluster of its own: at 10M that "
+                             "alone takes longer than every other backup figure)")
     parser.add_argument("--render", metavar="RESULTS_JSON",
                         help="only regenerate BENCHMARKS.md from a results file")
     return parser.parse_args(argv)
@@ -61,27 +73,51 @@ def _graphql(db: SeededDatabase, population: portal.Population, seconds: int,
     return [r.as_dict() for r in results]
 
 
+def _pgbackrest(dump_file: Path, recipients: int, up_to: int | None) -> dict[str, Any]:
+    if up_to is not None and recipients > up_to:
+        return snapshot.SnapshotResult(
+            "pgbackrest backup --type=full", "", False,
+            note=f"not measured above {up_to:,} recipients in this run (--pgbackrest-up-to)").as_dict()
+    return snapshot.pgbackrest_full(dump_file).as_dict()
+
+
+def _backup(cluster: Any, db: SeededDatabase, label: str, pgbackrest_up_to: int | None
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sections 2 and 3: the full snapshot beside its peers, the lost-record restore beside
+    pg_restore, and the deep verification of the repository those runs left."""
+    dumps, dump_file = snapshot.dumps(db.url, label)
+    full, scratch = snapshot.ours_full(cluster, db.name, label)
+    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps),
+                 _pgbackrest(dump_file, db.recipients, pgbackrest_up_to)]
+    restores = [r.as_dict() for r in lost_rows(cluster, scratch, db.recipients)]
+    if scratch is not None:
+        restores.append(verify.verify_deep(scratch).as_dict())
+        verify.remove_repository(scratch)
+    restores.append(snapshot.pg_restore_full(cluster, dump_file, label).as_dict())
+    dump_file.unlink()
+    return snapshots, restores
+
+
 def _one_size(cluster: Any, recipients: int, seconds: int, connections: int,
-              write_seconds: int) -> dict[str, Any]:
+              write_seconds: int, parts: tuple[str, ...],
+              pgbackrest_up_to: int | None = None) -> dict[str, Any]:
     db = seeded_database(cluster, recipients)
     doses = int(str(admin(db.url, "SELECT count(*) FROM doses")))
     centers = int(str(admin(db.url, "SELECT count(*) FROM centers")))
     database_bytes = int(str(admin(db.url, "SELECT pg_database_size(current_database())")))
     label = f"{recipients}"
     say(f"== {recipients:,} recipients, {doses:,} doses, {database_bytes / 2**20:,.0f} MiB")
-    graphql = _graphql(db, portal.Population(recipients, centers), seconds, connections)
-    dumps, dump_file = snapshot.dumps(db.url, label)
-    full, scratch = snapshot.ours_full(cluster, db.name, label)
-    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps),
-                 snapshot.pgbackrest_full(dump_file).as_dict()]
-    restores = [*(r.as_dict() for r in lost_rows(cluster, scratch, recipients)),
-                snapshot.pg_restore_full(cluster, dump_file, label).as_dict()]
-    dump_file.unlink()
+    graphql = (_graphql(db, portal.Population(recipients, centers), seconds, connections)
+               if "graphql" in parts else [])
+    snapshots, restores = _backup(cluster, db, label, pgbackrest_up_to) if "backup" in parts else ([], [])
     return {
         "recipients": recipients, "doses": doses, "centers": centers,
         "database_bytes": database_bytes, "seed_seconds": db.seed_seconds,
+        "load_average": [round(v, 1) for v in os.getloadavg()],
+        "parts": list(parts),
         "graphql": graphql, "snapshot": snapshots, "restore": restores,
-        "writes": [w.as_dict() for w in writes.measure(cluster, db.name, recipients, write_seconds)],
+        "writes": ([w.as_dict() for w in writes.measure(cluster, db.name, recipients, write_seconds)]
+                   if "writes" in parts else []),
     }
 
 
@@ -111,11 +147,13 @@ def main(argv: list[str]) -> int:
         say(f"wrote {report.BENCHMARKS} from {path}")
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    parts = tuple(part for part in PARTS if part in (args.only or PARTS))
     seconds = args.seconds or (3 if args.quick else 10)
     write_seconds = 3 if args.quick else 10
     started = _stamp()
-    ensure_wrk()
-    peer_version = ensure_postgraphile()
+    if "graphql" in parts:
+        ensure_wrk()
+    peer_version = ensure_postgraphile() if "graphql" in parts else "not used (--only)"
     cluster = start_cluster()
     results: dict[str, Any] = {
         "started_at": started,
@@ -123,16 +161,23 @@ def main(argv: list[str]) -> int:
         "machine": machine.describe(cluster.bindir, peer_version),
         "load": {"threads": 2, "connections": args.connections, "seconds": seconds,
                  "write_seconds": write_seconds},
+        "parts": list(parts),
+        "load_average_at_start": [round(v, 1) for v in os.getloadavg()],
         "sizes": [],
         "notes": [],
     }
-    for recipients in sizes:
-        results["sizes"].append(_one_size(cluster, recipients, seconds, args.connections,
-                                          write_seconds))
-    results["finished_at"] = _stamp()
     name = f"{started[:10]}-{machine.short_name()}{'-quick' if args.quick else ''}"
     # Quick runs are for development: their results stay in the git-ignored cache.
-    path = report.write_results(results, name, CACHE / "results" if args.quick else report.RESULTS)
+    directory = CACHE / "results" if args.quick else report.RESULTS
+    for recipients in sizes:
+        results["sizes"].append(_one_size(cluster, recipients, seconds, args.connections,
+                                          write_seconds, parts, args.pgbackrest_up_to))
+        # Written after every size: a 10M run cut short still leaves the smaller sizes, which
+        # `--render` turns into BENCHMARKS.md.
+        results["finished_at"] = f"(interrupted after {recipients:,} recipients)"
+        report.write_results(results, name, directory)
+    results["finished_at"] = _stamp()
+    path = report.write_results(results, name, directory)
     markdown = report.render(results, str(path.relative_to(report.ROOT)), _growth_picture(results, path))
     if args.quick:
         print(markdown)

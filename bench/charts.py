@@ -16,22 +16,32 @@ import matplotlib.pyplot as plt
 SERIES = {
     "snapshot": [("vaxvault backup run --full", "vaxvault full snapshot", False),
                  ("pg_dump | zstd -3", "pg_dump | zstd -3", True),
-                 ("pg_dump -Fc", "pg_dump -Fc", True)],
+                 ("pg_dump -Fc", "pg_dump -Fc", True),
+                 ("pgbackrest backup --type=full", "pgBackRest full", True)],
     "restore": [("backup run --incremental (ships the damage)", "incremental run (the damage)", False),
                 ("vaxvault restore records --dry-run", "restore records --dry-run", False),
                 ("vaxvault restore records", "restore records", False),
+                ("vaxvault backup verify --deep", "backup verify --deep", False),
                 ("pg_restore (full dump, scratch DB)", "pg_restore of a full dump", True)],
 }
 TITLES = {"snapshot": "Full snapshot", "restore": "Lost-record restore"}
+# Peak memory of our own commands, against the issue's bound for them at every size.
+MEMORY_SERIES = [("snapshot", "vaxvault backup run --full", "backup run --full"),
+                 ("restore", "backup run --incremental (ships the damage)", "backup run (the damage)"),
+                 ("restore", "vaxvault restore records --dry-run", "restore records --dry-run"),
+                 ("restore", "vaxvault restore records", "restore records"),
+                 ("restore", "vaxvault backup verify --deep", "backup verify --deep")]
+MEMORY_BOUND_MIB = 300
 
 
-def _points(results: dict[str, Any], section: str, tool: str) -> tuple[list[int], list[float]]:
+def _points(results: dict[str, Any], section: str, tool: str,
+            field: str = "seconds") -> tuple[list[int], list[float]]:
     xs, ys = [], []
     for size in results["sizes"]:
         for row in size.get(section, []):
-            if row.get("tool") == tool and row.get("seconds"):
+            if row.get("tool") == tool and row.get(field):
                 xs.append(size["recipients"])
-                ys.append(row["seconds"])
+                ys.append(row[field])
     return xs, ys
 
 
@@ -40,13 +50,20 @@ def draw_growth(results: dict[str, Any], path: Path) -> Path | None:
     (a single point shows no growth)."""
     if len({size["recipients"] for size in results["sizes"]}) < 2:
         return None
-    figure, axes = plt.subplots(1, len(SERIES), figsize=(11, 4.2))
-    for ax, (section, series) in zip(axes, SERIES.items(), strict=True):
+    figure, axes = plt.subplots(1, len(SERIES) + 1, figsize=(16, 4.6))
+    for ax, (section, series) in zip(axes, SERIES.items(), strict=False):
         for tool, label, peer in series:
             xs, ys = _points(results, section, tool)
             if xs:
                 ax.plot(xs, ys, marker="o", linestyle="--" if peer else "-", label=label)
         log_log(ax, "recipients", "seconds (wall)", TITLES[section])
+    memory = axes[-1]
+    for section, tool, label in MEMORY_SERIES:
+        xs, ys = _points(results, section, tool, "peak_rss_mib")
+        if xs:
+            memory.plot(xs, ys, marker="o", label=label)
+    memory.axhline(MEMORY_BOUND_MIB, color="red", linestyle=":", label=f"{MEMORY_BOUND_MIB} MiB bound")
+    log_log(memory, "recipients", "peak resident MiB", "Peak memory (ours)")
     return save(figure, "How cost grows (dashed: peers; shared 2-core machine)", path)
 
 

@@ -110,6 +110,13 @@ def _writes(size: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _measured(size: dict[str, Any], part: str, table: Any) -> list[str]:
+    """The part's table, or a line saying the run left it out (`python -m bench --only`)."""
+    if size.get(part):
+        return list(table(size))
+    return ["Not measured in this run (`--only` left this part out)."]
+
+
 def _growth(results: dict[str, Any]) -> list[str]:
     lines = ["| recipients | doses | database MiB | pg_dump -Fc s | recipient+doses req/s (ours / peer) "
              "| center latest 50 req/s (ours / peer) | coverage req/s (ours / peer) |",
@@ -125,9 +132,55 @@ def _growth(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _operations(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(section, tool) of every backup and restore figure, in the order the run measured them."""
+    seen: list[tuple[str, str]] = []
+    for size in results["sizes"]:
+        for section in ("snapshot", "restore"):
+            for row in size.get(section, []):
+                if (section, row["tool"]) not in seen:
+                    seen.append((section, row["tool"]))
+    return seen
+
+
+def _figure(size: dict[str, Any], section: str, tool: str) -> dict[str, Any] | None:
+    row = next((r for r in size.get(section, []) if r["tool"] == tool), None)
+    return row if row and row["available"] and row.get("seconds") else None
+
+
+def _backup_growth(results: dict[str, Any]) -> list[str]:
+    """Every backup and restore figure at every size: seconds and peak memory, and how much
+    the time grew from the previous size to the largest."""
+    sizes = [size for size in results["sizes"] if size.get("snapshot") or size.get("restore")]
+    if not sizes:
+        return []
+    header = " | ".join(f"{size['recipients']:,}: s / peak MiB" for size in sizes)
+    grow = (f"time {sizes[-1]['recipients'] // sizes[-2]['recipients']}x size"
+            if len(sizes) > 1 and sizes[-2]["recipients"] else "")
+    lines = [f"| operation | {header} |" + (f" {grow} |" if grow else ""),
+             "|---|" + "---:|" * len(sizes) + ("---:|" if grow else "")]
+    for section, tool in _operations(results):
+        figures = [_figure(size, section, tool) for size in sizes]
+        cells = [f"{_num(f['seconds'], 2)} / {_num(f.get('peak_rss_mib'), 0)}" if f else "-"
+                 for f in figures]
+        ratio = ""
+        if grow:
+            last, before = figures[-1], figures[-2]
+            ratio = f" {_ratio(last and last['seconds'], before and before['seconds'])} |"
+        lines.append(f"| {_cell(tool)} | {' | '.join(cells)} |{ratio}")
+    loads = [f"{size['recipients']:,}: {size['load_average'][0]:.1f}" for size in sizes
+             if size.get("load_average")]
+    if loads:
+        lines += ["", "Load average (1 min) when each size finished, on "
+                      f"{results['machine']['cores']} cores: {'; '.join(loads)}."]
+    return lines
+
+
 def render(results: dict[str, Any], results_path: str, growth_picture: str | None = None) -> str:
     """BENCHMARKS.md; `growth_picture` is the path (relative to the repository) of the cost
     growth PNG drawn from the same results, shown in section 5 when given."""
+    # A run may measure the largest size first (so a long run cut short still has it).
+    results = {**results, "sizes": sorted(results["sizes"], key=lambda size: size["recipients"])}
     machine = results["machine"]
     load = results["load"]
     out = [
@@ -158,6 +211,8 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
         "make bench                         # 100k and 1M recipients; writes results + this file",
         ".venv/bin/python -m bench --quick  # 100k only, short loads; prints the report",
         ".venv/bin/python -m bench --sizes 100000,1000000,10000000   # add 10M where disk allows",
+        ".venv/bin/python -m bench --only backup --sizes 100000,1000000,10000000"
+        "   # sections 2, 3, 5 only",
         "```",
         "",
         "Everything expensive is cached under `bench/.cache/` (git-ignored): the PostgreSQL cluster "
@@ -179,12 +234,12 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
         "",
     ]
     for size in results["sizes"]:
-        out += [f"### {size['recipients']:,} recipients", "", *_graphql(size), ""]
+        out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "graphql", _graphql), ""]
     out += ["## 2. Full snapshot vs pg_dump", "",
             "Wall time, bytes written and peak resident memory (sum over the processes of a "
             "pipeline, from wait4).", ""]
     for size in results["sizes"]:
-        out += [f"### {size['recipients']:,} recipients", "", *_snapshots(size), ""]
+        out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "snapshot", _snapshots), ""]
     out += ["## 3. Restore of lost rows vs pg_restore", "",
             "On a scratch copy that `backup run --full` just snapshotted: T is taken, then one UPDATE "
             "sets administered_on to NULL for the lost set of dose-1 rows (266,561 rows at 1M "
@@ -195,16 +250,23 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
             "database, which is what an operator without record-level restore would do first (and "
             "would then still have to copy the rows across by hand).", ""]
     for size in results["sizes"]:
-        out += [f"### {size['recipients']:,} recipients", "", *_restores(size), ""]
+        out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "restore", _restores), ""]
     out += ["## 4. Change-capture write overhead", "",
             f"8 clients, one INSERT into doses per committed transaction, {load['write_seconds']} s, "
             "on a scratch copy of the seeded database.", ""]
     for size in results["sizes"]:
-        out += [f"### {size['recipients']:,} recipients", "", *_writes(size), ""]
+        out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "writes", _writes), ""]
     out += ["## 5. How cost grows", ""]
     if growth_picture:
-        out += [f"![Seconds against recipients, log-log, ours and peers]({growth_picture})", ""]
-    out += [*_growth(results), ""]
+        out += [f"![Seconds and peak memory against recipients, log-log, ours and peers]"
+                f"({growth_picture})", ""]
+    if any(size["graphql"] for size in results["sizes"]):
+        out += [*_growth(results), ""]
+    backup_growth = _backup_growth(results)
+    if backup_growth:
+        out += ["Backup and restore, every figure of sections 2 and 3 at every size (wall seconds "
+                "/ peak resident memory of the process tree from wait4; the lost set is the same "
+                "266,561 rows from 1M up):", "", *backup_growth, ""]
     out += [
         "## Reliability suite",
         "",
@@ -238,7 +300,73 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
                  "the write rounds are interleaved, to keep ratios meaningful.")
     if notes:
         out += ["## Notes", "", *[f"- {note}" for note in notes], ""]
-    return _keep_portal_section("\n".join(out))
+    return _keep_hand_written(_keep_unmeasured(_keep_portal_section("\n".join(out)), results))
+
+
+# Sections a run may leave out (`--only`): the current file's version stays, marked as such.
+PART_SECTIONS = {"graphql": "## 1. GraphQL: the portal queries",
+                 "writes": "## 4. Change-capture write overhead"}
+KEPT_NOTE = ("_Kept from an earlier run: the run named at the top left this part out "
+             "(`python -m bench --only ...`)._")
+
+
+def _keep_unmeasured(generated: str, results: dict[str, Any]) -> str:
+    current = dict(_sections(BENCHMARKS.read_text() if BENCHMARKS.exists() else ""))
+    sections = _sections(generated)
+    out = []
+    for heading, text in sections:
+        part = next((p for p, h in PART_SECTIONS.items() if h == heading), None)
+        if part and not any(size.get(part) for size in results["sizes"]) and heading in current:
+            kept = current[heading]
+            if KEPT_NOTE not in kept:
+                title, _, rest = kept.partition("\n")
+                kept = f"{title}\n\n{KEPT_NOTE}\n{rest}"
+            text = kept
+        out.append(text)
+    return "".join(out)
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """(heading line, whole section text) for each `## ` section; the text before the first
+    heading comes with an empty heading."""
+    parts: list[tuple[str, str]] = []
+    heading, lines = "", []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            parts.append((heading, "".join(lines)))
+            heading, lines = line.strip(), []
+        lines.append(line)
+    parts.append((heading, "".join(lines)))
+    return parts
+
+
+def _keep_hand_written(generated: str) -> str:
+    """Keep every section of the current BENCHMARKS.md this renderer does not write (the ones
+    people add by hand, and bench.compare's portal section), each after the generated section
+    it followed; one whose anchor is gone goes at the end."""
+    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
+    if PORTAL_START in current and PORTAL_END in current:  # _keep_portal_section placed it
+        head, rest = current.split(PORTAL_START, 1)
+        current = head + rest.split(PORTAL_END, 1)[1]
+    new = _sections(generated)
+    ours = {heading for heading, _ in new}
+    after: dict[str, list[str]] = {}
+    anchor = ""
+    for heading, text in _sections(current):
+        if heading in ours:
+            anchor = heading
+        elif heading:
+            after.setdefault(anchor if anchor in ours else "", []).append(text)
+    if not after:
+        return generated
+    out: list[str] = []
+    for heading, text in new:
+        out.append(text)
+        for kept in after.pop(heading, []) if heading else []:
+            out.append(kept if out[-1].endswith("\n\n") else "\n" + kept)
+    for orphans in after.values():  # anchored to nothing generated now
+        out += ["\n" + kept for kept in orphans]
+    return "".join(out).rstrip("\n") + "\n"
 
 
 def _keep_portal_section(text: str) -> str:

@@ -7,7 +7,17 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from api.db.seed import VACCINE_WEIGHTS, SeedConflict, _Generator, national_id, seed
+from api.db.seed import (
+    DOSE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    VACCINE_WEIGHTS,
+    SeedConflict,
+    SeedGeneratorFailed,
+    _Generator,
+    center_count,
+    national_id,
+    seed,
+)
 from tests.harness import SEEDED_RECIPIENTS
 
 
@@ -111,3 +121,80 @@ def test_generated_rows_match_the_recorded_fingerprint() -> None:
     rows = repr((generator.centers, list(generator.rows(3000)))).encode()
     assert hashlib.sha256(rows).hexdigest() == (
         "b24d85e52607eb9b2069c565612ee8fcf6737b6d01581c488f66022dc36e9fef")
+
+
+async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    """Every index and constraint of the registry tables, as PostgreSQL prints them."""
+    rows = await conn.fetch(
+        "SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS definition "
+        "FROM pg_index WHERE indrelid IN ('recipients'::regclass, 'doses'::regclass) "
+        "UNION ALL SELECT conname, conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) "
+        "|| CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END FROM pg_constraint "
+        "WHERE conrelid IN ('recipients'::regclass, 'doses'::regclass) "
+        "OR confrelid IN ('recipients'::regclass, 'doses'::regclass) ORDER BY 1, 2")
+    return [(r["name"], r["definition"]) for r in rows]
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["in-process", "child-process"])
+async def test_the_fast_load_stores_what_row_by_row_copy_stores(
+        database_url: str, seeded_database_url: str, background: bool) -> None:
+    """Differential: the COPY text written by the seed (in this process or a child) holds
+    exactly the values of the generator's rows copied as records (the seed's old path), and
+    the tables end with the indexes and constraints the migrations made, all validated."""
+    fresh = await asyncpg.connect(database_url)
+    reference = await asyncpg.connect(seeded_database_url)
+    try:
+        migrated = await _schema(fresh)
+        await seed(fresh, SEEDED_RECIPIENTS, seed_value=7, background=background)
+        assert await _schema(fresh) == migrated
+        districts = [dict(r) for r in await reference.fetch("SELECT id, name FROM districts ORDER BY id")]
+        vaccines = [dict(r) for r in await reference.fetch(
+            "SELECT code, doses_required, dose_interval_days FROM vaccines")]
+        generator = _Generator(random.Random(7), districts, vaccines, center_count(SEEDED_RECIPIENTS))
+        rows = list(generator.rows(SEEDED_RECIPIENTS))
+        async with reference.transaction():
+            await reference.execute("TRUNCATE centers, recipients, doses CASCADE")
+            await reference.copy_records_to_table("centers", records=generator.centers,
+                                                  columns=("id", "name", "district_id"))
+            await reference.copy_records_to_table("recipients", records=[r for r, _ in rows],
+                                                  columns=RECIPIENT_COLUMNS)
+            await reference.copy_records_to_table("doses", records=[d for _, ds in rows for d in ds],
+                                                  columns=DOSE_COLUMNS)
+        for table in ("centers", "recipients", "doses"):
+            assert await _table_digest(fresh, table) == await _table_digest(reference, table)
+    finally:
+        await fresh.close()
+        await reference.close()
+
+
+async def test_a_seed_failing_mid_load_leaves_the_migrated_tables(database_url: str) -> None:
+    """Indexes and keys are dropped for the load inside the seed's transaction: a row the
+    database refuses half-way rolls everything back, indexes and constraints included."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        # CHECK constraints stay during the load, so this one refuses a row in a late batch.
+        await conn.execute("ALTER TABLE recipients ADD CONSTRAINT test_refuses_late_rows "
+                           "CHECK (id < 1500)")
+        migrated = await _schema(conn)
+        with pytest.raises(asyncpg.CheckViolationError, match="test_refuses_late_rows"):
+            await seed(conn, 2000, background=False)
+        assert await _schema(conn) == migrated
+        assert await conn.fetchval("SELECT count(*) FROM recipients") == 0
+        assert await conn.fetchval("SELECT count(*) FROM centers") == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_failing_generator_process_is_reported(database_url: str) -> None:
+    """The child's error reaches the caller (it does not wait for ever) and nothing is kept."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        # A vaccine the generator draws but cannot find: its lookup fails in the child.
+        await conn.execute("DELETE FROM vaccines WHERE code = 'AD26'")
+        migrated = await _schema(conn)
+        with pytest.raises(SeedGeneratorFailed, match="KeyError: 'AD26'"):
+            await seed(conn, 2000, background=True)
+        assert await _schema(conn) == migrated
+        assert await conn.fetchval("SELECT count(*) FROM recipients") == 0
+    finally:
+        await conn.close()

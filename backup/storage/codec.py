@@ -46,7 +46,11 @@ def decompress(data: bytes) -> bytes:
     try:
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     except zstandard.ZstdError as exc:
-        raise FormatError(f"object is not valid zstd data: {exc}") from exc
+        raise not_zstd(exc) from exc
+
+
+def not_zstd(exc: Exception) -> FormatError:
+    return FormatError(f"object is not valid zstd data: {exc}")
 
 
 def seal(data: bytes, object_key: str, key: Key | None) -> bytes:
@@ -66,21 +70,34 @@ def open_sealed(data: bytes, object_key: str, key: Key | None) -> bytes:
     absent, or when a key is set and the object is not sealed (unauthenticated: refused)."""
     if not is_sealed(data):
         if key is not None:
-            raise DecryptionError(
-                f"{object_key} is not authenticated (stored unencrypted) in a repository read with key "
-                f"{key.id}; vaxvault never writes such an object with a key set, so it was planted or "
-                "replaced by someone without the key: it is refused, nothing was read from it")
+            raise unauthenticated(object_key, key)
         return data
     if key is None:
-        raise DecryptionError(
-            f"{object_key} is encrypted; set VAXVAULT_BACKUP_ENCRYPTION_KEY to the key it was written with")
+        raise needs_key(object_key)
     nonce = data[len(MAGIC): len(MAGIC) + NONCE_BYTES]
     try:
         return AESGCM(key.secret).decrypt(nonce, data[len(MAGIC) + NONCE_BYTES:], object_key.encode())
     except InvalidTag as exc:
-        raise DecryptionError(
-            f"{object_key} cannot be decrypted and authenticated with key {key.id}: wrong key, or the "
-            "object was corrupted or forged; it is refused") from exc
+        raise forged(object_key, key) from exc
+
+
+# The refusals, shared with the streaming reader (backup/storage/object_check.py).
+def unauthenticated(object_key: str, key: Key) -> DecryptionError:
+    return DecryptionError(
+        f"{object_key} is not authenticated (stored unencrypted) in a repository read with key "
+        f"{key.id}; vaxvault never writes such an object with a key set, so it was planted or "
+        "replaced by someone without the key: it is refused, nothing was read from it")
+
+
+def needs_key(object_key: str) -> DecryptionError:
+    return DecryptionError(
+        f"{object_key} is encrypted; set VAXVAULT_BACKUP_ENCRYPTION_KEY to the key it was written with")
+
+
+def forged(object_key: str, key: Key | None) -> DecryptionError:
+    return DecryptionError(
+        f"{object_key} cannot be decrypted and authenticated with key {key.id if key else None}: "
+        "wrong key, or the object was corrupted or forged; it is refused")
 
 
 def encode(data: bytes, object_key: str, key: Key | None) -> bytes:

@@ -25,16 +25,24 @@ def iter_changes(data: bytes, what: str) -> Iterator[Change]:
     """Parse a segment payload one line at a time (memory: one change, not the segment);
     raise FormatError naming the first bad line."""
     for number, line in enumerate(io.BytesIO(data), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            yield Change(
-                position=int(raw["position"]), txid=int(raw["txid"]),
-                committed_at=datetime.fromisoformat(raw["committed_at"]), table=raw["table"],
-                op=Op(raw["op"]), key=raw["key"], old=raw["old"], new=raw["new"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FormatError(f"{what} line {number} is not a change record: {exc}") from exc
+        change = parse_change(line, number, what)
+        if change is not None:
+            yield change
+
+
+def parse_change(line: bytes, number: int, what: str) -> Change | None:
+    """Line `number` of a segment payload (None when blank); raise FormatError when it is not
+    a change record."""
+    if not line.strip():
+        return None
+    try:
+        raw = json.loads(line)
+        return Change(
+            position=int(raw["position"]), txid=int(raw["txid"]),
+            committed_at=datetime.fromisoformat(raw["committed_at"]), table=raw["table"],
+            op=Op(raw["op"]), key=raw["key"], old=raw["old"], new=raw["new"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{what} line {number} is not a change record: {exc}") from exc
 
 
 def decode_changes(data: bytes, what: str) -> list[Change]:
