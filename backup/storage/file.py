@@ -7,6 +7,7 @@ cut never leaves a manifest whose objects, or whose own name, were still in the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ from backup.storage.repository import ObjectInfo
 
 TEMP_SUFFIX = ".partial"
 READ_BYTES = 1 << 20
+COPY_BYTES = 4 << 20  # pieces of a hashed copy: few system calls, little memory
 
 
 class FileRepository:
@@ -53,6 +55,19 @@ class FileRepository:
 
     def put_file(self, key: str, path: Path) -> None:
         self._write(key, lambda temp: shutil.copyfile(path, temp))
+
+    def put_file_hashed(self, key: str, path: Path) -> str:
+        """As put_file, reading `path` once: return the SHA-256 of the bytes written."""
+        digest = hashlib.sha256()
+
+        def copy(temp: Path) -> None:
+            with open(path, "rb") as source, open(temp, "wb") as target:
+                while piece := source.read(COPY_BYTES):
+                    digest.update(piece)
+                    target.write(piece)
+
+        self._write(key, copy)
+        return digest.hexdigest()
 
     def get(self, key: str) -> bytes:
         try:
