@@ -143,28 +143,40 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
     parts: list[bytes] = []
     pending: list[bytes] = []
     pending_bytes = 0
+    # One piece compresses while the next is read: the backend keeps streaming instead of
+    # waiting for its own chunk's compression (pieces stay in order: one in flight at a time).
+    running: asyncio.Future[None] | None = None
 
-    async def compress_pending() -> None:
-        nonlocal pending_bytes
+    def compress(raw: bytes) -> None:
+        parts.append(compressor.compress(raw))
+
+    async def hand_off() -> None:
+        nonlocal pending_bytes, running
+        if running is not None:
+            await running
         raw = b"".join(pending)
         pending.clear()
         pending_bytes = 0
-        parts.append(await asyncio.to_thread(compressor.compress, raw))
+        running = asyncio.ensure_future(asyncio.to_thread(compress, raw))
 
     async def sink(data: bytes) -> None:
         nonlocal pending_bytes
         pending.append(data)
         pending_bytes += len(data)
         if pending_bytes >= COMPRESS_BYTES:
-            await compress_pending()
+            await hand_off()
 
-    status = await conn.copy_from_query(f"SELECT {columns} FROM {table.qualified} WHERE {_range(task)}",
-                                        output=sink)
+    try:
+        status = await conn.copy_from_query(
+            f"SELECT {columns} FROM {table.qualified} WHERE {_range(task)}", output=sink)
+        if pending:
+            await hand_off()
+    finally:
+        if running is not None:
+            await running  # never leave a thread writing into `parts` behind
     rows = int(status.split()[-1])  # "COPY <rows>"
     if rows == 0:
         return None
-    if pending:
-        await compress_pending()
     object_key = keys.format_chunk_key(snapshot_id, table.name, task.seq)
     data, digest = await asyncio.to_thread(_seal, compressor, parts, object_key, key)
     size = len(data)
