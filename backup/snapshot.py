@@ -106,25 +106,29 @@ def _summary_sql(task: ChunkTask) -> str:
     return f"SELECT ARRAY[{', '.join(ends)}]::text[] || {dates}"
 
 
-# Raw COPY bytes handed to the compressor at a time: large enough that the thread hand-off is
-# noise, small enough that a worker holds little uncompressed data.
+# A chunk whose COPY text stays under ONE_SHOT_BYTES is compressed in one call once its COPY has
+# ended: zstd then knows the size and compresses the buffer in place, ~12% less CPU than
+# streaming it in pieces (measured on the 1M bench's COPY text, 12 MiB chunks: 0.80 vs 0.91 s
+# per 120 MiB, medians of 6). A larger chunk (wide rows) streams to the compressor in
+# COMPRESS_BYTES pieces, so a worker never holds more raw bytes than ONE_SHOT_BYTES.
+ONE_SHOT_BYTES = 32 << 20
 COMPRESS_BYTES = 1 << 20
 
 
-def _seal(compressor: zstandard.ZstdCompressionObj, parts: list[bytes], object_key: str,
-          key: Key | None) -> tuple[bytes, str]:
+def _seal(parts: list[bytes], object_key: str, key: Key | None) -> tuple[bytes, str]:
     """The finished object and its SHA-256, hashed once here while the bytes are in memory:
     the spool write and every later stage compare against this digest."""
-    parts.append(compressor.flush())
     data = codec.seal(b"".join(parts), object_key, key)
     parts.clear()
     return data, codec.sha256(data)
 
 
 async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str,
-                     spool: FileRepository, key: Key | None) -> Chunk | None:
+                     spool: FileRepository, key: Key | None,
+                     one_shot_bytes: int = ONE_SHOT_BYTES) -> Chunk | None:
     """COPY one chunk into the spool; return its metadata (rows, key range, date bounds), or None
-    when the range holds no row (nothing is stored).
+    when the range holds no row (nothing is stored). A chunk of more than `one_shot_bytes` of
+    COPY text is compressed while it streams, a smaller one at its end (one zstd frame either way).
 
     Compression runs in a worker thread (zstd releases the GIL), so while one chunk compresses
     the event loop keeps reading the other workers' COPY streams: the backends and the
@@ -139,16 +143,17 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
     """
     table = task.table
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
-    compressor = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL).compressobj()
+    compressor = zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL)
+    stream: zstandard.ZstdCompressionObj | None = None  # once the chunk outgrew ONE_SHOT_BYTES
     parts: list[bytes] = []
     pending: list[bytes] = []
     pending_bytes = 0
-    # One piece compresses while the next is read: the backend keeps streaming instead of
-    # waiting for its own chunk's compression (pieces stay in order: one in flight at a time).
+    # A streamed piece compresses while the next is read (one in flight: order kept).
     running: asyncio.Future[None] | None = None
 
     def compress(raw: bytes) -> None:
-        parts.append(compressor.compress(raw))
+        assert stream is not None
+        parts.append(stream.compress(raw))
 
     async def hand_off() -> None:
         nonlocal pending_bytes, running
@@ -160,16 +165,18 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
         running = asyncio.ensure_future(asyncio.to_thread(compress, raw))
 
     async def sink(data: bytes) -> None:
-        nonlocal pending_bytes
+        nonlocal pending_bytes, stream
         pending.append(data)
         pending_bytes += len(data)
-        if pending_bytes >= COMPRESS_BYTES:
+        if stream is None and pending_bytes > one_shot_bytes:
+            stream = compressor.compressobj()
+        if stream is not None and pending_bytes >= COMPRESS_BYTES:
             await hand_off()
 
     try:
         status = await conn.copy_from_query(
             f"SELECT {columns} FROM {table.qualified} WHERE {_range(task)}", output=sink)
-        if pending:
+        if stream is not None and pending:
             await hand_off()
     finally:
         if running is not None:
@@ -178,15 +185,24 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
     if rows == 0:
         return None
     object_key = keys.format_chunk_key(snapshot_id, table.name, task.seq)
-    data, digest = await asyncio.to_thread(_seal, compressor, parts, object_key, key)
-    size = len(data)
-    # The spool write (a thread, mostly waiting on the disk) overlaps the summary query.
-    stored = asyncio.ensure_future(asyncio.to_thread(spool.put, object_key, data))
-    del data
+
+    def finish() -> tuple[int, str]:
+        if stream is None:
+            raw = b"".join(pending)
+            pending.clear()
+            parts.append(compressor.compress(raw))
+        else:
+            parts.append(stream.flush())
+        data, digest = _seal(parts, object_key, key)
+        spool.put(object_key, data)
+        return len(data), digest
+
+    # Compressing, sealing and storing the chunk (a thread) overlap the summary query.
+    finished = asyncio.ensure_future(asyncio.to_thread(finish))
     try:
         summary = await conn.fetchval(_summary_sql(task))
     finally:
-        await stored
+        size, digest = await finished
     values = [json.loads(v) if v is not None else None for v in summary]
     bounds = {column: [values[2 + 2 * i], values[3 + 2 * i]] for i, column in enumerate(table.date_columns)}
     return Chunk(object=ObjectRef(object_key, digest, size), rows=rows,
