@@ -31,7 +31,8 @@ async def test_streamed_and_one_shot_chunks_hold_the_same_rows(seeded_database_u
         chunks = {}
         for mode, threshold in (("one shot", 1 << 30), ("streamed", 0)):
             spool = FileRepository(tmp_path / mode.replace(" ", "-"))
-            chunk = await copy_chunk(conn, task, "20261201T000000000000Z", spool, key, one_shot_bytes=threshold)
+            chunk = await copy_chunk(conn, task, "20261201T000000000000Z", spool, key,
+                                     one_shot_bytes=threshold)
             assert chunk is not None
             stored = spool.get(chunk.object.key)
             assert (chunk.object.size, chunk.object.sha256) == (len(stored), codec.sha256(stored))

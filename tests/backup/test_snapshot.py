@@ -9,9 +9,9 @@ import asyncpg
 
 from backup.config import BackupConfig
 from backup.runner import run_backup
+from backup.snapshot import _range
 from backup.storage import reader
 from backup.storage.repository import open_repository
-from backup.snapshot import _range
 from tests.backup.conftest import install_capture
 
 KITCHEN_SINK = r"""

@@ -62,7 +62,7 @@ async def test_a_corrupted_spool_object_is_refused_and_pushed_once_repaired(file
     config = replace(file_config, replica_urls=())
     with pytest.raises(StorageError, match=r"does not match its SHA-256"):
         await run_backup(config, full=False)
-    primary = FileRepository(Path((tmp_path / "primary")))
+    primary = FileRepository(tmp_path / "primary")
     assert (kind, snapshot_id) not in {u for u, committed in scan(primary).items() if committed}
 
     chunk.write_bytes(whole)
