@@ -131,19 +131,16 @@ async def copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str
     """COPY one chunk into the spool; return its metadata (rows, key range, date bounds), or None
     when the range holds no row (nothing is stored). A chunk of more than `one_shot_bytes` of
     COPY text is compressed while it streams, a smaller one at its end (one zstd frame either way)."""
-    copied = await _copy_chunk(conn, task, snapshot_id, spool, key, one_shot_bytes)
-    if copied is None:
-        return None
-    chunk, stored = copied
-    await stored
-    return chunk
+    stored = await _copy_chunk(conn, task, snapshot_id, spool, key, one_shot_bytes)
+    return None if stored is None else await stored
 
 
 async def _copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: str,
                       spool: FileRepository, key: Key | None,
-                      one_shot_bytes: int) -> tuple[Chunk, asyncio.Future[None]] | None:
-    """copy_chunk, returning the chunk's metadata and its spool write still under way (a
-    future), so the connection can start its next COPY while the disk syncs.
+                      one_shot_bytes: int) -> asyncio.Future[Chunk] | None:
+    """copy_chunk, returning once the connection is free: the chunk is still being compressed,
+    sealed and written to the spool by a thread (the future resolves to its metadata once it is
+    stored), so the connection can start its next COPY meanwhile.
 
     Compression runs in a worker thread (zstd releases the GIL), so while one chunk compresses
     the event loop keeps reading the other workers' COPY streams: the backends and the
@@ -201,28 +198,35 @@ async def _copy_chunk(conn: asyncpg.Connection, task: ChunkTask, snapshot_id: st
         return None
     object_key = keys.format_chunk_key(snapshot_id, table.name, task.seq)
 
-    def finish() -> tuple[bytes, str]:
+    def finish() -> tuple[int, str]:
         if stream is None:
             raw = b"".join(pending)
             pending.clear()
             parts.append(compressor.compress(raw))
         else:
             parts.append(stream.flush())
-        return _seal(parts, object_key, key)
+        data, digest = _seal(parts, object_key, key)
+        spool.put(object_key, data)
+        return len(data), digest
 
-    # Compressing and sealing the chunk (a thread) overlap the summary query.
+    # Compressing, sealing and storing the chunk (a thread) overlap the summary query and the
+    # connection's next COPY.
     finished = asyncio.ensure_future(asyncio.to_thread(finish))
     try:
         summary = await conn.fetchval(_summary_sql(task))
-    finally:
-        data, digest = await finished
-    size = len(data)
-    stored = asyncio.ensure_future(asyncio.to_thread(spool.put, object_key, data))
-    del data
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await finished  # the thread ends before the error propagates
+        raise
     values = [json.loads(v) if v is not None else None for v in summary]
     bounds = {column: [values[2 + 2 * i], values[3 + 2 * i]] for i, column in enumerate(table.date_columns)}
-    return Chunk(object=ObjectRef(object_key, digest, size), rows=rows,
-                 first_key=values[0], last_key=values[1], bounds=bounds), stored
+
+    async def stored() -> Chunk:
+        size, digest = await finished
+        return Chunk(object=ObjectRef(object_key, digest, size), rows=rows,
+                     first_key=values[0], last_key=values[1], bounds=bounds)
+
+    return asyncio.ensure_future(stored())
 
 
 async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableDef], snapshot_id: str,
@@ -238,18 +242,20 @@ async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableD
         queue.put_nowait(task)
     done: dict[tuple[str, int], Chunk] = {}
 
-    def stored(chunk: Chunk, write: asyncio.Future[None]) -> None:
-        if write.cancelled() or write.exception() is not None:
-            return  # the worker awaits the write and raises its error
+    def stored(task: ChunkTask, chunk: asyncio.Future[Chunk]) -> None:
+        if chunk.cancelled() or chunk.exception() is not None:
+            return  # the worker awaits it and raises the error
+        done[(task.table.name, task.seq)] = chunk.result()
         if on_object:
-            on_object(chunk.object)  # the upload reads the spool file: only once it is there
+            on_object(chunk.result().object)  # the upload reads the spool file, now there
         if progress:
-            progress(chunk.rows, chunk.object.size)
+            progress(chunk.result().rows, chunk.result().object.size)
 
     async def worker(conn: asyncpg.Connection) -> None:
-        # A chunk's spool write (fsync: 5-50 ms on the bench disk) finishes while the worker
-        # copies its next chunk; at most one per worker is in flight (one sealed chunk held).
-        writing: asyncio.Future[None] | None = None
+        # A chunk is compressed, sealed and written to the spool (fsync: 5-50 ms on the bench
+        # disk) while the worker's connection copies the next one; at most one per worker is in
+        # flight (memory: one raw chunk being compressed, one arriving).
+        writing: asyncio.Future[Chunk] | None = None
         try:
             while not queue.empty():
                 task = queue.get_nowait()
@@ -259,9 +265,8 @@ async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableD
                     writing = None
                 if copied is None:
                     continue
-                chunk, writing = copied
-                done[(task.table.name, task.seq)] = chunk
-                writing.add_done_callback(functools.partial(stored, chunk))
+                writing = copied
+                writing.add_done_callback(functools.partial(stored, task))
             if writing is not None:
                 await writing
                 writing = None
