@@ -37,7 +37,9 @@ class RunSummary:
     seconds: float
     pushed: dict[str, list[str]] = field(default_factory=dict)
     trimmed: int = 0
-    # Seconds per phase: cut (snapshot/segment into the spool), push (to every stage, verified).
+    # Wall seconds per phase: prepare (lock, list the stages, reconcile), cut (snapshot/segment
+    # into the spool; chunks: the tables' COPY within it, uploads to the stages overlapping),
+    # push:<stage> (what is left to copy and verify, then the manifest), release, trim.
     phases: dict[str, float] = field(default_factory=dict)
     # Why an incremental run took a full snapshot instead (no base to replay its segment on).
     promoted: str | None = None
@@ -121,7 +123,8 @@ def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | No
 
 
 async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
-               full: bool, progress: Progress | None, early: EarlyUploads | None) -> Cut:
+               full: bool, progress: Progress | None, early: EarlyUploads | None,
+               phases: dict[str, float]) -> Cut:
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
         cut = await conn.fetchrow(
@@ -143,8 +146,10 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
             return segment, None
         tables = await describe_tables(conn, SNAPSHOT_SCHEMA)
         snapshot_id = keys.format_id(cut["cut_at"])
+        chunks_started = time.perf_counter()
         images = await copy_tables(workers, tables, snapshot_id, spool, config.key, config.chunk_rows,
                                    progress, early.submit if early else None)
+        phases["chunks"] = _since(chunks_started)
         schema_key = keys.format_schema_key(snapshot_id)
         schema_data = encode(schema_ddl(tables).encode(), schema_key, config.key)
         spool.put(schema_key, schema_data)
@@ -159,6 +164,10 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
     raise AssertionError("unreachable")
 
 
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
 async def run_backup(config: BackupConfig, full: bool, progress: Progress | None = None) -> RunSummary:
     """Run one backup. Raises LockHeld, DatabaseError/CaptureError, or StorageError when a stage
     could not be reached after retries (the spool then keeps the data for the next run)."""
@@ -170,6 +179,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
     stages = build_stages(spool, config.primary_url, config.replica_urls, config.s3_endpoint_url)
     conn = await connect(config.database_url)
     early: EarlyUploads | None = None
+    phases: dict[str, float] = {}
     try:
         await acquire_lock(conn)
         remove_orphans(spool)
@@ -190,9 +200,10 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             promoted = None if full else missing_base(listings, targets)
             full = full or promoted is not None
             early = EarlyUploads(spool, targets) if full and targets else None
+            phases["prepare"] = _since(started)
             cut_started = time.perf_counter()
-            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early)
-            cut_seconds = time.perf_counter() - cut_started
+            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early, phases)
+            phases["cut"] = _since(cut_started)
             if segment or snapshot:
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
                 segment_id = segment.id if segment else (await changelog.read_watermark(conn))[1]
@@ -200,22 +211,26 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         except asyncpg.PostgresError as exc:
             raise DatabaseError(f"backup run failed in PostgreSQL: {exc}") from exc
         pushed: dict[str, list[str]] = {}
-        push_started = time.perf_counter()
         for stage in stages[1:]:
             if stage.name in failures:
                 continue
+            push_started = time.perf_counter()
             try:
                 pushed[stage.name] = push(spool, stage, config.key,
                                           early.verified(stage.name) if early else None,
                                           listings[stage.name])
             except StorageError as exc:
                 failures[stage.name] = str(exc)
-        push_seconds = time.perf_counter() - push_started
+            phases[f"push:{stage.name}"] = _since(push_started)
+        release_started = time.perf_counter()
         release(spool, stages[1:], {n: listings[n] for n in listings if n not in failures})
+        phases["release"] = _since(release_started)
         trimmed = 0
         if not failures:
+            trim_started = time.perf_counter()
             watermark, _ = await changelog.read_watermark(conn)
             trimmed = await changelog.trim(conn, watermark)
+            phases["trim"] = _since(trim_started)
         if failures:
             raise StorageError(f"backup kept in the spool {spool.root}, not stored at "
                                + "; ".join(f"{name}: {why}" for name, why in failures.items()))
@@ -227,7 +242,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           segment_id=segment.id if segment else None,
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
-                          phases={"cut": round(cut_seconds, 3), "push": round(push_seconds, 3)},
+                          phases=phases,
                           promoted=promoted)
     finally:
         if early:

@@ -2,12 +2,12 @@
 
 A unit is one snapshot or one segment: its objects plus its manifest. A unit counts as stored at a
 stage only when its manifest is there, and the manifest is written only after every object of
-the unit was read back from that stage and matched its SHA-256.
+the unit matched its SHA-256 at that stage (read back, or for a directory hashed as it was written:
+backup/storage/transfer.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -20,6 +20,7 @@ from backup.storage.index import SnapshotEntry, entry_of
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, decode_manifest
 from backup.storage.position import includes
 from backup.storage.repository import Repository, open_repository
+from backup.storage.transfer import stored_sha256
 
 Manifest = SnapshotManifest | SegmentManifest
 # Objects of a unit are uploaded (and read back) in parallel: on a remote store the round trips,
@@ -105,20 +106,9 @@ def remove_orphans(repo: Repository, listing: Listing | None = None) -> int:
     return removed
 
 
-def _stored_sha256(target: Repository, key: str) -> str:
-    """SHA-256 of the object as the target returns it, read in pieces: memory stays flat
-    however large the object (the digest it is compared with was taken once, at the cut)."""
-    digest = hashlib.sha256()
-    for piece in target.stream(key):
-        digest.update(piece)
-    return digest.hexdigest()
-
-
 def _verified_copy(source: FileRepository, target: Repository, key: str, sha256: str) -> int:
     for _attempt in range(2):
-        if target.head(key) is None:
-            target.put_file(key, source.root / key)
-        if _stored_sha256(target, key) == sha256:
+        if stored_sha256(target, key, source.root / key) == sha256:
             return 1
         target.delete(key)
     raise ChecksumMismatch(f"{target.url}/{key} does not match its SHA-256 after upload twice; "

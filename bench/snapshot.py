@@ -4,10 +4,11 @@ a restore: wall time, bytes written and peak memory of the processes involved.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from api.embedded_postgres import EmbeddedPostgres
@@ -89,8 +90,14 @@ def ours_full(cluster: EmbeddedPostgres, source: str, label: str
     scratch = Scratch(name, {"VAXVAULT_DATABASE_URL": url, "VAXVAULT_BACKUP_URL": repository.as_uri(),
                              "VAXVAULT_BACKUP_SPOOL_DIR": str(spool)})
     vaxvault(scratch, "backup", "init")
-    measured = run_pipeline([[str(VAXVAULT), "backup", "run", "--full"]], env=scratch.env)
-    return _result(tool, command, measured, repository), scratch
+    summary = WORK / f"run-{label}.json"
+    measured = run_pipeline([[str(VAXVAULT), "backup", "run", "--full", "--json"]], summary, env=scratch.env)
+    phases = json.loads(summary.read_text()).get("phases", {})
+    summary.unlink()
+    spent = ", ".join(f"{name} {seconds:.2f}" for name, seconds in phases.items())
+    result = replace(_result(tool, command, measured, repository), note=f"phases (s): {spent}")
+    say(result.note)
+    return result, scratch
 
 
 def dumps(database_url: str, label: str) -> tuple[list[SnapshotResult], Path]:

@@ -26,7 +26,7 @@ _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 class S3Repository:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, region: str | None,
-                 url: str | None = None) -> None:
+                 url: str | None = None, multipart_bytes: int = MULTIPART_BYTES) -> None:
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
         self.endpoint_url = endpoint_url
@@ -44,8 +44,11 @@ class S3Repository:
             self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         except (BotoCoreError, ValueError) as exc:
             raise StorageError(f"cannot open {self.url}: {exc}") from exc
-        self.transfer = TransferConfig(multipart_threshold=MULTIPART_BYTES,
-                                       multipart_chunksize=MULTIPART_BYTES, max_concurrency=2)
+        # Files above `multipart_bytes` go up in parts of that size (two at a time); a failed
+        # part aborts the whole upload (s3transfer), and an upload a killed run left open is
+        # aborted by the next run's clean_incomplete: a partial object is never visible.
+        self.transfer = TransferConfig(multipart_threshold=multipart_bytes,
+                                       multipart_chunksize=multipart_bytes, max_concurrency=2)
 
     def _where(self) -> str:
         return f"{self.url}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")

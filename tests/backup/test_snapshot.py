@@ -9,6 +9,7 @@ import asyncpg
 
 from backup.config import BackupConfig
 from backup.runner import run_backup
+from backup.snapshot import _range
 from backup.storage import reader
 from backup.storage.repository import open_repository
 from tests.backup.conftest import install_capture
@@ -71,21 +72,36 @@ async def test_every_column_type_round_trips_into_an_empty_database(
     assert sink.chunks[0].bounds["day"] == ["1999-12-31", "1999-12-31"]
 
 
-async def test_chunks_cover_the_table_in_disjoint_key_ranges(file_config: BackupConfig) -> None:
+async def test_chunks_cover_every_row_once_with_their_key_range_and_date_bounds(
+        file_config: BackupConfig) -> None:
+    """Chunks are block ranges: rows an UPDATE moved to other pages (not HOT: an indexed column
+    changed) are copied exactly once, in their new version, and every chunk's first/last key and
+    date bounds are the min/max of the rows it holds."""
     await install_capture(file_config.database_url)
+    conn = await asyncpg.connect(file_config.database_url)
+    try:
+        moved = await conn.execute("UPDATE recipients SET birth_date = birth_date - 1, registered_at = "
+                                   "registered_at + interval '1 second' WHERE id % 7 = 0")
+        expected = {r["id"]: r["birth_date"].isoformat()
+                    for r in await conn.fetch("SELECT id, birth_date FROM recipients")}
+    finally:
+        await conn.close()
+    assert int(moved.split()[-1]) > 50
     await run_backup(file_config, full=True)
     repo = open_repository(file_config.primary_url or "")
     [snapshot] = reader.list_snapshots(repo)
     recipients = snapshot.table("recipients")
-    assert recipients.rows == 400 and len(recipients.chunks) == 3  # chunk_rows=150
-    ids = [int(row["id"] or 0) for chunk in recipients.chunks
-           for row in reader.iter_chunk_rows(repo, recipients, chunk, None)]
-    assert ids == sorted(ids) and len(ids) == 400
+    assert recipients.rows == 400 and len(recipients.chunks) >= 3  # chunk_rows=150
+    copied: dict[int, str] = {}
     for chunk in recipients.chunks:
-        assert chunk.first_key and chunk.last_key and chunk.first_key["id"] <= chunk.last_key["id"]
-        low, high = chunk.bounds["birth_date"]
-        dates = [r["birth_date"] for r in reader.iter_chunk_rows(repo, recipients, chunk, None)]
-        assert (min(d or "" for d in dates), max(d or "" for d in dates)) == (low, high)
+        rows = list(reader.iter_chunk_rows(repo, recipients, chunk, None))
+        ids = [int(row["id"] or 0) for row in rows]
+        assert chunk.rows == len(rows) and not set(ids) & set(copied)
+        copied.update((int(row["id"] or 0), row["birth_date"] or "") for row in rows)
+        assert chunk.first_key == {"id": min(ids)} and chunk.last_key == {"id": max(ids)}
+        dates = [row["birth_date"] or "" for row in rows]
+        assert chunk.bounds["birth_date"] == [min(dates), max(dates)]
+    assert copied == expected
 
 
 async def test_snapshot_is_one_consistent_state_under_concurrent_writes(file_config: BackupConfig) -> None:
@@ -133,20 +149,19 @@ async def test_snapshot_is_one_consistent_state_under_concurrent_writes(file_con
 
 
 async def test_chunks_stay_small_when_statistics_are_stale(database_url: str) -> None:
-    """A bulk load the planner has not seen yet must not become one giant chunk (memory bound)."""
+    """A bulk load the planner has not seen yet must not become one giant chunk (memory bound),
+    and the block ranges still cover every row exactly once."""
     from backup.capture.catalog import describe_tables
     from backup.snapshot import plan_chunks
 
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("CREATE TABLE bulk (id bigint PRIMARY KEY, v text); "
-                           "INSERT INTO bulk SELECT g, 'x' FROM generate_series(1, 1000) g; "
-                           "UPDATE pg_class SET reltuples = 10 WHERE relname = 'bulk'")
+                           "INSERT INTO bulk SELECT g, 'x' FROM generate_series(1, 10) g; ANALYZE bulk; "
+                           "INSERT INTO bulk SELECT g, 'x' FROM generate_series(11, 20000) g")
         [bulk] = await describe_tables(conn, names=("bulk",))
-        tasks = await plan_chunks(conn, bulk, 100)
-        assert len(tasks) == 10
-        sizes = [await conn.fetchval("SELECT count(*) FROM bulk WHERE id >= $1 AND id < $2",
-                                     t.low["id"], (t.high or {"id": 10**9})["id"]) for t in tasks]
-        assert sizes == [100] * 10
+        tasks = await plan_chunks(conn, bulk, 1000)
+        sizes = [await conn.fetchval(f"SELECT count(*) FROM bulk WHERE {_range(t)}") for t in tasks]
+        assert sum(sizes) == 20000 and max(sizes) <= 1000 and len(tasks) >= 20
     finally:
         await conn.close()
