@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from api.cli import dev
+from api.cli.beside_dev import beside_dev
 from api.errors import VaxvaultError
 from api.settings import load_settings
 
@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         # `dev` starts (and later stops) the embedded database itself; every other command
         # run beside it finds that database and the default repository on its own.
-        if args.handler is not dev.run:
-            settings = dev.beside_dev(settings)
+        if args.command != "dev":
+            settings = beside_dev(settings)
         return int(args.handler(args, settings) or 0)
     except VaxvaultError as exc:
         print(f"vaxvault: {exc}", file=sys.stderr)

@@ -12,16 +12,16 @@ import asyncio
 import shlex
 
 from api.auth import mint_token, signing_secret
+from api.cli.beside_dev import DATABASE_NAME, with_dev_repository
 from api.cli.db import seed_database
 from api.cli.serve import add_server_flags, endpoint, serve
 from api.db.connect import connect
 from api.db.migrate import migrate
-from api.embedded_postgres import SUPERUSER, EmbeddedPostgres, running_port
+from api.embedded_postgres import EmbeddedPostgres
 from api.principal import Role
 from api.settings import Settings
 
 DEMO_RECIPIENTS = 10_000
-DATABASE_NAME = "vaxvault"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -54,26 +54,6 @@ async def prepare(url: str, recipients: int) -> str:
     result = await seed_database(url, recipients, 1, replace=False)
     return (f"seeded {result['recipients']} demo recipients and {result['doses']} doses "
             f"in {result['seconds']} s")
-
-
-def beside_dev(settings: Settings) -> Settings:
-    """Settings for a command run next to a running `vaxvault dev` (development only): with no
-    VAXVAULT_DATABASE_URL, use its embedded database and, with no VAXVAULT_BACKUP_URL, its
-    file:// repository, so `vaxvault backup run` works in a second terminal as it is."""
-    if settings.production or settings.database_url is not None:
-        return settings
-    port = running_port(settings.state_dir.absolute() / "postgres" / "data")
-    if port is None:
-        return settings
-    return with_dev_repository(settings.with_overrides(
-        database_url=f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE_NAME}"))
-
-
-def with_dev_repository(settings: Settings) -> Settings:
-    if settings.backup_url is not None:
-        return settings
-    backups = (settings.state_dir / "backups").absolute()
-    return settings.with_overrides(backup_url=f"file://{backups}")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
