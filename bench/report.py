@@ -434,9 +434,11 @@ def render_portal(results: dict[str, Any], results_path: str) -> str:
                 p_rps, p_lat, p = _load(by_side.get("postgraphile"))
                 out.append(f"| {title} | {workers} | {c_rps} | {c_lat} | {s_rps} | {s_lat} | "
                            f"{p_rps} | {p_lat} | {_ratio(c, p)} | {_ratio(c, s)} |")
-        out += ["", "Ceiling: the one statement the compiled path sends (principal and "
-                    "freezes, read and audit row, committed by itself), run by pgbench "
-                    f"-c{load['connections']} as the API role:", "",
+        out += ["", "Ceiling: what the compiled path sends for one request (the read statement: "
+                    "principal, freezes, read, the audit row built; then that row's INSERT), each "
+                    "committed by itself, run by pgbench "
+                    f"-c{load['connections']} as the API role. The server commits the audit rows "
+                    "of concurrent reads together, so it can pass this figure:", "",
                 "| query | pgbench tps | compiled 1 worker | compiled 2 workers |",
                 "|---|---:|---:|---:|"]
         for entry in size["ceiling"]:

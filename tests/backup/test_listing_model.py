@@ -287,8 +287,12 @@ def _run(machine: type[ListingMachine], examples: int) -> None:
         suppress_health_check=list(HealthCheck), print_blob=True))
     print(f"listing model: {machine.seen}")
     # The examples must reach what they are for: answers from the index, kills, refusals.
-    for what in ("checks from the index", "runs", *(("killed runs",) if examples >= 20 else ())):
+    for what in ("checks from the index", "runs"):
         assert machine.seen.get(what, 0) > 0, machine.seen
+    # Some write killed, in a run or a prune (25 examples once killed no run: a ship with nothing
+    # left to push writes nothing; the kills of a run are also pinned by the example test below).
+    if examples >= 20:
+        assert machine.seen.get("killed runs", 0) + machine.seen.get("killed prunes", 0) > 0, machine.seen
 
 
 def test_listing_matches_a_full_listing_on_file(tmp_path: Path) -> None:
