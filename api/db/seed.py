@@ -225,10 +225,13 @@ def _receive(queue: mp.Queue, process: BaseProcess) -> object:
         try:
             item = queue.get(timeout=1.0)
         except Empty:
-            if not process.is_alive():
+            if process.is_alive():
+                continue
+            try:  # it may have put its last item and exited while this get was timing out
+                item = queue.get_nowait()
+            except Empty:
                 raise SeedGeneratorFailed(
                     f"the seed generator exited with code {process.exitcode}") from None
-            continue
         if isinstance(item, str):
             raise SeedGeneratorFailed(f"the seed generator failed:\n{item}")
         return item
