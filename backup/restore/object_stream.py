@@ -34,6 +34,6 @@ async def decoded_pieces(repo: Repository, ref: ObjectRef, key: Key | None) -> A
         while piece := reader.read(PIECE_BYTES):
             yield piece
     except zstandard.ZstdError as exc:
-        raise FormatError(f"{ref.key} is not valid zstd data: {exc}") from exc
+        raise FormatError(f"{ref.key}: {codec.not_zstd(exc)}") from exc
     finally:
         reader.close()

@@ -121,7 +121,9 @@ class FileRepository:
             # Units are deleted manifest first: that order must survive a crash too, so deleting
             # a manifest (or the index, or any other key) is durable before this returns. A data
             # object's deletion need not be: lost in a crash, it comes back as part of a unit
-            # without a manifest, which the next run removes. (Releasing a 10M snapshot from the
+            # without a manifest, which the next run that lists the stage in full removes (one
+            # reading the index looks only past its newest unit: until then the file takes disk
+            # space, nothing reads it). (Releasing a 10M snapshot from the
             # spool spent a directory fsync on each of its hundreds of chunks.)
             if path.parent.exists() and not _is_unit_data(key):
                 _fsync_dir(path.parent)
