@@ -115,15 +115,16 @@ def dumps(database_url: str, label: str) -> tuple[list[SnapshotResult], Path]:
     return results, custom
 
 
-def pgbackrest_full(dump: Path) -> SnapshotResult:
-    """pgBackRest's full physical backup of a cluster holding the same registry (restored from
-    `dump` first, not measured), zstd level 3 like ours, two processes like our two workers."""
+def pgbackrest_full(cluster: EmbeddedPostgres, database: str) -> SnapshotResult:
+    """pgBackRest's full physical backup of a cluster holding the same registry (a physical copy
+    of the bench cluster with only `database` kept, not measured), zstd level 3 like ours, two
+    processes like our two workers."""
     tool = "pgbackrest backup --type=full"
     command = "pgbackrest --stanza=bench --type=full backup (compress-type=zst, level 3, process-max=2)"
     if not pgbackrest_peer.available():
         say("pgbackrest not on PATH: its full backup is skipped (apt-get install pgbackrest)")
         return SnapshotResult(tool, command, False, note="pgbackrest not on PATH")
-    source, _config, measured = pgbackrest_peer.full_backup(dump, pgbackrest_peer.LIKE_OURS)
+    source, _config, measured = pgbackrest_peer.full_backup_of(cluster, database, pgbackrest_peer.LIKE_OURS)
     try:
         size = pgbackrest_peer.backup_bytes()
     finally:
