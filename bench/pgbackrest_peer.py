@@ -2,7 +2,8 @@
 registry, restored into an empty data directory, started (WAL replayed from the archive),
 migrated (nothing to do) and served until /readyz answers.
 
-It needs pgbackrest on PATH (`apt-get install pgbackrest`); without it the result says so.
+pgbackrest comes from Debian (installed on first use, like wrk); where apt-get cannot provide it
+the result says so.
 The cluster runs as the same system user as the bench cluster, and so does pgbackrest.
 """
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from api.embedded_postgres import EmbeddedPostgres, free_port
+from bench import debian
 from bench.cluster import CACHE, admin
 from bench.process import Measured, run_pipeline
 from bench.progress import say
@@ -23,7 +25,13 @@ STANZA = "bench"
 
 
 def available() -> bool:
-    return shutil.which("pgbackrest") is not None
+    """Whether pgbackrest is on PATH, installed from Debian first when it is not."""
+    try:
+        debian.ensure("pgbackrest")
+    except debian.ToolMissing as exc:
+        say(str(exc))
+        return False
+    return True
 
 
 def _as_user(cluster: EmbeddedPostgres, *command: str) -> list[str]:

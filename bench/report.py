@@ -237,7 +237,7 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
         out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "graphql", _graphql), ""]
     out += ["## 2. Full snapshot vs pg_dump", "",
             "Wall time, bytes written and peak resident memory (sum over the processes of a "
-            "pipeline, from wait4).", ""]
+            "pipeline, each process's own peak as GNU time reports it).", ""]
     for size in results["sizes"]:
         out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "snapshot", _snapshots), ""]
     out += ["## 3. Restore of lost rows vs pg_restore", "",
@@ -265,7 +265,7 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
     backup_growth = _backup_growth(results)
     if backup_growth:
         out += ["Backup and restore, every figure of sections 2 and 3 at every size (wall seconds "
-                "/ peak resident memory of the process tree from wait4; the lost set is the same "
+                "/ peak resident memory of the command's processes, from GNU time; the lost set is the same "
                 "266,561 rows from 1M up):", "", *backup_growth, ""]
     out += [
         "## Reliability suite",

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.progress import say
+from bench import debian
 
 LUA_TEMPLATE = """
 local requests = {%(requests)s}
@@ -68,17 +67,10 @@ class Load:
 
 def ensure_wrk() -> str:
     """The path of wrk, installed from Debian when missing."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    say("installing wrk from Debian (apt-get update && apt-get install -y wrk)")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                   stdout=subprocess.DEVNULL)
-    found = shutil.which("wrk")
-    if not found:
-        raise WrkFailed("wrk is not installed and apt-get did not provide it")
-    return found
+    try:
+        return debian.ensure("wrk")
+    except debian.ToolMissing as exc:
+        raise WrkFailed(str(exc)) from exc
 
 
 def _lua_string(value: str) -> str:
