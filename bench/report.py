@@ -217,7 +217,8 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
         "",
         "Everything expensive is cached under `bench/.cache/` (git-ignored): the PostgreSQL cluster "
         "with the seeded databases (`vaxvault db seed --recipients N --seed 1`, a marker file per "
-        "database), PostGraphile v4 from npm; wrk comes from Debian (`apt-get install wrk`).",
+        "database), PostGraphile v4 from npm; wrk, pgBackRest and GNU time come from Debian "
+        "(installed by the bench with apt-get when missing).",
         "",
         "## 1. GraphQL: the portal queries",
         "",
