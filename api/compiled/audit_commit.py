@@ -56,6 +56,7 @@ class AuditCommits:
         await future
 
     async def _flush(self) -> None:
+        batch: list[tuple[str, asyncio.Future[None]]] = []
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
@@ -63,17 +64,25 @@ class AuditCommits:
                     async with Reader(self.pool) as reader:
                         await reader.conn.execute(
                             INSERT_SQL, "[" + ",".join(row for row, _ in batch) + "]")
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):  # cancelled: nobody is left to commit
-                        batch, self.waiting = batch + self.waiting, []
+                except Exception as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
                 else:
                     for _, future in batch:
                         if not future.done():
                             future.set_result(None)
+                batch = []
+        except BaseException:
+            # Cancelled (server shutdown): nobody is left to commit. The waiters get an
+            # ordinary error, so their requests fall back to strawberry (api/compiled/asgi.py
+            # catches Exception), which commits its own audit row before answering; only this
+            # task is cancelled. A cancelled INSERT may have committed: then the read is
+            # audited twice, never not at all.
+            for _, future in batch + self.waiting:
+                if not future.done():
+                    future.set_exception(RuntimeError("audit commit cancelled"))
+            self.waiting = []
+            raise
         finally:
             self.flusher = None

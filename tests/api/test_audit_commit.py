@@ -1,0 +1,132 @@
+"""The group commit of compiled reads' audit rows (api/compiled/audit_commit.py), driven directly
+against a real pool: a flusher cancelled mid-commit.
+
+Every wait is bounded (asyncio.timeout): a test that blocks the INSERT on a lock must fail, not
+hang the suite, if the code under test never gets there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from api.compiled.asgi import CompiledReads
+from api.compiled.audit_commit import AuditCommits
+from api.db.pool import API_ROLE, ApiConnection, reset_unless_clean
+from tests.api.compiled_paths import COMPILER
+from tests.api.conftest import Cast
+
+WAIT_S = 20
+RECIPIENT = "query R($id: ID!) { recipient(id: $id) { id fullName } }"
+
+
+def _row(*, role: str, sub: str | None, request: str, set_role: str | None = None,
+         set_sub: str | None = None, ids: tuple[int, ...] = (1,)) -> str:
+    """An audit row as the read statement builds it; set_role/set_sub default to the actor's."""
+    return json.dumps({
+        "set_role": role if set_role is None else set_role,
+        "set_sub": sub if set_sub is None else set_sub, "sub": sub, "role": role,
+        "center": None, "district": None, "operation": "T", "request": request,
+        "ids": list(ids), "fields": ["Recipient.fullName"]})
+
+
+@pytest.fixture
+async def logged_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """An API pool of four connections and every statement it sends."""
+    statements: list[str] = []
+
+    async def log(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+
+    pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=4, init=log,
+                                     server_settings={"role": API_ROLE},
+                                     connection_class=ApiConnection, reset=reset_unless_clean)
+    yield pool, statements
+    await pool.close()
+
+
+async def _audit_lock_waiter(owner: asyncpg.Connection) -> None:
+    """Until some session waits for a lock on audit_log (the INSERT behind the owner's lock)."""
+    while not await owner.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = 'audit_log'::regclass "
+            "AND NOT granted)"):
+        await asyncio.sleep(0.02)
+
+
+async def test_a_cancelled_flusher_fails_its_waiters_with_an_ordinary_error(
+        logged_pool: tuple[asyncpg.Pool, list[str]], seeded_database_url: str) -> None:
+    """Shutdown cancels the flusher while its INSERT waits: the waiters (queued in its batch or
+    after it) get a RuntimeError, an Exception, so the ASGI path can fall back; the flusher
+    alone is cancelled."""
+    pool, _ = logged_pool
+    commits = AuditCommits(pool)
+    locker = await asyncpg.connect(seeded_database_url)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await locker.execute("BEGIN; LOCK TABLE audit_log IN SHARE MODE")
+            first = asyncio.create_task(commits.commit(_row(role="admin", sub="a", request="c1")))
+            await _audit_lock_waiter(locker)
+            # Arrives while the first commit is under way: waits for the next one.
+            second = asyncio.create_task(commits.commit(_row(role="admin", sub="a", request="c2")))
+            await asyncio.sleep(0)
+            flusher = commits.flusher
+            assert flusher is not None and commits.waiting
+            flusher.cancel()
+            await asyncio.wait([first, second, flusher])
+        assert flusher.cancelled()
+        for waiter in (first, second):
+            assert not waiter.cancelled()
+            assert isinstance(waiter.exception(), RuntimeError), waiter
+        assert commits.flusher is None and not commits.waiting
+    finally:
+        await locker.close()
+    # The pool's connection came back: a later row is committed by a new flusher.
+    async with asyncio.timeout(WAIT_S):
+        await commits.commit(_row(role="admin", sub="a", request="c3"))
+
+
+async def test_a_cancelled_audit_commit_sends_the_request_on_to_strawberry(
+        pool: asyncpg.Pool, cast: Cast, seeded_database_url: str) -> None:
+    """Over ASGI: the read's audit commit is cancelled (server shutdown); the request goes on to
+    the next app (strawberry, which commits its own audit row first) instead of a 500."""
+    fallen_back: list[str] = []
+
+    async def strawberry(scope: Any, receive: Any, send: Any) -> None:
+        fallen_back.append(scope["vaxvault.request_id"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    reads = CompiledReads(strawberry, COMPILER, {"pool": pool}, "vaxvault.principal",
+                          "vaxvault.request_id")
+    body = json.dumps({"query": RECIPIENT, "variables": {"id": str(cast.recipient_id)}}).encode()
+    scope = {"type": "http", "method": "POST", "path": "/graphql",
+             "headers": [(b"content-type", b"application/json")],
+             "vaxvault.principal": cast.admin, "vaxvault.request_id": "cancelled-commit"}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    locker = await asyncpg.connect(seeded_database_url)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await locker.execute("BEGIN; LOCK TABLE audit_log IN SHARE MODE")
+            request = asyncio.create_task(reads(scope, receive, send))
+            await _audit_lock_waiter(locker)
+            flusher = COMPILER.commits[pool].flusher
+            assert flusher is not None
+            flusher.cancel()
+            await asyncio.wait([request])
+    finally:
+        await locker.close()
+    assert not request.cancelled() and request.exception() is None, request
+    assert fallen_back == ["cancelled-commit"]
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
