@@ -9,10 +9,21 @@ rows of the reads that finish while one commit is under way go out together in t
 INSERT, one commit, then every one of those requests may answer. A request alone still waits
 for exactly one commit; under load a commit carries many rows.
 
-Row security is unchanged: the INSERT sets each row's principal (what the read statement set:
-role and sub, api/db/session.py's _BEGIN_SQL) just before that row is checked against
-audit_log's append policy, so every row is still checked against the principal of the
-request that read, and a row whose actor is not that principal fails the whole commit.
+Row security: audit_log's append policy lets a session write only rows in the name of the
+principal it set. The INSERT sets each row's principal (`set_role`/`set_sub`) just before the
+policy checks that row, so one commit may carry rows of many principals. Both those settings
+and the row's actor come from the same json, which the read statement built from the
+request's principal (the same parameters its _BEGIN_SQL set): the policy cannot catch a wrong
+actor here, the statement's building of the row is what makes it right.
+
+Failures: a row the database refuses (a data, constraint or policy error) fails the batch, which
+is then retried row by row, so only that row's request goes to strawberry. Anything else (no
+connection within the pool's timeout, a broken connection) fails the batch it hit. A flusher
+cancelled (server shutdown) fails its waiters with an ordinary RuntimeError, never with the
+CancelledError itself, so their requests fall back to strawberry like any failed commit
+(api/compiled/asgi.py catches Exception): strawberry commits its own audit row before it
+answers, so no personal data goes out without one. A cancelled INSERT may still have
+committed; the fallback then audits the read twice, never not at all.
 """
 
 from __future__ import annotations
@@ -38,6 +49,12 @@ FROM (SELECT e.*, set_config('vaxvault.role', e.set_role, true) AS role_set,
       OFFSET 0) e"""
 
 
+# SQLSTATE classes of an error about the rows themselves (data exception, integrity constraint,
+# access rule - the append policy's refusal is 42501 - and WITH CHECK OPTION): one row can cause
+# them, so the batch is retried row by row. Other errors are about the connection or server.
+_ROW_ERRORS = frozenset({"22", "23", "42", "44"})
+
+
 class AuditCommits:
     """One pool's pending audit rows and the commit that carries them."""
 
@@ -61,24 +78,20 @@ class AuditCommits:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
                 try:
-                    async with Reader(self.pool) as reader:
-                        await reader.conn.execute(
-                            INSERT_SQL, "[" + ",".join(row for row, _ in batch) + "]")
+                    # One connection while rows keep coming: under load the next batch does
+                    # not queue again behind the reads for one. Never held waiting for rows.
+                    async with Reader(self.pool) as writer:
+                        while True:
+                            await _commit(writer.conn, batch)
+                            if not self.waiting:
+                                break
+                            batch, self.waiting = self.waiting, []
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_result(None)
+                    _settle(batch, exc)
                 batch = []
         except BaseException:
-            # Cancelled (server shutdown): nobody is left to commit. The waiters get an
-            # ordinary error, so their requests fall back to strawberry (api/compiled/asgi.py
-            # catches Exception), which commits its own audit row before answering; only this
-            # task is cancelled. A cancelled INSERT may have committed: then the read is
-            # audited twice, never not at all.
+            # Cancelled: nobody is left to commit. The waiters get an ordinary error (their
+            # requests fall back); only this task is cancelled.
             for _, future in batch + self.waiting:
                 if not future.done():
                     future.set_exception(RuntimeError("audit commit cancelled"))
@@ -86,3 +99,30 @@ class AuditCommits:
             raise
         finally:
             self.flusher = None
+
+
+async def _commit(conn: asyncpg.Connection, batch: list[tuple[str, asyncio.Future[None]]]) -> None:
+    """Commit `batch` and settle its futures; a row the database refuses fails only its own
+    request. Raises what is not about the rows (the caller fails the batch)."""
+    try:
+        await conn.execute(INSERT_SQL, "[" + ",".join(row for row, _ in batch) + "]")
+    except asyncpg.PostgresError as exc:
+        if (exc.sqlstate or "")[:2] not in _ROW_ERRORS:
+            raise
+        if len(batch) == 1:
+            _settle(batch, exc)
+            return
+        for one in batch:
+            await _commit(conn, [one])
+        return
+    _settle(batch, None)
+
+
+def _settle(batch: list[tuple[str, asyncio.Future[None]]], exc: Exception | None) -> None:
+    for _, future in batch:
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)

@@ -1,5 +1,6 @@
 """The group commit of compiled reads' audit rows (api/compiled/audit_commit.py), driven directly
-against a real pool: a flusher cancelled mid-commit.
+against a real pool: a flusher cancelled mid-commit, and a batch with a row the database
+refuses.
 
 Every wait is bounded (asyncio.timeout): a test that blocks the INSERT on a lock must fail, not
 hang the suite, if the code under test never gets there.
@@ -130,3 +131,28 @@ async def test_a_cancelled_audit_commit_sends_the_request_on_to_strawberry(
     assert not request.cancelled() and request.exception() is None, request
     assert fallen_back == ["cancelled-commit"]
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
+
+
+async def test_a_refused_row_fails_only_its_own_request(
+        logged_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection) -> None:
+    """One row of a batch in another principal's name (the append policy refuses it): the batch
+    is retried row by row, the others are committed and their requests answer."""
+    pool, statements = logged_pool
+    commits = AuditCommits(pool)
+    rows = [_row(role="admin", sub="admin-1", request="good-1"),
+            _row(role="auditor", sub="auditor-1", request="forged", set_role="admin",
+                 set_sub="admin-1"),
+            _row(role="recipient", sub="7", request="good-2", ids=(7,)),
+            _row(role="center_staff", sub="nurse-1", request="good-3")]
+    async with asyncio.timeout(WAIT_S):
+        outcomes = await asyncio.gather(*[commits.commit(r) for r in rows],
+                                        return_exceptions=True)
+    assert [type(o).__name__ for o in outcomes] == [
+        "NoneType", "InsufficientPrivilegeError", "NoneType", "NoneType"]
+    assert "row-level security" in str(outcomes[1])
+    inserts = [s for s in statements if s.startswith("INSERT INTO audit_log")]
+    assert len(inserts) == 1 + len(rows), statements  # the batch, then each row alone
+    committed = await owner.fetch("SELECT request_id, actor_role FROM audit_log "
+                                  "ORDER BY request_id")
+    assert [tuple(r) for r in committed] == [
+        ("good-1", "admin"), ("good-2", "recipient"), ("good-3", "center_staff")]
