@@ -34,9 +34,11 @@ import asyncpg
 
 from api.compiled.connection import Reader
 
-# The subquery is evaluated row by row below the INSERT, and OFFSET 0 keeps its volatile
-# set_config columns (PostgreSQL never drops a volatile output of a subquery it cannot
-# flatten): each row's principal is set right before the policy checks that row.
+# The subquery is evaluated row by row below the INSERT and is never flattened into it (its
+# outputs are volatile; OFFSET 0 says so again, whatever a later planner decides about those),
+# and PostgreSQL never drops a volatile output of a subquery it does not flatten: each row's
+# principal is set right before the policy checks that row. Pinned by
+# tests/api/test_audit_commit.py's two-principal batch.
 INSERT_SQL = """INSERT INTO audit_log (actor_sub, actor_role, actor_center_id, actor_district_id,
     action, operation, request_id, recipient_ids, fields, detail)
 SELECT e.sub, e.role, e.center, e.district, 'read', e.operation, e.request, e.ids, e.fields,

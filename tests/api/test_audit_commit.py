@@ -1,6 +1,6 @@
 """The group commit of compiled reads' audit rows (api/compiled/audit_commit.py), driven directly
-against a real pool: a flusher cancelled mid-commit, and a batch with a row the database
-refuses.
+against a real pool: a flusher cancelled mid-commit, a batch with a row the database refuses, and
+one commit carrying rows of two principals.
 
 Every wait is bounded (asyncio.timeout): a test that blocks the INSERT on a lock must fail, not
 hang the suite, if the code under test never gets there.
@@ -156,3 +156,42 @@ async def test_a_refused_row_fails_only_its_own_request(
                                   "ORDER BY request_id")
     assert [tuple(r) for r in committed] == [
         ("good-1", "admin"), ("good-2", "recipient"), ("good-3", "center_staff")]
+
+
+async def test_one_commit_carries_rows_of_two_principals_each_in_its_own_name(
+        logged_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection,
+        seeded_database_url: str) -> None:
+    """Two principals' rows, interleaved, in one INSERT: each row is checked against and lands
+    with its own principal (the per-row set_config that OFFSET 0 keeps); the append policy
+    still holds, and each principal reads back only what RLS lets it."""
+    pool, statements = logged_pool
+    commits = AuditCommits(pool)
+    rows = [_row(role="admin", sub="admin-1", request="two-1", ids=(11,)),
+            _row(role="recipient", sub="12", request="two-2", ids=(12,)),
+            _row(role="admin", sub="admin-1", request="two-3", ids=(13,)),
+            _row(role="recipient", sub="12", request="two-4", ids=(12,))]
+    async with asyncio.timeout(WAIT_S):
+        await asyncio.gather(*[commits.commit(r) for r in rows])
+    inserts = [s for s in statements if s.startswith("INSERT INTO audit_log")]
+    assert len(inserts) == 1, statements
+    committed = await owner.fetch("SELECT request_id, actor_role, actor_sub, recipient_ids "
+                                  "FROM audit_log ORDER BY request_id")
+    assert [tuple(r) for r in committed] == [
+        ("two-1", "admin", "admin-1", [11]), ("two-2", "recipient", "12", [12]),
+        ("two-3", "admin", "admin-1", [13]), ("two-4", "recipient", "12", [12])]
+    # The settings ended with the INSERT's transaction; RLS on reading holds per principal.
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT current_setting('vaxvault.role', true)") == ""
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('vaxvault.role', 'recipient', true), "
+                               "set_config('vaxvault.sub', '12', true)")
+            seen = await conn.fetch("SELECT request_id FROM audit_log ORDER BY request_id")
+        assert [r["request_id"] for r in seen] == ["two-2", "two-4"]
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('vaxvault.role', 'recipient', true), "
+                                   "set_config('vaxvault.sub', '12', true)")
+                await conn.execute(
+                    "INSERT INTO audit_log (actor_sub, actor_role, action, operation, "
+                    "request_id, recipient_ids, fields, detail) VALUES ('admin-1', 'admin', "
+                    "'read', 'T', 'x', '{12}', '{}', '{}')")
