@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,6 @@ import pytest
 
 from api.compiled.asgi import CompiledReads
 from api.compiled.audit_commit import AuditCommits
-from api.db.pool import API_ROLE, ApiConnection, reset_unless_clean
 from tests.api.compiled_paths import COMPILER
 from tests.api.conftest import Cast
 
@@ -36,21 +34,6 @@ def _row(*, role: str, sub: str | None, request: str, set_role: str | None = Non
         "ids": list(ids), "fields": ["Recipient.fullName"]})
 
 
-@pytest.fixture
-async def logged_pool(seeded_database_url: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
-    """An API pool of four connections and every statement it sends."""
-    statements: list[str] = []
-
-    async def log(conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(lambda record: statements.append(record.query))
-
-    pool = await asyncpg.create_pool(seeded_database_url, min_size=1, max_size=4, init=log,
-                                     server_settings={"role": API_ROLE},
-                                     connection_class=ApiConnection, reset=reset_unless_clean)
-    yield pool, statements
-    await pool.close()
-
-
 async def _audit_lock_waiter(owner: asyncpg.Connection) -> None:
     """Until some session waits for a lock on audit_log (the INSERT behind the owner's lock)."""
     while not await owner.fetchval(
@@ -60,11 +43,11 @@ async def _audit_lock_waiter(owner: asyncpg.Connection) -> None:
 
 
 async def test_a_cancelled_flusher_fails_its_waiters_with_an_ordinary_error(
-        logged_pool: tuple[asyncpg.Pool, list[str]], seeded_database_url: str) -> None:
+        counted_pool: tuple[asyncpg.Pool, list[str]], seeded_database_url: str) -> None:
     """Shutdown cancels the flusher while its INSERT waits: the waiters (queued in its batch or
     after it) get a RuntimeError, an Exception, so the ASGI path can fall back; the flusher
     alone is cancelled."""
-    pool, _ = logged_pool
+    pool, _ = counted_pool
     commits = AuditCommits(pool)
     locker = await asyncpg.connect(seeded_database_url)
     try:
@@ -134,10 +117,10 @@ async def test_a_cancelled_audit_commit_sends_the_request_on_to_strawberry(
 
 
 async def test_a_refused_row_fails_only_its_own_request(
-        logged_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection) -> None:
+        counted_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection) -> None:
     """One row of a batch in another principal's name (the append policy refuses it): the batch
     is retried row by row, the others are committed and their requests answer."""
-    pool, statements = logged_pool
+    pool, statements = counted_pool
     commits = AuditCommits(pool)
     rows = [_row(role="admin", sub="admin-1", request="good-1"),
             _row(role="auditor", sub="auditor-1", request="forged", set_role="admin",
@@ -159,12 +142,12 @@ async def test_a_refused_row_fails_only_its_own_request(
 
 
 async def test_one_commit_carries_rows_of_two_principals_each_in_its_own_name(
-        logged_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection,
+        counted_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection,
         seeded_database_url: str) -> None:
     """Two principals' rows, interleaved, in one INSERT: each row is checked against and lands
     with its own principal (the per-row set_config that OFFSET 0 keeps); the append policy
     still holds, and each principal reads back only what RLS lets it."""
-    pool, statements = logged_pool
+    pool, statements = counted_pool
     commits = AuditCommits(pool)
     rows = [_row(role="admin", sub="admin-1", request="two-1", ids=(11,)),
             _row(role="recipient", sub="12", request="two-2", ids=(12,)),
