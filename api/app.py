@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
@@ -213,7 +213,6 @@ def create_app(settings: Settings) -> ASGIApp:
     """Build the application; the pool opens on startup and closes on shutdown."""
     configure_logging(settings.production)
     state: dict[str, Any] = {}
-    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -256,14 +255,14 @@ def create_app(settings: Settings) -> ASGIApp:
                                settings.production, lambda scope: scope[PRINCIPAL_KEY].role)
     graphql = ResponseMediaType(_LimitBody(
         _Authenticate(trusted, TokenVerifier(settings)), MAX_BODY_BYTES))
-    app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", prometheus),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            *pages.routes(),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", prometheus),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        *pages.routes(),
+    ]
+    metrics = Metrics(paths=[r.path for r in routes if isinstance(r, Route)],
+                      mounts=[r.path for r in routes if isinstance(r, Mount)])
+    app = Starlette(routes=routes, lifespan=lifespan)
     return _Observe(_PostGraphQLFirst(app, graphql), metrics)

@@ -7,6 +7,7 @@ public. No token at all is the public role.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -152,12 +153,17 @@ class TokenVerifier:
             claims = jwt.decode(
                 token, key, algorithms=algorithms, leeway=LEEWAY_S,
                 audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
-                options={"require": ["exp", "role"], "verify_aud": bool(self.settings.jwt_audience)},
+                # exp is checked below, by self.clock: the same time the cache above keeps.
+                options={"require": ["exp", "role"], "verify_exp": False,
+                         "verify_aud": bool(self.settings.jwt_audience)},
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token expired") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+            raise AuthError(f"invalid token: exp must be a number of seconds, not {exp!r}")
+        if exp <= self.clock() - LEEWAY_S:  # as PyJWT's own check
+            raise AuthError("token expired")
         principal = principal_from_claims(claims)
-        self._verified.put(token, (principal, float(claims["exp"])))
+        self._verified.put(token, (principal, float(exp)))
         return principal

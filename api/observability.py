@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -55,9 +56,16 @@ MAX_CACHED_LABEL_SETS = 1024
 
 
 class Metrics:
-    """The API's Prometheus metrics, in a registry of their own (one per app)."""
+    """The API's Prometheus metrics, in a registry of their own (one per app).
 
-    def __init__(self) -> None:
+    Requests are labelled by the route they reached: a path in `paths`, the one of `mounts`
+    they lie under, or "other" (a 404 path is whatever a client or scanner sends: one label
+    set each would grow the registry without bound).
+    """
+
+    def __init__(self, paths: Iterable[str] = (), mounts: Iterable[str] = ()) -> None:
+        self.paths = frozenset(paths)
+        self.mounts = tuple(m.rstrip("/") + "/" for m in mounts)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "vaxvault_requests_total", "HTTP requests by path, GraphQL operation and status",
@@ -68,15 +76,25 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+    def route(self, path: str) -> str:
+        """The label of a request path: its route, or "other"."""
+        if path in self.paths:
+            return path
+        for mount in self.mounts:
+            if path.startswith(mount):
+                return mount[:-1]
+        return "other"
+
     def observe(self, path: str, operation: str, status: int, seconds: float) -> None:
         # The labelled children, looked up once per label set (labels() validates and locks
         # on every call); operation labels are bounded by the caller (MAX_OPERATION_LABELS).
         key = (path, operation, status)
         children = self.children.get(key)
         if children is None:
-            children = (self.requests.labels(path, operation, str(status)),
-                        self.latency.labels(path, operation))
-            if len(self.children) < MAX_CACHED_LABEL_SETS:  # paths are whatever clients send
+            route = self.route(path)
+            children = (self.requests.labels(route, operation, str(status)),
+                        self.latency.labels(route, operation))
+            if len(self.children) < MAX_CACHED_LABEL_SETS:  # keyed by the raw path
                 self.children[key] = children
         children[0].inc()
         children[1].observe(seconds)

@@ -112,6 +112,11 @@ ROOTS: dict[str, frozenset[Role]] = {
     "restoreJob": frozenset({ADMIN}),
 }
 
+# Roots that read the state of an operation audited already (a restore job: its start by
+# restoreRecords, its outcome by the restore itself): a call is audited only when it reveals
+# personal data (PERSONAL_PATHS), so a console polling a running restore leaves no row per poll.
+STATUS_ROOTS = frozenset({"restoreJob"})
+
 # While a freeze holds, an affected principal may still call these: counts and reference data.
 # Mutations stay open (vaccination goes on) but their results withhold personal fields.
 FREEZE_OPEN_ROOTS = frozenset({"me", "districts", "centers", "vaccines", "coverage",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -25,7 +26,8 @@ class TtlCache(Generic[K, V]):
         self.max_entries = max_entries
         # Injected so tests step time instead of sleeping past the ttl.
         self._clock = clock
-        self._entries: dict[K, tuple[float, V]] = {}
+        # In put order, and every entry lives ttl_s from its put: the front expires first.
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._pending: dict[K, asyncio.Future[V]] = {}
 
     def get(self, key: K) -> V | None:
@@ -35,12 +37,19 @@ class TtlCache(Generic[K, V]):
         return entry[1]
 
     def put(self, key: K, value: V) -> None:
-        if len(self._entries) >= self.max_entries:
-            now = self._clock()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (self._clock() + self.ttl_s, value)
+        now = self._clock()
+        entries = self._entries
+        entries.pop(key, None)  # put again: to the back, with its new expiry
+        if len(entries) >= self.max_entries:
+            # Expired entries from the front, then the oldest live one if still full: each
+            # entry is dropped once, so a put costs O(1) however many keys are live (the
+            # verified-token cache sees one key per user). If the clock stepped back, expired
+            # entries behind a live one wait for their turn; get never serves them.
+            while entries and next(iter(entries.values()))[0] < now:
+                entries.popitem(last=False)
+            if len(entries) >= self.max_entries:
+                entries.popitem(last=False)
+        entries[key] = (now + self.ttl_s, value)
 
     async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         """The cached answer, the one being computed, or a new one (which is then cached).

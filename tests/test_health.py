@@ -77,3 +77,17 @@ def test_readyz_is_503_when_the_database_is_gone(postgres_url: str, settings: Se
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["reason"].startswith("database:")
+
+
+def test_metrics_label_requests_by_route_not_by_raw_path(client: httpx.Client) -> None:
+    """Paths nobody routes (scanners, typos) share one label: a label set per raw path would
+    grow the registry without bound."""
+    for n in range(5):
+        assert client.get(f"/wp-admin/probe-{n}.php").status_code == 404
+    client.get("/assets/no-such-file.js")
+    client.get("/healthz")
+    body = client.get("/metrics").text
+    assert "probe-" not in body and "no-such-file" not in body
+    assert 'vaxvault_requests_total{operation="-",path="other",status="404"} 5.0' in body
+    assert 'vaxvault_requests_total{operation="-",path="/assets",status="404"} 1.0' in body
+    assert 'vaxvault_requests_total{operation="-",path="/healthz",status="200"} 1.0' in body

@@ -17,12 +17,12 @@ from api.backup_config import encryption_key
 from api.cli.output import add_json_flag, emit, is_terminal
 from api.domain.audit import diff_reads, record_operator_read
 from api.domain.disaster_recovery import API_ROLE, CONNECTIONS, RegistryRestore, age, restore_registry
-from api.domain.loss_admin import read_changes
+from api.domain.loss_admin import loss_windows, read_changes
 from api.domain.restore_admin import Source
 from api.errors import SettingsError, VaxvaultError
 from api.settings import Settings
 from backup.errors import BackupError
-from backup.restore.find_loss import LossWindow, find_loss, snapshot_differences
+from backup.restore.find_loss import LossWindow
 from backup.restore.full import plan_full
 from backup.restore.predicate import parse
 from backup.restore.records import (
@@ -33,7 +33,6 @@ from backup.restore.records import (
     restore_records,
 )
 from backup.storage.codec import Key
-from backup.storage.reader import list_snapshots
 from backup.storage.repository import Repository, open_repository
 
 
@@ -209,10 +208,7 @@ def run_find_loss(args: argparse.Namespace, settings: Settings) -> int:
         # No database URL (a total loss) still reads the segments; read_changes says what is missing.
         found = Source(settings.database_url or "", repo, key)
         read = asyncio.run(read_changes(found, args.table, args.since, args.until))
-        windows = find_loss(read.changes, table=args.table, since=args.since, until=args.until)
-        windows += [w for w in snapshot_differences(list_snapshots(repo, key), read.segments, args.table)
-                    if (args.since is None or w.end >= args.since)
-                    and (args.until is None or w.start <= args.until)]
+        windows = loss_windows(found, read, args.table, args.since, args.until)
     for warning in read.warnings:
         print(f"vaxvault: warning: {warning}", file=sys.stderr)
     emit(args, _loss_text(args.table, windows, read.unshipped),

@@ -17,11 +17,17 @@ from api.domain.restore_admin import RestoreFailed, RestoreNotConfigured, Source
 from api.settings import Settings
 from backup.errors import BackupError
 from backup.restore.errors import RestoreError
-from backup.restore.find_loss import LossSettings, LossWindow, find_loss, signals_of
+from backup.restore.find_loss import (
+    LossSettings,
+    LossWindow,
+    find_loss,
+    signals_of,
+    snapshot_differences,
+)
 from backup.restore.source import live_changes, merged, shipped_changes
 from backup.storage.change import Change
 from backup.storage.manifest import SegmentManifest
-from backup.storage.reader import list_segments
+from backup.storage.reader import list_segments, list_snapshots
 
 # A chart with more bars than this is unreadable; ask for a wider bin instead.
 MAX_BUCKETS = 2000
@@ -105,6 +111,21 @@ async def read_changes(found: Source, table: str, since: datetime | None,
     return Changes(changes, segments, unshipped, tuple(warnings))
 
 
+def loss_windows(found: Source, read: Changes, table: str, since: datetime | None,
+                 until: datetime | None) -> list[LossWindow]:
+    """What `vaxvault restore find-loss` and findLoss report: the bursts of loss in the changes
+    read, largest first, then where segments are missing between two snapshots the rows of
+    `table` gone between them (manifests only), each meeting [since, until].
+
+    Reads the snapshot manifests (blocking storage I/O); raises BackupError if it cannot.
+    """
+    windows = find_loss(read.changes, table=table, since=since, until=until)
+    windows += [w for w in snapshot_differences(list_snapshots(found.repo, found.key),
+                                                read.segments, table)
+                if (since is None or w.end >= since) and (until is None or w.start <= until)]
+    return windows
+
+
 async def report(settings: Settings, table: str, since: datetime | None, until: datetime | None,
                  bin: timedelta) -> LossReport | RestoreNotConfigured | RestoreFailed:
     """The chart and the windows of unusual loss for `table` in [since, until].
@@ -120,6 +141,7 @@ async def report(settings: Settings, table: str, since: datetime | None, until: 
         return RestoreNotConfigured()
     try:
         read = await read_changes(found, table, since, until)
+        windows = await asyncio.to_thread(loss_windows, found, read, table, since, until)
     except BackupError as exc:
         return RestoreFailed(explain(exc))
     changes = read.changes
@@ -130,5 +152,5 @@ async def report(settings: Settings, table: str, since: datetime | None, until: 
                            "bars over this window; choose a wider bin or a shorter window")
     chart = buckets(changes, bin)
     return LossReport(table=table, bin=bin, buckets=tuple(chart),
-                      windows=tuple(find_loss(changes, table=table)), unshipped=read.unshipped,
+                      windows=tuple(windows), unshipped=read.unshipped,
                       warnings=read.warnings)

@@ -2,7 +2,8 @@
 restoreRecords, restoreJob, privacyFreezes.
 
 Each is guarded by the policy table (admin only), audited (action 'backup' or 'restore', refusals
-and failures included), and thin: check, call one domain function, present.
+and failures included; restoreJob, a status read, only when it reveals personal data), and
+thin: check, call one domain function, present.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from api.domain import (
 )
 from api.domain.audit import diff_reads
 from api.domain.errors import BadUserInput, Refusal
+from api.policy import STATUS_ROOTS
 from api.schema.admin_types import (
     FindLossResult,
     LossReport,
@@ -57,7 +59,8 @@ from backup.restore.predicate import render
 @asynccontextmanager
 async def _audited(info: Info, action: str, operation: str,
                    **detail: Any) -> AsyncIterator[dict[str, Any]]:
-    """Audit the operation when it ends, with what the body added to `detail`, refusals too."""
+    """Audit the operation when it ends, with what the body added to `detail`, refusals too;
+    a status read (policy.STATUS_ROOTS) only when it revealed personal data."""
     entry: dict[str, Any] = {"operation": operation, **detail}
     try:
         yield entry
@@ -68,9 +71,10 @@ async def _audited(info: Info, action: str, operation: str,
         entry["outcome"] = f"error: {type(exc).__name__}"
         raise
     finally:
-        ctx = info.context
-        async with ctx.session.savepoint():
-            await ctx.audit.record_write(ctx.session, action, [], entry)
+        if operation not in STATUS_ROOTS or entry.get("revealed"):
+            ctx = info.context
+            async with ctx.session.savepoint():
+                await ctx.audit.record_write(ctx.session, action, [], entry)
 
 
 def _actor(info: Info) -> str:

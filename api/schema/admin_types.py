@@ -267,7 +267,10 @@ class LossBucket:
 
 
 @strawberry.type(description="A burst of unusual deletes, truncates or updates of one column, "
-                             "with the T to restore as of: just before its largest transaction.")
+                             "with the T to restore as of: just before its largest transaction. "
+                             "Or, signal 'rows gone between snapshots (segments missing)': rows "
+                             "fewer in a snapshot than in the one before, with no segment between "
+                             "them (row counts only; T is the earlier snapshot's cut).")
 class LossWindow:
     signal: str
     start: datetime

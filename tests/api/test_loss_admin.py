@@ -145,6 +145,41 @@ async def test_find_loss_charts_a_lost_day_and_proposes_the_moment_before_it(
     assert later["buckets"] == [] and later["windows"] == []
 
 
+async def test_find_loss_reports_rows_gone_between_snapshots_with_no_segment_between(
+        pool: asyncpg.Pool, admin_settings: Settings, cast: Cast, owner: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows deleted while nothing captured them (capture's triggers off for the session): no
+    change, no segment, only two snapshots whose row counts differ. findLoss says so, as the
+    CLI does, and proposes the earlier snapshot's cut."""
+    await install(owner)
+    first = _data(await run(pool, admin_settings, cast.admin, START, {"kind": "FULL"}))
+    assert first["startBackup"]["__typename"] == "BackupCompleted"
+    await owner.execute("SET session_replication_role = replica")
+    gone = await owner.fetch("DELETE FROM doses WHERE id IN (SELECT id FROM doses ORDER BY id "
+                             "LIMIT 25) RETURNING id")
+    await owner.execute("RESET session_replication_role")
+    second = _data(await run(pool, admin_settings, cast.admin, START, {"kind": "FULL"}))
+    assert second["startBackup"]["__typename"] == "BackupCompleted"
+
+    found = _data(await run(pool, admin_settings, cast.admin, FIND_LOSS,
+                            {"since": None, "bin": 60.0}))["findLoss"]
+    assert found["__typename"] == "LossReport", found
+    assert found["buckets"] == []  # nothing in any change log
+    [window] = found["windows"]
+    assert (window["signal"], window["count"], window["exampleKeys"]) == (
+        "rows gone between snapshots (segments missing)", len(gone), [])
+    assert window["proposedAsOf"] == window["start"] < window["end"]
+    cli = await _cli_find_loss(admin_settings, monkeypatch, capsys)
+    assert [(w["signal"], w["count"], datetime.fromisoformat(w["proposed_as_of"]))
+            for w in cli["windows"]] == \
+        [(window["signal"], window["count"], datetime.fromisoformat(window["proposedAsOf"]))]
+    # A window after both snapshots leaves it out.
+    later = _data(await run(pool, admin_settings, cast.admin, FIND_LOSS,
+                            {"since": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                             "bin": 60.0}))["findLoss"]
+    assert later["windows"] == []
+
+
 @pytest.mark.parametrize(("variables", "names"), [
     ({"bin": 0.0}, "binSeconds: 0 is not positive"),
     ({"bin": -60.0}, "binSeconds: -60 is not positive"),

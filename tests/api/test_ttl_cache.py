@@ -83,3 +83,42 @@ def test_a_full_cache_drops_expired_entries_before_live_ones() -> None:
     clock.now += 3  # "old" has expired, "live" has not
     cache.put("new", 3)
     assert (cache.get("old"), cache.get("live"), cache.get("new")) == (None, 2, 3)
+
+
+class _CountedKey:
+    """A key that counts how often the cache hashes keys: the work a put does."""
+
+    hashed = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        _CountedKey.hashed += 1
+        return self.n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CountedKey) and other.n == self.n
+
+
+def test_a_full_cache_of_live_entries_puts_in_constant_time() -> None:
+    """Beyond max_entries live keys (a verified token per user per minute), every miss used to
+    rebuild the whole cache: a put must touch a bounded number of keys, however many are live,
+    and still keep the newest max_entries."""
+    clock = SteppedClock()
+    size = 2000
+    cache: TtlCache[_CountedKey, int] = TtlCache(ttl_s=60, max_entries=size, clock=clock)
+    for n in range(size):
+        cache.put(_CountedKey(n), n)
+    _CountedKey.hashed = 0
+    for n in range(size, 2 * size):
+        clock.now += 0.001
+        cache.put(_CountedKey(n), n)
+    assert _CountedKey.hashed <= 4 * size, _CountedKey.hashed
+    assert cache.get(_CountedKey(size - 1)) is None
+    assert all(cache.get(_CountedKey(n)) == n for n in range(size, 2 * size))
+    # Half of them expire: the next put drops those (from the front), no live one.
+    clock.now += 60 - size * 0.001 / 2
+    cache.put(_CountedKey(-1), -1)
+    assert cache.get(_CountedKey(2 * size - 1)) == 2 * size - 1
+    assert len(cache._entries) <= size // 2 + 2
