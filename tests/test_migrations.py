@@ -126,3 +126,15 @@ async def test_updated_at_follows_updates_unless_set(database_url: str) -> None:
         assert await conn.fetchval("SELECT updated_at > now() - interval '1 minute' FROM recipients")
     finally:
         await conn.close()
+
+
+async def test_the_audit_gin_merges_a_small_pending_list(database_url: str) -> None:
+    """Migration 0031: a full pending list is merged inside some request's audit commit, so it
+    is kept small (256 kB, not the 4 MB default)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        options = await conn.fetchval("SELECT reloptions FROM pg_class "
+                                      "WHERE oid = 'audit_log_recipients_idx'::regclass")
+    finally:
+        await conn.close()
+    assert options == ["gin_pending_list_limit=256"]

@@ -14,7 +14,7 @@ from graphql import FieldNode
 
 from api.compiled.selection import Selected, Uncompilable
 from api.domain.conditions import Conditions
-from api.domain.scope import doses_in_scope
+from api.domain.scope import doses_follow_recipients, doses_in_scope
 from api.policy import PERSONAL_FIELDS, Access, field_access, withholds_residents
 from api.principal import Principal
 
@@ -289,11 +289,16 @@ class Objects:
         return " ".join(joins)
 
     def doses_of(self, children: tuple[Selected, ...], recipient: RecipientRow) -> Part:
-        """Recipient.doses: the recipient's in-scope doses by dose number (doses.of_recipients)."""
+        """Recipient.doses: the recipient's in-scope doses by dose number (doses.of_recipients).
+
+        Every recipient row an object is built from is in scope (the statement's roots check
+        it, or it is the recipient of an in-scope dose), so for most roles its doses are too
+        (scope.doses_follow_recipients) and need no condition of their own."""
         row = self.dose_row(recipient)
         inner = self.dose(children, row)
-        where = [f"{row.d}.recipient_id = {recipient.r}.id",
-                 *self.scoped(doses_in_scope, row.d)]
+        where = [f"{row.d}.recipient_id = {recipient.r}.id"]
+        if not doses_follow_recipients(self.principal):
+            where += self.scoped(doses_in_scope, row.d)
         lateral = self.alias("l")
         ids = inner.ids or "NULL::bigint[]"
         fields = inner.fields or "NULL::text[]"

@@ -38,6 +38,27 @@ def doses_in_scope(where: Conditions, principal: Principal, alias: str = "d") ->
         where.add("false")
 
 
+def doses_follow_recipients(principal: Principal) -> bool:
+    """Whether doses_in_scope says no more than "a dose of a recipient recipients_in_scope lets
+    through": true for scopes ALL, CENTER (registered or dosed at the center, either way) and
+    SELF when the role's doses and recipients scopes are the same. Then a statement that
+    reaches doses from a recipient row already in scope leaves the doses condition out (one
+    check per recipient, not per dose); RLS still checks every row."""
+    scopes = ROW_SCOPES[principal.role]
+    return scopes.doses is scopes.recipients and \
+        scopes.doses in (RowScope.ALL, RowScope.CENTER, RowScope.SELF)
+
+
+def center_doses_in_scope(principal: Principal, center_id: int) -> bool:
+    """Whether every dose given at `center_id` is in the principal's scope, whoever received
+    it: all doses for scope ALL, the center's own doses for its staff (doses_in_scope's first
+    arm). A statement filtered to that center then leaves the doses condition out."""
+    scope = ROW_SCOPES[principal.role].doses
+    return scope is RowScope.ALL or \
+        (scope is RowScope.CENTER and principal.center_id is not None
+         and center_id == principal.center_id)
+
+
 def residents_not_frozen(where: Conditions, principal: Principal, alias: str = "r") -> None:
     """Leave out residents of frozen districts: for lookups by a personal value, whose match
     alone would confirm the person (their fields are withheld anyway; policy.resident_frozen)."""

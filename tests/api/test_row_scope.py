@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 
+from api.domain.conditions import Conditions
+from api.domain.scope import (
+    center_doses_in_scope,
+    doses_follow_recipients,
+    doses_in_scope,
+    recipients_in_scope,
+)
+from api.principal import Principal, Role
 from tests.api.client import run
 from tests.api.conftest import Cast
 
@@ -142,3 +151,36 @@ async def test_recall_list_holds_due_doses_not_yet_given(
     too_long = await run(pool, seeded_settings, cast.admin,
                          '{ dosesDue(from: "2021-01-01", to: "2021-12-31") { dueOn } }')
     assert too_long.codes() == {"dosesDue": "BAD_USER_INPUT"}
+
+
+async def _scoped_ids(owner: asyncpg.Connection, table: str, who: Principal) -> set[int]:
+    """What the scope conditions alone let through (as the owner: no RLS)."""
+    where = Conditions()
+    (recipients_in_scope if table == "recipients" else doses_in_scope)(where, who, "x")
+    return {r["id"] for r in await owner.fetch(f"SELECT x.id FROM {table} x {where.where()}",
+                                               *where.args)}
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+async def test_the_scope_shortcuts_are_implied_by_the_scope_conditions(
+        owner: asyncpg.Connection, cast: Cast, role: Role) -> None:
+    """Statements leave the doses condition out where doses_follow_recipients or
+    center_doses_in_scope say it adds nothing; each must hold for the conditions themselves."""
+    who = cast.of(role)
+    doses = await _scoped_ids(owner, "doses", who)
+    if doses_follow_recipients(who):
+        recipients = await _scoped_ids(owner, "recipients", who)
+        of_them = {r["id"] for r in await owner.fetch(
+            "SELECT id FROM doses WHERE recipient_id = ANY($1)", list(recipients))}
+        assert doses == of_them
+    other = await owner.fetchval("SELECT min(center_id) FROM doses WHERE center_id <> $1",
+                                 cast.center_id)
+    for center in (cast.center_id, other):
+        given_there = {r["id"] for r in await owner.fetch(
+            "SELECT id FROM doses WHERE center_id = $1", center)}
+        if center_doses_in_scope(who, center):
+            assert given_there <= doses
+    # Not vacuous: the roles the compiled reads serve take the shortcuts.
+    assert doses_follow_recipients(who) is (role in (Role.ADMIN, Role.CENTER_STAFF, Role.RECIPIENT))
+    assert center_doses_in_scope(who, cast.center_id) is (role in (Role.ADMIN, Role.CENTER_STAFF))
+    assert center_doses_in_scope(who, other) is (role is Role.ADMIN)

@@ -104,3 +104,25 @@ async def test_the_api_role_cannot_rewrite_or_forge_audit_entries(owner: asyncpg
         async with as_api(owner, "center_staff", "nurse-1", center_id=1) as conn:
             await conn.execute("INSERT INTO audit_log (actor_sub, actor_role, action) "
                                "VALUES ('admin-1', 'admin', 'read')")
+
+
+async def test_the_center_dosed_view_shows_only_center_staff_their_own_centers_doses(
+        owner: asyncpg.Connection, cast: Cast) -> None:
+    """recipients_read asks vaxvault_center_dosed (migration 0030), which reads doses as their
+    owner: it must show no more than doses_read shows the same principal."""
+    given_here = {r["recipient_id"] for r in await owner.fetch(
+        "SELECT recipient_id FROM doses WHERE center_id = $1", cast.center_id)}
+    async with as_api(owner, "center_staff", "nurse-1", center_id=cast.center_id) as conn:
+        seen = {r["recipient_id"] for r in await conn.fetch(
+            "SELECT recipient_id FROM vaxvault_center_dosed")}
+        assert seen == given_here
+        readable = {r["recipient_id"] for r in await conn.fetch(
+            "SELECT recipient_id FROM doses WHERE center_id = $1", cast.center_id)}
+        assert seen <= readable
+    for role, sub in (("admin", "admin-1"), ("recipient", str(cast.recipient_id)),
+                      ("district_officer", "officer-1"), ("", "")):
+        async with as_api(owner, role, sub, center_id=cast.center_id,
+                          district_id=cast.district_id) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM vaxvault_center_dosed") == 0
+    async with as_api(owner, "center_staff", "nurse-1") as conn:  # no center claim
+        assert await conn.fetchval("SELECT count(*) FROM vaxvault_center_dosed") == 0
