@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from backup.config import BackupConfig
+from backup.errors import DatabaseError
 from backup.runner import LOCK_KEY, run_backup
 from backup.stages import build_stages, scan
 from backup.storage.file import FileRepository
@@ -71,4 +72,45 @@ async def test_an_error_recording_a_chunk_fails_the_run(file_config: BackupConfi
 
     with pytest.raises(BrokenPipeError, match="terminal went away"):
         await run_backup(config, full=True, progress=progress)
+    await _assert_failed_cleanly(config)
+
+
+BULK_ROWS = 60_000
+
+
+async def test_a_worker_whose_copy_dies_fails_the_run_and_stops_the_others(file_config: BackupConfig) -> None:
+    """One chunk's COPY fails mid-run (its backend is terminated from another connection while
+    other workers copy and write theirs): the run fails with DatabaseError naming the cause, and
+    once it returns no worker writes to the spool any more."""
+    config = replace(file_config, chunk_rows=1_500, workers=3)
+    conn = await asyncpg.connect(config.database_url)
+    try:
+        await conn.execute(f"CREATE TABLE bulk (id bigint PRIMARY KEY, note text); "
+                           f"INSERT INTO bulk SELECT g, repeat(md5(g::text), 8) "
+                           f"FROM generate_series(1, {BULK_ROWS}) g; ANALYZE bulk")
+    finally:
+        await conn.close()
+    await install_capture(config.database_url)
+
+    async def terminate_a_copy() -> int:
+        """Once a few bulk chunks are in the spool, terminate the backend of a worker that is
+        COPYing another one (the other workers are copying or writing theirs meanwhile)."""
+        killer = await asyncpg.connect(config.database_url)
+        try:
+            while True:
+                if len(list(config.spool_dir.glob("snapshots/*/tables/bulk/*.zst"))) >= 3:
+                    pid = await killer.fetchval(
+                        "SELECT pid FROM pg_stat_activity WHERE state = 'active' "
+                        "AND query LIKE 'COPY (SELECT % FROM \"public\".\"bulk\" WHERE %' LIMIT 1")
+                    if pid and await killer.fetchval("SELECT pg_terminate_backend($1)", pid):
+                        return int(pid)
+                await asyncio.sleep(0.002)
+        finally:
+            await killer.close()
+
+    killing = asyncio.create_task(terminate_a_copy())
+    with pytest.raises(DatabaseError, match="terminat"):
+        await run_backup(config, full=True)
+    assert killing.done(), "the run failed before any COPY was terminated"
+    await killing
     await _assert_failed_cleanly(config)
