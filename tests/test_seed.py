@@ -268,3 +268,26 @@ async def test_a_generator_killed_silently_is_reported_not_waited_for(database_u
         assert await conn.fetchval("SELECT count(*) FROM recipients") == 0
     finally:
         await conn.close()
+
+
+async def test_a_seed_under_change_capture_logs_no_truncate_of_empty_tables(database_url: str) -> None:
+    """COPY FREEZE needs its tables truncated in the seed's transaction; with capture installed
+    that TRUNCATE of empty tables was logged (two 'T' changes before a single row existed), and
+    --replace logged its own TRUNCATE and then this one again."""
+    from backup.capture.triggers import install
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await install(conn)
+        truncates = "SELECT count(*) FROM vaxvault_backup.changes WHERE op = 'T'"
+        await seed(conn, 300, background=False)
+        assert await conn.fetchval(truncates) == 0
+        assert await conn.fetchval("SELECT count(*) FROM vaxvault_backup.changes WHERE op = 'I' "
+                                   "AND table_name = 'recipients'") == 300
+        await seed(conn, 200, seed_value=2, replace=True, background=False)
+        once = await conn.fetch("SELECT table_name, count(*) AS n FROM vaxvault_backup.changes "
+                                "WHERE op = 'T' GROUP BY table_name ORDER BY table_name")
+        assert [(r["table_name"], r["n"]) for r in once] == [("centers", 1), ("doses", 1), ("recipients", 1)]
+        assert await conn.fetchval("SELECT count(*) FROM recipients") == 200
+    finally:
+        await conn.close()

@@ -157,6 +157,9 @@ class _Generator:
 # and any failure rolls back to the migrated tables exactly as they were.
 BACKGROUND_FROM = 20_000  # below this, starting a process costs more than it saves
 LOADED_TABLES = ("recipients", "doses")
+# Whether a user trigger fires on TRUNCATE of a loaded table (tgtype bit 5: TRUNCATE).
+_TRUNCATE_WATCHED = ("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgtype & 32 <> 0 "
+                     "AND tgrelid IN (" + ", ".join(f"'{t}'::regclass" for t in LOADED_TABLES) + "))")
 _NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -335,9 +338,14 @@ async def seed(conn: asyncpg.Connection, recipients: int, seed_value: int = 1,
         vaccines = [dict(r) for r in await conn.fetch(
             "SELECT code, doses_required, dose_interval_days FROM vaccines")]
         deferred = await _defer_keys_and_indexes(conn)
-        # Emptied (they already are) in this transaction, so COPY may write the rows frozen:
-        # no later VACUUM rewrites every page to freeze them.
-        await conn.execute(f"TRUNCATE {', '.join(LOADED_TABLES)}")
+        # COPY writes the rows frozen (no later VACUUM rewrites every page to freeze them) only
+        # into tables emptied in this transaction: --replace did; a fresh seed truncates them
+        # (empty already) unless a TRUNCATE trigger watches them, as change capture's does: it
+        # would log TRUNCATEs of nothing for every later restore and find-loss to read, so the
+        # rows then load unfrozen instead.
+        freeze = replace or not await conn.fetchval(_TRUNCATE_WATCHED)
+        if freeze and not replace:
+            await conn.execute(f"TRUNCATE {', '.join(LOADED_TABLES)}")
         in_background = recipients >= BACKGROUND_FROM if background is None else background
         dose_total = 0
         with _generated(seed_value, districts, vaccines, center_count(recipients), recipients,
@@ -346,9 +354,9 @@ async def seed(conn: asyncpg.Connection, recipients: int, seed_value: int = 1,
                                              columns=("id", "name", "district_id"))
             for batch in batches:
                 await conn.copy_to_table("recipients", source=io.BytesIO(batch.recipients),
-                                         columns=RECIPIENT_COLUMNS, freeze=True)
+                                         columns=RECIPIENT_COLUMNS, freeze=freeze)
                 await conn.copy_to_table("doses", source=io.BytesIO(batch.doses), columns=DOSE_COLUMNS,
-                                         freeze=True)
+                                         freeze=freeze)
                 dose_total += batch.dose_count
         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
         for statement in deferred.builds:
