@@ -155,7 +155,10 @@ class _Generator:
 # key constraints are dropped for the load and built again afterwards, all in the seed's one
 # transaction: a sorted build is several times cheaper than maintaining 13 indexes row by row,
 # and any failure rolls back to the migrated tables exactly as they were.
-BACKGROUND_FROM = 20_000  # below this, starting a process costs more than it saves
+# The child saves time only by generating a batch while the server COPYs the one before, so only
+# from a second batch on; below that it adds a fork and the pickling of every row (CPU +2-4% at
+# 20k-100k, bench/lab/stop19-backupfix/seed_threshold.py).
+BACKGROUND_FROM = SEED_BATCH + 1
 LOADED_TABLES = ("recipients", "doses")
 # Whether a user trigger fires on TRUNCATE of a loaded table (tgtype bit 5: TRUNCATE).
 _TRUNCATE_WATCHED = ("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgtype & 32 <> 0 "
