@@ -3,7 +3,9 @@ release the spool, trim the live change log. Runs are exclusive across machines 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -110,6 +112,23 @@ async def _reconcile_watermark(conn: asyncpg.Connection, stages: list[Stage],
 Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
 
 
+@contextlib.asynccontextmanager
+async def _read_only(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """A REPEATABLE READ, read-only transaction. On an error it is rolled back only if that can
+    be done, so the error raised is the run's own: a worker whose backend died (terminated, or
+    the server restarted) has no transaction left to end, and asyncpg's own transaction block
+    would replace the cause with "the underlying connection is closed"."""
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield
+    except BaseException:
+        if not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
 def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | None:
     """Why an incremental run must take a full snapshot: a stage holds no committed snapshot and
     none waits in the spool for it, so a segment shipped there could never be replayed (as
@@ -126,7 +145,7 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
                full: bool, progress: Progress | None, early: EarlyUploads | None,
                phases: dict[str, float]) -> Cut:
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
+        await stack.enter_async_context(_read_only(conn))
         cut = await conn.fetchrow(
             "SELECT pg_current_snapshot()::text AS position, clock_timestamp() AS cut_at, "
             "current_database() AS db, current_setting('server_version') AS version, "
@@ -137,7 +156,7 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         for _ in range(max(0, config.workers - 1) if full else min(1, config.workers - 1)):
             worker = await connect(config.database_url)
             stack.push_async_callback(worker.close)
-            await stack.enter_async_context(worker.transaction(isolation="repeatable_read", readonly=True))
+            await stack.enter_async_context(_read_only(worker))
             await worker.execute(f"SET TRANSACTION SNAPSHOT '{cut['export']}'")
             workers.append(worker)
         segment = await changelog.cut_segment(conn, previous, cut["position"], cut["cut_at"], spool,
@@ -208,7 +227,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
                 segment_id = segment.id if segment else (await changelog.read_watermark(conn))[1]
                 await changelog.set_watermark(conn, position, segment_id or "")
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # a lost connection: InterfaceError
             raise DatabaseError(f"backup run failed in PostgreSQL: {exc}") from exc
         pushed: dict[str, list[str]] = {}
         for stage in stages[1:]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,38 +247,43 @@ async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableD
         queue.put_nowait(task)
     done: dict[tuple[str, int], Chunk] = {}
 
-    def stored(task: ChunkTask, chunk: asyncio.Future[Chunk]) -> None:
-        if chunk.cancelled() or chunk.exception() is not None:
-            return  # the worker awaits it and raises the error
-        done[(task.table.name, task.seq)] = chunk.result()
+    async def record(task: ChunkTask, copied: asyncio.Future[Chunk]) -> None:
+        # Awaited by the worker, not a done-callback: an error from on_object or progress (or the
+        # write) fails the worker and so the run, before any manifest claims the snapshot; a
+        # callback's error would only reach the event loop's exception handler.
+        chunk = await copied
+        done[(task.table.name, task.seq)] = chunk
         if on_object:
-            on_object(chunk.result().object)  # the upload reads the spool file, now there
+            on_object(chunk.object)  # the upload reads the spool file, now there
         if progress:
-            progress(chunk.result().rows, chunk.result().object.size)
+            progress(chunk.rows, chunk.object.size)
 
     async def worker(conn: asyncpg.Connection) -> None:
         # A chunk is compressed, sealed and written to the spool (fsync: 5-50 ms on the bench
         # disk) while the worker's connection copies the next one; at most one per worker is in
         # flight (memory: one raw chunk being compressed, one arriving).
-        writing: asyncio.Future[Chunk] | None = None
+        writing: asyncio.Future[None] | None = None
+        recording: asyncio.Future[None] | None = None
         try:
             while not queue.empty():
                 task = queue.get_nowait()
                 copied = await _copy_chunk(conn, task, snapshot_id, spool, key, ONE_SHOT_BYTES)
+                recording = None if copied is None else asyncio.ensure_future(record(task, copied))
                 if writing is not None:
-                    await writing
-                    writing = None
-                if copied is None:
-                    continue
-                writing = copied
-                writing.add_done_callback(functools.partial(stored, task))
+                    # shielded: a cancelled worker must not cancel the write, whose thread would
+                    # go on writing to the spool unawaited (the finally below waits for it)
+                    await asyncio.shield(writing)
+                writing, recording = recording, None
             if writing is not None:
-                await writing
-                writing = None
+                await asyncio.shield(writing)
         finally:
-            if writing is not None:  # failing: let the write end before the error propagates
-                with contextlib.suppress(Exception):
-                    await writing
+            # failing or cancelled: let every write in flight end before the error propagates
+            left = [f for f in (writing, recording) if f is not None]
+            if left:
+                await asyncio.wait(left)
+            for future in left:  # their errors are not this worker's to raise: marked as seen
+                if not future.cancelled():
+                    future.exception()
 
     # A TaskGroup, not gather: when one worker fails the others are cancelled and awaited (each
     # lets its chunk's write end), so no thread still writes to the spool once the run has failed

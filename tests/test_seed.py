@@ -1,8 +1,15 @@
+import asyncio
 import hashlib
 import itertools
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -196,5 +203,91 @@ async def test_a_failing_generator_process_is_reported(database_url: str) -> Non
             await seed(conn, 2000, background=True)
         assert await _schema(conn) == migrated
         assert await conn.fetchval("SELECT count(*) FROM recipients") == 0
+    finally:
+        await conn.close()
+
+
+_SEED_IN_A_PROCESS = """
+import asyncio, sys
+import asyncpg
+from api.db.seed import seed
+
+async def main() -> None:
+    conn = await asyncpg.connect(sys.argv[1])
+    try:
+        await seed(conn, int(sys.argv[2]), background=True)
+    finally:
+        await conn.close()
+
+asyncio.run(main())
+"""
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+async def test_a_generator_killed_silently_is_reported_not_waited_for(database_url: str) -> None:
+    """SIGKILL leaves the child no chance to say why, and can cut a batch off half-written in
+    the pipe: the seed must fail (SeedGeneratorFailed) and roll back, not wait for ever for the
+    rest of the batch. A slow trigger holds the parent in its first COPY while the child writes
+    its next batches, so the child dies with one of them stuck in the pipe."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN PERFORM pg_sleep(0.0001); RETURN NEW; END$$; "
+            "CREATE TRIGGER test_slow BEFORE INSERT ON recipients FOR EACH ROW EXECUTE FUNCTION test_slow()")
+        migrated = await _schema(conn)
+    finally:
+        await conn.close()
+    parent = subprocess.Popen([sys.executable, "-c", _SEED_IN_A_PROCESS, database_url, "150000"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        child, deadline = None, time.monotonic() + 120
+        while child is None and time.monotonic() < deadline:  # the generator, forked by the parent
+            found = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+            child = int(found[0]) if found else None
+            await asyncio.sleep(0.05)
+        assert child, "the seed started no generator process"
+        before = -1
+        while (ticks := _cpu_ticks(child)) != before and time.monotonic() < deadline:
+            before = ticks  # generating: wait until it is blocked writing into the full pipe
+            await asyncio.sleep(1.0)
+        os.kill(child, signal.SIGKILL)
+        _, errors = await asyncio.to_thread(parent.communicate, timeout=90)
+    except subprocess.TimeoutExpired:
+        parent.kill()
+        parent.communicate()
+        raise AssertionError("the seed waited for ever for a generator that was killed") from None
+    assert parent.returncode != 0 and "SeedGeneratorFailed" in errors, errors[-2000:]
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await _schema(conn) == migrated
+        assert await conn.fetchval("SELECT count(*) FROM recipients") == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_seed_under_change_capture_logs_no_truncate_of_empty_tables(database_url: str) -> None:
+    """COPY FREEZE needs its tables truncated in the seed's transaction; with capture installed
+    that TRUNCATE of empty tables was logged (two 'T' changes before a single row existed), and
+    --replace logged its own TRUNCATE and then this one again."""
+    from backup.capture.triggers import install
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await install(conn)
+        truncates = "SELECT count(*) FROM vaxvault_backup.changes WHERE op = 'T'"
+        await seed(conn, 300, background=False)
+        assert await conn.fetchval(truncates) == 0
+        assert await conn.fetchval("SELECT count(*) FROM vaxvault_backup.changes WHERE op = 'I' "
+                                   "AND table_name = 'recipients'") == 300
+        await seed(conn, 200, seed_value=2, replace=True, background=False)
+        once = await conn.fetch("SELECT table_name, count(*) AS n FROM vaxvault_backup.changes "
+                                "WHERE op = 'T' GROUP BY table_name ORDER BY table_name")
+        assert [(r["table_name"], r["n"]) for r in once] == [("centers", 1), ("doses", 1), ("recipients", 1)]
+        assert await conn.fetchval("SELECT count(*) FROM recipients") == 200
     finally:
         await conn.close()

@@ -29,7 +29,7 @@ from backup.restore.records import (
     ConflictPolicy,
     RestoreReport,
     RestoreRequest,
-    plan_restore,
+    dry_run,
     restore_records,
 )
 from backup.storage.codec import Key
@@ -144,11 +144,8 @@ def run_records(args: argparse.Namespace, settings: Settings) -> int:
             columns=args.columns, on_conflict=ConflictPolicy(args.on_conflict),
             with_parents=args.with_parents, actor=_operator(), sample_size=args.sample)
         url = settings.require_database_url()
-        if args.dry_run:
-            plan = asyncio.run(plan_restore(url, repo, key, request))
-            report = RestoreReport(plan, False, 0, 0, 0, None, 0.0)
-        else:
-            report = asyncio.run(restore_records(url, repo, key, request))
+        run = dry_run if args.dry_run else restore_records
+        report = asyncio.run(run(url, repo, key, request))
         # Printed row values are reads of those people (policy.PERSONAL_PATHS), audited first.
         asyncio.run(record_operator_read(
             url, request.actor, "cli:restore records",
@@ -194,7 +191,10 @@ def _records_text(report: RestoreReport) -> str:
         lines.append(f"restored {report.restored} row(s): {report.reinserted} re-inserted, "
                      f"{report.written_back} written back{audit} in {report.seconds} s")
     else:
-        lines.append("dry run: nothing was written")
+        lines.append(f"dry run: nothing was written (in {report.seconds} s)")
+    if report.timings:
+        lines.append("  seconds per step: " + ", ".join(f"{step} {seconds}"
+                                                         for step, seconds in report.timings.items()))
     return "\n".join(lines)
 
 

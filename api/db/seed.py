@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import accumulate
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from queue import Empty
 
 import asyncpg
 
@@ -155,9 +155,14 @@ class _Generator:
 # key constraints are dropped for the load and built again afterwards, all in the seed's one
 # transaction: a sorted build is several times cheaper than maintaining 13 indexes row by row,
 # and any failure rolls back to the migrated tables exactly as they were.
-BACKGROUND_FROM = 20_000  # below this, starting a process costs more than it saves
-QUEUED_BATCHES = 4  # how far the generator may run ahead of the server (memory bound)
+# The child saves time only by generating a batch while the server COPYs the one before, so only
+# from a second batch on; below that it adds a fork and the pickling of every row (CPU +2-4% at
+# 20k-100k, bench/lab/stop19-backupfix/seed_threshold.py).
+BACKGROUND_FROM = SEED_BATCH + 1
 LOADED_TABLES = ("recipients", "doses")
+# Whether a user trigger fires on TRUNCATE of a loaded table (tgtype bit 5: TRUNCATE).
+_TRUNCATE_WATCHED = ("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgtype & 32 <> 0 "
+                     "AND tgrelid IN (" + ", ".join(f"'{t}'::regclass" for t in LOADED_TABLES) + "))")
 _NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -202,17 +207,18 @@ def _batches(generator: _Generator, total: int) -> Iterator[_Batch]:
                      len(dose_lines))
 
 
-def _produce(queue: mp.Queue, seed_value: int, districts: list[dict], vaccines: list[dict],
-             centers: int, total: int) -> None:
+def _produce(reader: Connection, writer: Connection, seed_value: int, districts: list[dict],
+             vaccines: list[dict], centers: int, total: int) -> None:
     """The child process: centers first, then the batches, then None (or the error's text)."""
+    reader.close()  # so a parent that dies leaves this child a broken pipe, not a send that waits
     try:
         generator = _Generator(random.Random(seed_value), districts, vaccines, centers)
-        queue.put(generator.centers)
+        writer.send(generator.centers)
         for batch in _batches(generator, total):
-            queue.put(batch)
-        queue.put(None)
+            writer.send(batch)
+        writer.send(None)
     except BaseException:  # the parent must learn why, not wait for ever
-        queue.put(traceback.format_exc())
+        writer.send(traceback.format_exc())
         raise
 
 
@@ -220,21 +226,18 @@ class SeedGeneratorFailed(Exception):
     """The process generating the rows failed or died; the transaction is rolled back."""
 
 
-def _receive(queue: mp.Queue, process: BaseProcess) -> object:
-    while True:
-        try:
-            item = queue.get(timeout=1.0)
-        except Empty:
-            if process.is_alive():
-                continue
-            try:  # it may have put its last item and exited while this get was timing out
-                item = queue.get_nowait()
-            except Empty:
-                raise SeedGeneratorFailed(
-                    f"the seed generator exited with code {process.exitcode}") from None
-        if isinstance(item, str):
-            raise SeedGeneratorFailed(f"the seed generator failed:\n{item}")
-        return item
+def _receive(reader: Connection, process: BaseProcess) -> object:
+    """The child's next item. The parent holds no write end of the pipe, so a child that dies,
+    even by SIGKILL half-way through sending a batch, ends the pipe: EOF, not a wait for ever."""
+    try:
+        item = reader.recv()
+    except (EOFError, OSError):
+        process.join(timeout=5)
+        raise SeedGeneratorFailed(
+            f"the seed generator exited with code {process.exitcode} before sending everything") from None
+    if isinstance(item, str):
+        raise SeedGeneratorFailed(f"the seed generator failed:\n{item}")
+    return item
 
 
 @contextmanager
@@ -246,28 +249,33 @@ def _generated(seed_value: int, districts: list[dict], vaccines: list[dict], cen
         yield generator.centers, _batches(generator, total)
         return
     # Fork, not spawn: spawn re-imports the caller's main module, which scripts without a
-    # __main__ guard cannot survive. The child touches only the generator and the queue, never
+    # __main__ guard cannot survive. The child touches only the generator and the pipe, never
     # the inherited event loop or socket, and leaves through os._exit (nothing of them closed).
+    # A pipe, not a Queue: the parent closes its write end once the child has it, so the child's
+    # death, however sudden, is an end of file (a Queue keeps one in the parent: a batch cut off
+    # half-sent left the parent reading for ever). The child runs at most one batch ahead, which
+    # is enough: generating a batch takes longer than COPYing it.
     context = mp.get_context("fork")
-    queue = context.Queue(maxsize=QUEUED_BATCHES)
+    reader, writer = context.Pipe(duplex=False)
     process = context.Process(target=_produce, name="vaxvault-seed-generator", daemon=True,
-                              args=(queue, seed_value, districts, vaccines, centers, total))
+                              args=(reader, writer, seed_value, districts, vaccines, centers, total))
     process.start()
+    writer.close()
 
     def batches() -> Iterator[_Batch]:
-        while (batch := _receive(queue, process)) is not None:
+        while (batch := _receive(reader, process)) is not None:
             assert isinstance(batch, _Batch)
             yield batch
 
     try:
-        center_rows = _receive(queue, process)
+        center_rows = _receive(reader, process)
         assert isinstance(center_rows, list)
         yield center_rows, batches()
     finally:
         if process.is_alive():
             process.terminate()
         process.join()
-        queue.close()
+        reader.close()
 
 
 @dataclass(frozen=True)
@@ -333,9 +341,14 @@ async def seed(conn: asyncpg.Connection, recipients: int, seed_value: int = 1,
         vaccines = [dict(r) for r in await conn.fetch(
             "SELECT code, doses_required, dose_interval_days FROM vaccines")]
         deferred = await _defer_keys_and_indexes(conn)
-        # Emptied (they already are) in this transaction, so COPY may write the rows frozen:
-        # no later VACUUM rewrites every page to freeze them.
-        await conn.execute(f"TRUNCATE {', '.join(LOADED_TABLES)}")
+        # COPY writes the rows frozen (no later VACUUM rewrites every page to freeze them) only
+        # into tables emptied in this transaction: --replace did; a fresh seed truncates them
+        # (empty already) unless a TRUNCATE trigger watches them, as change capture's does: it
+        # would log TRUNCATEs of nothing for every later restore and find-loss to read, so the
+        # rows then load unfrozen instead.
+        freeze = replace or not await conn.fetchval(_TRUNCATE_WATCHED)
+        if freeze and not replace:
+            await conn.execute(f"TRUNCATE {', '.join(LOADED_TABLES)}")
         in_background = recipients >= BACKGROUND_FROM if background is None else background
         dose_total = 0
         with _generated(seed_value, districts, vaccines, center_count(recipients), recipients,
@@ -344,9 +357,9 @@ async def seed(conn: asyncpg.Connection, recipients: int, seed_value: int = 1,
                                              columns=("id", "name", "district_id"))
             for batch in batches:
                 await conn.copy_to_table("recipients", source=io.BytesIO(batch.recipients),
-                                         columns=RECIPIENT_COLUMNS, freeze=True)
+                                         columns=RECIPIENT_COLUMNS, freeze=freeze)
                 await conn.copy_to_table("doses", source=io.BytesIO(batch.doses), columns=DOSE_COLUMNS,
-                                         freeze=True)
+                                         freeze=freeze)
                 dose_total += batch.dose_count
         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
         for statement in deferred.builds:

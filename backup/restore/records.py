@@ -144,8 +144,14 @@ class RestoreReport:
 async def plan_restore(database_url: str, repo: Repository, key: Key | None,
                        request: RestoreRequest) -> RestorePlan:
     """Dry run: what restore_records would do now. Writes nothing (its transaction rolls back)."""
-    report = await _run(database_url, repo, key, request, apply=False)
-    return report.plan
+    return (await dry_run(database_url, repo, key, request)).plan
+
+
+async def dry_run(database_url: str, repo: Repository, key: Key | None,
+                  request: RestoreRequest) -> RestoreReport:
+    """plan_restore with its report: the plan, the seconds and the seconds per step (applied
+    False, nothing written)."""
+    return await _run(database_url, repo, key, request, apply=False)
 
 
 async def restore_records(database_url: str, repo: Repository, key: Key | None,

@@ -7,18 +7,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from backup.errors import BackupError
 from backup.storage import codec
 from backup.storage.codec import Key
 from backup.storage.segment import parse_change
 
-TAG_BYTES = 16  # AES-GCM's tag ends a sealed object
 ZSTD_SLICE = 8 << 10
 
 
@@ -31,58 +27,24 @@ class ObjectFacts:
 
 
 class _Payload:
-    """Decrypt (when sealed), decompress and count, fed the stored bytes piece by piece."""
+    """Open (codec.SealedStream), decompress and count, fed the stored bytes piece by piece."""
 
     def __init__(self, object_key: str, key: Key | None, changes: bool) -> None:
-        self.object_key, self.key, self.changes = object_key, key, changes
-        self.head = b""
-        self.decryptor: Any = None  # an AES-GCM decryption context once the header is read
-        self.sealed: bool | None = None
-        self.held = b""  # the last TAG_BYTES seen: the tag, once the object ends
+        self.object_key, self.changes = object_key, changes
+        self.opener = codec.SealedStream(object_key, key)
         self.zstd = zstandard.ZstdDecompressor().decompressobj()
         self.partial = b""
         self.line_number = 0
         self.rows = 0
 
     def feed(self, piece: bytes) -> None:
-        if self.sealed is None:
-            self.head += piece
-            if len(self.head) < len(codec.MAGIC) + codec.NONCE_BYTES:
-                return
-            piece, self.head = self.head, b""
-            self._open(piece[:len(codec.MAGIC) + codec.NONCE_BYTES])
-            if self.sealed:
-                piece = piece[len(codec.MAGIC) + codec.NONCE_BYTES:]
-        if self.sealed:
-            data = self.held + piece
-            self.held = data[-TAG_BYTES:]
-            piece = self.decryptor.update(data[:-TAG_BYTES])
-        self._plain(piece)
+        self._plain(self.opener.feed(piece))
 
     def finish(self) -> None:
-        if self.sealed is None:  # shorter than a seal's header: it can only be plain zstd
-            self._open(self.head)
-            self._plain(self.head)
-        if self.sealed:
-            try:
-                self._plain(self.decryptor.finalize_with_tag(self.held))
-            except (InvalidTag, ValueError) as exc:
-                raise codec.forged(self.object_key, self.key) from exc
+        self._plain(self.opener.finish())
         if self.partial:
             self._line(self.partial)
             self.partial = b""
-
-    def _open(self, header: bytes) -> None:
-        self.sealed = codec.is_sealed(header)
-        if self.sealed and self.key is None:
-            raise codec.needs_key(self.object_key)
-        if not self.sealed and self.key is not None:
-            raise codec.unauthenticated(self.object_key, self.key)
-        if self.sealed:
-            assert self.key is not None
-            nonce = header[len(codec.MAGIC):]
-            self.decryptor = Cipher(algorithms.AES(self.key.secret), modes.GCM(nonce)).decryptor()
-            self.decryptor.authenticate_additional_data(self.object_key.encode())
 
     def _plain(self, compressed: bytes) -> None:
         # zstd returns all the output of its input at once, and a segment of one repeated

@@ -52,10 +52,10 @@ changes_strategy = st.lists(st.builds(
        reader_key=st.sampled_from(["same", "none", "other"]),
        cuts=st.lists(st.integers(0, 10**6), max_size=8),
        damage=st.none() | st.tuples(st.integers(0, 10**6), st.integers(1, 255)),
-       blank_lines=st.booleans())
+       blank_lines=st.booleans(), cut_off=st.none() | st.integers(0, 40))
 def test_streaming_check_agrees_with_the_whole_object_path(
         segment: bool, changes: list[Change], chunk: bytes, sealed: bool, reader_key: str,
-        cuts: list[int], damage: tuple[int, int] | None, blank_lines: bool) -> None:
+        cuts: list[int], damage: tuple[int, int] | None, blank_lines: bool, cut_off: int | None) -> None:
     object_key = "segments/x.zst" if segment else "snapshots/x/doses/0.zst"
     payload = encode_changes(changes) if segment else chunk
     if segment and blank_lines:
@@ -64,6 +64,8 @@ def test_streaming_check_agrees_with_the_whole_object_path(
     if damage is not None:
         at = damage[0] % len(stored)
         stored = stored[:at] + bytes([stored[at] ^ damage[1]]) + stored[at + 1:]
+    if cut_off is not None:  # a short write: cut off in its header, its tag or its first bytes
+        stored = stored[:cut_off]
     key = {"same": KEY if sealed else None, "none": None, "other": OTHER_KEY}[reader_key]
     facts = check_object(_pieces(stored, cuts), object_key, key, deep=True, changes=segment)
     assert facts.sha256 == codec.sha256(stored)

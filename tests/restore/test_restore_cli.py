@@ -63,9 +63,17 @@ def test_find_loss_dry_run_restore_columns_and_full(env: pytest.MonkeyPatch, con
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses",
                         "--where", where, "--dry-run", "--json")
     assert code == 0
-    plan = json.loads(out)["plan"]
+    dry = json.loads(out)
+    plan = dry["plan"]
     assert plan["counts"]["reinsert"] == len(incident.deleted)
     assert plan["counts"]["conflict"] == 1
+    # the dry run's steps are timed as the restore's are (it stops before "apply")
+    assert set(dry["timings"]) == {"rebuild_as_of", "changes_after_t", "classify", "parents"}
+    assert dry["seconds"] >= sum(dry["timings"].values()) > 0 and dry["applied"] is False
+    code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses",
+                        "--where", where, "--dry-run")
+    assert code == 0 and "dry run: nothing was written (in " in out
+    assert "seconds per step: rebuild_as_of " in out and "parents " in out
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses", "--where", where)
     assert code == 0
     restored = len(incident.damaged) - 1
