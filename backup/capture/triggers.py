@@ -133,23 +133,24 @@ def capture_function_sql(table: TableDef) -> str:
         f"{_literal(c)}, coalesce(n.{quote_ident(c)}, o.{quote_ident(c)})" for c in pk) + ")"
     on_keys = " AND ".join(f"o.{quote_ident(c)} {_EQUALS} n.{quote_ident(c)}" for c in pk)
     target = f"{SCHEMA}.changes (table_name, op, key, old, new)"
+    # Whole rows as `n.*` / `o.*`: a bare `n` is ambiguous in a table with a column named n.
     return f"""
 CREATE OR REPLACE FUNCTION {SCHEMA}.{capture_function(table)}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP {_EQUALS} 'INSERT' THEN
         INSERT INTO {target}
-        SELECT {name}, 'I', {key("n")}, NULL, pg_catalog.to_json(n) FROM new_rows n;
+        SELECT {name}, 'I', {key("n")}, NULL, pg_catalog.to_json(n.*) FROM new_rows n;
     ELSIF TG_OP {_EQUALS} 'DELETE' THEN
         INSERT INTO {target}
-        SELECT {name}, 'D', {key("o")}, pg_catalog.to_json(o), NULL FROM old_rows o;
+        SELECT {name}, 'D', {key("o")}, pg_catalog.to_json(o.*), NULL FROM old_rows o;
     ELSE
         -- Rows are paired by key; an UPDATE that changes a key reads as a delete and an insert.
         INSERT INTO {target}
         SELECT {name}, CASE WHEN o.{first} IS NULL THEN 'I' WHEN n.{first} IS NULL THEN 'D' ELSE 'U' END,
                {update_key},
-               CASE WHEN o.{first} IS NULL THEN NULL ELSE pg_catalog.to_json(o) END,
-               CASE WHEN n.{first} IS NULL THEN NULL ELSE pg_catalog.to_json(n) END
+               CASE WHEN o.{first} IS NULL THEN NULL ELSE pg_catalog.to_json(o.*) END,
+               CASE WHEN n.{first} IS NULL THEN NULL ELSE pg_catalog.to_json(n.*) END
         FROM old_rows o FULL JOIN new_rows n ON {on_keys};
     END IF;
     RETURN NULL;

@@ -131,3 +131,26 @@ async def test_a_composite_key_and_names_that_need_quoting_are_captured(database
         assert seen[5:] == [('Odd "Lots"', b"D", '{"lot": "a", "site id": 1}', None)]
     finally:
         await conn.close()
+
+
+async def test_columns_named_like_the_capture_functions_aliases_are_captured(database_url: str) -> None:
+    """The capture function names the transition tables' rows n and o: a table with columns of
+    those names must still be captured (a bare `to_json(n)` was ambiguous there, and every
+    write to such a table failed)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TABLE lots (id int PRIMARY KEY, n int, o text)")
+        await install(conn, ("lots",))
+        await conn.execute("INSERT INTO lots VALUES (1, 10, 'a'), (2, 20, 'b')")
+        await conn.execute("UPDATE lots SET n = 11, o = 'c' WHERE id = 1")
+        await conn.execute("DELETE FROM lots WHERE id = 2")
+        rows = await conn.fetch(f"SELECT op, key::jsonb::text AS key, old::jsonb::text AS old, "
+                                f"new::jsonb::text AS new FROM {SCHEMA}.changes "
+                                "WHERE table_name = 'lots' ORDER BY position")
+        seen = [(r["op"], r["key"], r["old"], r["new"]) for r in rows]
+        assert sorted(seen[:2]) == [(b"I", '{"id": 1}', None, '{"n": 10, "o": "a", "id": 1}'),
+                                    (b"I", '{"id": 2}', None, '{"n": 20, "o": "b", "id": 2}')]
+        assert seen[2:] == [(b"U", '{"id": 1}', '{"n": 10, "o": "a", "id": 1}', '{"n": 11, "o": "c", "id": 1}'),
+                            (b"D", '{"id": 2}', '{"n": 20, "o": "b", "id": 2}', None)]
+    finally:
+        await conn.close()
