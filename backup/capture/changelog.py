@@ -14,6 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
+from backup.capture.images import write_images
 from backup.capture.triggers import SCHEMA, commit_time_sql
 from backup.errors import CaptureError
 from backup.storage import keys
@@ -166,6 +167,8 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
                 raise CaptureError(f"segment {segment_id}: {count} changes read but "
                                    f"{summary['changes']} counted in the same snapshot; run the backup again")
             ref = await writer.finish()
+        async with _planner(conn, _ORDERED_SCAN):
+            images = await write_images(conn, previous, segment_id, sorted(summary["tables"]), spool, key)
     finally:
         if counting is not None and not counting.done():
             counting.cancel()  # the caller closes `beside`; its query must not outlive the run
@@ -177,7 +180,7 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
         first_position=summary["first"], last_position=summary["last"],
         first_committed_at=summary["earliest"], last_committed_at=summary["latest"],
         tables=tuple(sorted(summary["tables"])), encryption_key_id=key.id if key else None,
-        object=ref, commit_time="commit" if tracked else "capture")
+        object=ref, commit_time="commit" if tracked else "capture", images=images)
     manifest_key = keys.format_segment_manifest_key(segment_id)
     spool.put(manifest_key, encode_manifest(manifest, manifest_key, key))
     return manifest

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup.restore.asof import LiveTable
+from backup.restore.changes import create_change_table
 from backup.restore.classify import classify
 from backup.restore.decision import Comparison
 
@@ -46,8 +47,7 @@ async def _acts(url: str, live: dict[int, tuple], at_t: dict[int, tuple]) -> dic
                 await conn.execute("ALTER TABLE x ADD PRIMARY KEY (id)")
                 await conn.executemany("INSERT INTO x VALUES ($1, $2, $3, $4)",
                                        [(row_id, *values) for row_id, values in at_t.items()])
-                await conn.execute("CREATE TEMP TABLE x_after (id integer, position bigint PRIMARY KEY, "
-                                   "op text, new jsonb) ON COMMIT DROP")
+                await create_change_table(conn, "x_after", "x", TABLE.columns, TABLE.primary_key)
                 await classify(conn, TABLE, "x", None, COMPARED, overwrite=False, trust_kept_keys=trust)
                 acts[trust] = [tuple(r) for r in await conn.fetch(
                     "SELECT id, decided, action, taken_by FROM x_act ORDER BY id")]
