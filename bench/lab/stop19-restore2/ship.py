@@ -9,8 +9,30 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from cpu import measured
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 W = CACHE / "rs"
 cluster = start_cluster()
+
+
+def once(code, name, repo):
+    """One incremental of the damage with `code` (PYTHONPATH; '' = this checkout) on a throwaway clone."""
+    spool = W / "spool-x"
+    shutil.rmtree(repo, ignore_errors=True); shutil.rmtree(spool, ignore_errors=True)
+    shutil.copytree(W / f"repo-{n}.full", repo)
+    url = clone_database(cluster, f"rs_damaged_{n}", name)
+    admin(url, "CHECKPOINT")
+    env = {"VAXVAULT_DATABASE_URL": url, "VAXVAULT_BACKUP_URL": repo.as_uri(),
+           "VAXVAULT_BACKUP_SPOOL_DIR": str(spool), "PYTHONPATH": code}
+    measured(cluster, "main incr" if code else "branch incr", [[str(VAXVAULT), "backup", "run", "--incremental"]], env=env)
+    print("   bytes", sum(p.stat().st_size for p in (repo / "segments").rglob("*") if p.is_file()))
+    drop_database(cluster, name); shutil.rmtree(repo); shutil.rmtree(spool, ignore_errors=True)
+
+
+if rounds:  # `ship.py N ROUNDS`: alternate main's code and this checkout's, keep nothing
+    for r in range(rounds):
+        for code in (["", str(W / "main-code")] if r % 2 == 0 else [str(W / "main-code"), ""]):
+            once(code, "rs_ship_x", W / "repo-x")
+    sys.exit(0)
 repo, spool = W / f"repo-{n}.base", W / f"spool-{n}"
 shutil.rmtree(repo, ignore_errors=True); shutil.rmtree(spool, ignore_errors=True)
 shutil.copytree(W / f"repo-{n}.full", repo)
