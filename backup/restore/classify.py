@@ -65,7 +65,10 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     key_match = " AND ".join(f"h.{k} = a.{k}" for k in keys)
     mine = ", ".join(f"a.{quoted(c)}" for c in comparison.columns)
     theirs = ", ".join(f"l.{quoted(c)}" for c in comparison.columns)
-    damaged = ", ".join(f"d.{quoted(c)}" for c in comparison.columns)
+    # The first change's image after T (the damage) rides along with its op: one join of the
+    # change table, not one for the op and one for the image.
+    first_image = "".join(f", f.{quoted(c)} AS vv_d{n}" for n, c in enumerate(comparison.columns))
+    damaged = ", ".join(f"h.vv_d{n}" for n in range(len(comparison.columns)))
     gone = f"l.{keys[0]} IS NULL"
     # The damage removed the row when a TRUNCATE came first or the row's first change deleted it.
     removes = ("((t.first_position IS NOT NULL AND (h.first_position IS NULL "
@@ -85,7 +88,7 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
                    max(vv_position) AS last_position
             FROM {after} WHERE vv_op <> 'T' GROUP BY {key_list}),
         h AS (
-            SELECT g.*, f.vv_op AS first_op
+            SELECT g.*, f.vv_op AS first_op{first_image}
             FROM g JOIN {after} f ON f.vv_position = g.first_position),
         t AS (SELECT min(vv_position) AS first_position, count(*) AS changes,
                      max(vv_position) AS last_position
@@ -102,7 +105,6 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
         LEFT JOIN {live.qualified} l ON {join}
         LEFT JOIN h ON {key_match}
         CROSS JOIN t
-        LEFT JOIN {after} d ON d.vv_position = h.first_position
         WHERE ({condition}) AND ({gone} OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))""", *params)
     await _unique_conflicts(conn, live, temp, unique, trust_kept_keys)
     await conn.execute(f"ANALYZE {act}")

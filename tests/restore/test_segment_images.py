@@ -39,10 +39,15 @@ def _copy(config: BackupConfig, tmp_path: Path, name: str) -> FileRepository:
 
 async def test_old_new_and_mixed_segments_plan_and_restore_the_same(config: BackupConfig,
                                                                     tmp_path: Path) -> None:
-    await prepare(config)  # full, work, incremental: the segment replayed up to T
+    await prepare(config)  # full, work, incremental: the first segment, replayed up to T
+    conn = await asyncpg.connect(config.database_url)
+    try:  # legitimate work just before T, shipped in the same segment as the damage after it
+        await conn.execute("UPDATE doses SET next_due_on = administered_on + 90 WHERE dose_number = 1 AND id % 3 = 0")
+    finally:
+        await conn.close()
     as_of = await database_now(config.database_url)
     incident = await strike(config)
-    await run_backup(config, full=False)  # the segment read after T
+    await run_backup(config, full=False)  # the second segment: read up to T and after T
     new = open_repository(config.primary_url or "")
     segments = list_segments(new)
     assert len(segments) == 2 and all(s.image("doses") is not None for s in segments)
