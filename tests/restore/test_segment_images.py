@@ -42,7 +42,8 @@ async def test_old_new_and_mixed_segments_plan_and_restore_the_same(config: Back
     await prepare(config)  # full, work, incremental: the first segment, replayed up to T
     conn = await asyncpg.connect(config.database_url)
     try:  # legitimate work just before T, shipped in the same segment as the damage after it
-        await conn.execute("UPDATE doses SET next_due_on = administered_on + 90 WHERE dose_number = 1 AND id % 3 = 0")
+        await conn.execute("UPDATE doses SET next_due_on = administered_on + 90 "
+                           "WHERE dose_number = 1 AND id % 3 = 0")
     finally:
         await conn.close()
     as_of = await database_now(config.database_url)

@@ -32,6 +32,9 @@ def ours(code=""):
     out = W / "trial.json"
     measured(cluster, f"{side} dry", [[*base, "--dry-run"]], out, env)
     dry = json.loads(out.read_text())
+    if "--dry-only" in sys.argv:
+        drop_database(cluster, "rs_trial")
+        return
     measured(cluster, f"{side} rest", [base], out, env)
     real = json.loads(out.read_text())
     left = admin(url, f"SELECT count(*) FROM doses WHERE {where} AND administered_on IS NULL")
