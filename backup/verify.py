@@ -39,7 +39,8 @@ class VerifyReport:
 
 def _expected_rows(manifest: Manifest, ref: ObjectRef) -> int | None:
     if isinstance(manifest, SegmentManifest):
-        return manifest.changes
+        image = next((i for i in manifest.images if i.object.key == ref.key), None)
+        return image.rows if image is not None else manifest.changes
     for table in manifest.tables:
         for chunk in table.chunks:
             if chunk.object.key == ref.key:
@@ -57,7 +58,7 @@ def _check(stage: Stage, manifest: Manifest, ref: ObjectRef, deep: bool, key: Ke
         if info.size != ref.size:
             return f"size {info.size} bytes, manifest says {ref.size}"
         facts = check_object(stage.repo.stream(ref.key), ref.key, key, deep,
-                             changes=isinstance(manifest, SegmentManifest))
+                             changes=isinstance(manifest, SegmentManifest) and ref.key == manifest.object.key)
     except StorageError as exc:
         return f"unreadable: {exc}"
     if facts.sha256 != ref.sha256:

@@ -14,12 +14,13 @@ from datetime import datetime
 
 import asyncpg
 
+from backup.capture.images import write_images
 from backup.capture.triggers import SCHEMA, commit_time_sql
 from backup.errors import CaptureError
 from backup.storage import keys
 from backup.storage.codec import Key
 from backup.storage.file import FileRepository
-from backup.storage.manifest import SegmentManifest, encode_manifest
+from backup.storage.manifest import SegmentImage, SegmentManifest, encode_manifest
 from backup.storage.object_writer import ObjectWriter
 
 # The shipped changes: those whose transaction is visible at the new position and not at the
@@ -125,24 +126,39 @@ async def _planner(conn: asyncpg.Connection, settings: dict[str, str]) -> AsyncI
         await conn.execute(set_all, *saved)
 
 
+async def _images(conn: asyncpg.Connection, previous: str, segment_id: str, summary: asyncpg.Record,
+                  spool: FileRepository, key: Key | None) -> tuple[SegmentImage, ...]:
+    if not summary["changes"]:
+        return ()
+    async with _planner(conn, _ORDERED_SCAN):
+        return await write_images(conn, previous, segment_id, sorted(summary["tables"]), spool, key)
+
+
+async def _summary_and_images(conn: asyncpg.Connection, previous: str, segment_id: str, spool: FileRepository,
+                              key: Key | None) -> tuple[asyncpg.Record, tuple[SegmentImage, ...]]:
+    summary = await conn.fetchrow(_SUMMARY, previous)
+    return summary, await _images(conn, previous, segment_id, summary, spool, key)
+
+
 async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cut_at: datetime,
                       spool: FileRepository, key: Key | None,
                       beside: asyncpg.Connection | None = None) -> SegmentManifest | None:
     """Write the segment (previous, position] to the spool and return its manifest, or None when
     there is nothing to ship. `conn` must be in the REPEATABLE READ transaction of `position`;
     `beside`, when given, in the same snapshot (SET TRANSACTION SNAPSHOT): the summary (count,
-    bounds, tables) is read there while `conn` streams the lines, on the other core.
+    bounds, tables) and the tables' typed images (backup/capture/images.py) are read there while
+    `conn` streams the lines, on the other core.
 
     The payload streams from COPY through zstd into the spool: memory does not grow with the
     number of changes (with a key, the compressed object is held once to be sealed)."""
-    counting: asyncio.Future[asyncpg.Record | None] | None = None
+    segment_id = keys.format_id(cut_at)
+    counting: asyncio.Future[tuple[asyncpg.Record, tuple[SegmentImage, ...]]] | None = None
     if beside is None:
         summary = await conn.fetchrow(_SUMMARY, previous)
         if not summary["changes"]:
             return None
     else:
-        counting = asyncio.ensure_future(beside.fetchrow(_SUMMARY, previous))
-    segment_id = keys.format_id(cut_at)
+        counting = asyncio.ensure_future(_summary_and_images(beside, previous, segment_id, spool, key))
     object_key = keys.format_segment_changes_key(segment_id)
     count = 0
     try:
@@ -157,7 +173,7 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
                 await conn.copy_from_query(_LINES, previous, output=sink, format="csv",
                                            delimiter=_DELIMITER, quote=_QUOTE)
             if counting is not None:
-                summary = await counting
+                summary, images = await counting
             if not summary["changes"] and not count:
                 return None
             if count != summary["changes"]:
@@ -166,6 +182,8 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
                 raise CaptureError(f"segment {segment_id}: {count} changes read but "
                                    f"{summary['changes']} counted in the same snapshot; run the backup again")
             ref = await writer.finish()
+        if counting is None:
+            images = await _images(conn, previous, segment_id, summary, spool, key)
     finally:
         if counting is not None and not counting.done():
             counting.cancel()  # the caller closes `beside`; its query must not outlive the run
@@ -177,7 +195,7 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
         first_position=summary["first"], last_position=summary["last"],
         first_committed_at=summary["earliest"], last_committed_at=summary["latest"],
         tables=tuple(sorted(summary["tables"])), encryption_key_id=key.id if key else None,
-        object=ref, commit_time="commit" if tracked else "capture")
+        object=ref, commit_time="commit" if tracked else "capture", images=images)
     manifest_key = keys.format_segment_manifest_key(segment_id)
     spool.put(manifest_key, encode_manifest(manifest, manifest_key, key))
     return manifest

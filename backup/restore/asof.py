@@ -2,7 +2,7 @@
 
 The base snapshot's chunks that can hold a matching row are loaded with COPY, then the table's
 changes committed after the snapshot and up to T are replayed, collapsed to the last image per
-key, with jsonb_populate_record. Rows touched by a replayed change are rebuilt even when their
+key (typed rows, see backup/restore/changes.py). Rows touched by a replayed change are rebuilt even when their
 chunk was pruned, because the change carries the full row image.
 """
 
@@ -129,11 +129,11 @@ async def replay(conn: asyncpg.Connection, repo: Repository, key: Key | None, hi
     """Bring `target` (quoted) from the snapshot to `as_of` with the history's changes of the table
     (segments, then the live log when the history has it), using change table `changes`.
     Returns how many changes were replayed."""
-    await create_change_table(conn, changes, target, live.primary_key)
+    await create_change_table(conn, changes, target, live.columns, live.primary_key)
     replayed = await load_segments(conn, repo, key, history.segments, live.name, changes, target,
-                                   live.primary_key, until=as_of)
+                                   live.columns, until=as_of)
     if history.live_log:
-        replayed += await load_live_log(conn, LIVE_LOG, live.name, changes, target, live.primary_key,
+        replayed += await load_live_log(conn, LIVE_LOG, live.name, changes, target, live.columns,
                                         history.snapshot.position, until=as_of)
     await apply_changes(conn, changes, target, live.columns, live.primary_key)
     return replayed

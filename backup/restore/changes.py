@@ -1,12 +1,14 @@
-"""Changes of one table in a TEMP table, loaded from segments by COPY (PostgreSQL parses the JSON).
+"""Changes of one table in a TEMP table, typed: restore never holds row images in Python.
 
-Restore never holds row images in Python: a *change table* has the row's typed key columns (NULL
-for a TRUNCATE), `position`, `op` and the `new` image as jsonb, and SQL does the rest.
+A *change table* has the table's columns (typed, from a row type: the image after the change,
+or only the key of a delete, NULL for a TRUNCATE) and `vv_position`, `vv_committed_at`, `vv_op`
+(prefixed so no column of the table can collide); SQL does the rest.
 
-Lines are parsed once, by COPY into jsonb; fields are then taken from the binary value. Measured
-on the 1M bench database's 266,561-change segment (190 MB of lines): loading them as `json` and
-extracting with json_populate_record, or as text cast with jsonb_to_record, parses each line again
-per extraction and took 1.3-1.8x as long as this.
+Segments of format 2.1 carry each table's images as COPY text (backup/capture/images.py): they
+are copied straight into the change table, no JSON parsed. Older segments, and a table whose
+image the cut could not build, are read from the JSON lines: each line is parsed once, by COPY
+into jsonb, and its image populated from the binary value (loading the lines as `json` or text
+and extracting afterwards parses again per extraction: 1.3-1.8x as long, measured at 1M).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from backup.restore.object_stream import decoded_pieces
 from backup.restore.predicate_sql import quote_identifier
 from backup.restore.source import segments_in_window
 from backup.storage.codec import Key
-from backup.storage.manifest import SegmentManifest
+from backup.storage.manifest import SegmentImage, SegmentManifest
 from backup.storage.repository import Repository
 
 # Bytes that never occur raw in a JSON line (JSON escapes control characters), so COPY's CSV mode
@@ -30,61 +32,108 @@ _DELIMITER = "\x02"
 _QUOTE = "\x01"
 
 
-async def create_change_table(conn: asyncpg.Connection, name: str, row_type: str,
+async def create_change_table(conn: asyncpg.Connection, name: str, row_type: str, columns: Sequence[str],
                               primary_key: Sequence[str]) -> None:
-    """TEMP table `name` (dropped at commit) with the key columns of `row_type` (a quoted table)."""
-    keys = ", ".join(quote_identifier(c) for c in primary_key)
+    """TEMP table `name` (dropped at commit) with `columns` of `row_type` (a quoted table), and
+    `primary_key` among them."""
+    names = ", ".join(quote_identifier(c) for c in columns)
     await conn.execute(f"CREATE TEMP TABLE {quote_identifier(name)} ON COMMIT DROP AS "
-                       f"SELECT {keys} FROM {row_type} WITH NO DATA")
-    await conn.execute(f"ALTER TABLE {quote_identifier(name)} ADD COLUMN position bigint PRIMARY KEY, "
-                       "ADD COLUMN op text, ADD COLUMN new jsonb")
-    await conn.execute(f"CREATE TEMP TABLE {quote_identifier(name + '_lines')} (line jsonb) ON COMMIT DROP")
+                       f"SELECT {names} FROM {row_type} WITH NO DATA")
+    await conn.execute(f"ALTER TABLE {quote_identifier(name)} ADD COLUMN vv_position bigint PRIMARY KEY, "
+                       "ADD COLUMN vv_committed_at timestamptz, ADD COLUMN vv_op text")
 
 
 async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | None,
                         segments: Sequence[SegmentManifest], table: str, into: str, row_type: str,
-                        primary_key: Sequence[str], after: datetime | None = None,
+                        columns: Sequence[str], after: datetime | None = None,
                         until: datetime | None = None) -> int:
     """Copy the changes of `table` committed in (after, until] from `segments` into change table
-    `into`; segments whose commit-time range lies outside are not read. Returns rows added."""
-    keys = ", ".join(quote_identifier(c) for c in primary_key)
-    typed = ", ".join(f"k.{quote_identifier(c)}" for c in primary_key)
-    lines = quote_identifier(into + "_lines")
+    `into` (made by create_change_table with `columns` of `row_type`, and empty: segments never
+    share a position); segments whose commit-time range lies outside are not read. Returns rows
+    added."""
     added = 0
     for segment in segments_in_window(segments, table, after, until):
-        await conn.copy_to_table(into + "_lines", source=decoded_pieces(repo, segment.object, key),
-                                 format="csv", delimiter=_DELIMITER, quote=_QUOTE)
-        status = await conn.execute(
-            f"INSERT INTO {quote_identifier(into)} ({keys}, position, op, new) "
-            f"SELECT {typed}, (line->>'position')::bigint, line->>'op', nullif(line->'new', 'null'::jsonb) "
-            f"FROM {lines} LEFT JOIN LATERAL "
-            f"jsonb_populate_record(NULL::{row_type}, nullif(line->'key', 'null'::jsonb)) k ON true "
-            "WHERE line->>'table' = $1 "
-            "AND ($2::timestamptz IS NULL OR (line->>'committed_at')::timestamptz > $2) "
-            "AND ($3::timestamptz IS NULL OR (line->>'committed_at')::timestamptz <= $3) "
-            "ON CONFLICT (position) DO NOTHING", table, after, until)
-        added += int(status.split()[-1])
-        await conn.execute(f"TRUNCATE {lines}")
+        image = segment.image(table)
+        if image is not None:
+            added += await _copy_image(conn, repo, key, image, into, columns, after, until)
+        else:
+            added += await _load_lines(conn, repo, key, segment, table, into, row_type, columns, after, until)
     return added
 
 
+def _window(after: datetime | None, until: datetime | None) -> str | None:
+    """COPY's WHERE for a commit time in (after, until] (COPY takes no parameters)."""
+    bounds = ([f"vv_committed_at > '{after.isoformat()}'::timestamptz"] if after else []) + \
+             ([f"vv_committed_at <= '{until.isoformat()}'::timestamptz"] if until else [])
+    return " AND ".join(bounds) or None
+
+
+async def _copy_image(conn: asyncpg.Connection, repo: Repository, key: Key | None, image: SegmentImage,
+                      into: str, columns: Sequence[str], after: datetime | None,
+                      until: datetime | None) -> int:
+    """COPY a segment's typed image of the table into the change table. A column the image has
+    and the change table lacks (added to the table after the snapshot restore rebuilds from) goes
+    through a staging table, as text, and is left there: the JSON path ignores it too."""
+    fields = ["vv_position", "vv_committed_at", "vv_op", *(c.name for c in image.columns)]
+    if {c.name for c in image.columns} <= set(columns):
+        status = await conn.copy_to_table(into, source=decoded_pieces(repo, image.object, key),
+                                          columns=fields, format="text", where=_window(after, until))
+        return int(status.split()[-1])
+    staging = quote_identifier(into + "_image")
+    shared = [c.name for c in image.columns if c.name in set(columns)]
+    names = ", ".join(quote_identifier(c) for c in ["vv_position", "vv_committed_at", "vv_op", *shared])
+    extra = ", ".join(f"ADD COLUMN {quote_identifier(c.name)} text"
+                      for c in image.columns if c.name not in shared)
+    await conn.execute(f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {names} "
+                       f"FROM {quote_identifier(into)} WITH NO DATA")
+    await conn.execute(f"ALTER TABLE {staging} {extra}")
+    await conn.copy_to_table(into + "_image", source=decoded_pieces(repo, image.object, key),
+                             columns=fields, format="text", where=_window(after, until))
+    status = await conn.execute(f"INSERT INTO {quote_identifier(into)} ({names}) "
+                                f"SELECT {names} FROM {staging}")
+    await conn.execute(f"DROP TABLE {staging}")
+    return int(status.split()[-1])
+
+
+async def _load_lines(conn: asyncpg.Connection, repo: Repository, key: Key | None, segment: SegmentManifest,
+                      table: str, into: str, row_type: str, columns: Sequence[str], after: datetime | None,
+                      until: datetime | None) -> int:
+    """The table's changes from the segment's JSON lines (a segment before format 2.1)."""
+    lines = quote_identifier(into + "_lines")
+    names = ", ".join(quote_identifier(c) for c in columns)
+    picked = ", ".join(f"r.{quote_identifier(c)}" for c in columns)
+    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {lines} (line jsonb) ON COMMIT DROP")
+    await conn.copy_to_table(into + "_lines", source=decoded_pieces(repo, segment.object, key),
+                             format="csv", delimiter=_DELIMITER, quote=_QUOTE)
+    status = await conn.execute(
+        f"INSERT INTO {quote_identifier(into)} ({names}, vv_position, vv_committed_at, vv_op) "
+        f"SELECT {picked}, (line->>'position')::bigint, (line->>'committed_at')::timestamptz, line->>'op' "
+        f"FROM {lines} LEFT JOIN LATERAL jsonb_populate_record(NULL::{row_type}, "
+        "coalesce(nullif(line->'new', 'null'::jsonb), nullif(line->'key', 'null'::jsonb))) r ON true "
+        "WHERE line->>'table' = $1 "
+        "AND ($2::timestamptz IS NULL OR (line->>'committed_at')::timestamptz > $2) "
+        "AND ($3::timestamptz IS NULL OR (line->>'committed_at')::timestamptz <= $3)", table, after, until)
+    await conn.execute(f"TRUNCATE {lines}")
+    return int(status.split()[-1])
+
+
 async def load_live_log(conn: asyncpg.Connection, log: str, table: str, into: str, row_type: str,
-                        primary_key: Sequence[str], not_in: str, after: datetime | None = None,
+                        columns: Sequence[str], not_in: str, after: datetime | None = None,
                         until: datetime | None = None) -> int:
     """Add the live change log's changes of `table` whose transaction is not visible at position
     `not_in` (the base snapshot's: older ones are in its image) and that committed in
     (after, until] to change table `into`, skipping positions a segment already put there.
     Returns rows added."""
-    keys = ", ".join(quote_identifier(c) for c in primary_key)
-    typed = ", ".join(f"k.{quote_identifier(c)}" for c in primary_key)
+    names = ", ".join(quote_identifier(c) for c in columns)
+    picked = ", ".join(f"r.{quote_identifier(c)}" for c in columns)
     status = await conn.execute(
-        f"INSERT INTO {quote_identifier(into)} ({keys}, position, op, new) "
-        f"SELECT {typed}, c.position, c.op::text, c.new::jsonb FROM {log} c "
-        f"LEFT JOIN LATERAL jsonb_populate_record(NULL::{row_type}, c.key::jsonb) k ON true "
+        f"INSERT INTO {quote_identifier(into)} ({names}, vv_position, vv_committed_at, vv_op) "
+        f"SELECT {picked}, c.position, {commit_time_sql('c')}, c.op::text FROM {log} c "
+        f"LEFT JOIN LATERAL json_populate_record(NULL::{row_type}, coalesce(c.new, c.key)) r ON true "
         "WHERE c.table_name = $1 AND NOT pg_visible_in_snapshot(c.txid, $2::text::pg_snapshot) "
         f"AND ($3::timestamptz IS NULL OR {commit_time_sql('c')} > $3) "
         f"AND ($4::timestamptz IS NULL OR {commit_time_sql('c')} <= $4) "
-        "ON CONFLICT (position) DO NOTHING", table, not_in, after, until)
+        "ON CONFLICT (vv_position) DO NOTHING", table, not_in, after, until)
     return int(status.split()[-1])
 
 
@@ -94,19 +143,18 @@ async def apply_changes(conn: asyncpg.Connection, changes: str, target: str, col
     the last TRUNCATE empties it, then the last change per key wins (delete, or upsert its image)."""
     table = quote_identifier(changes)
     keys = ", ".join(quote_identifier(c) for c in primary_key)
-    truncated = await conn.fetchval(f"SELECT max(position) FROM {table} WHERE op = 'T'")
+    truncated = await conn.fetchval(f"SELECT max(vv_position) FROM {table} WHERE vv_op = 'T'")
     if truncated is not None:
         await conn.execute(f"TRUNCATE {target}")
-    last = (f"SELECT DISTINCT ON ({keys}) * FROM {table} WHERE op <> 'T' "
-            f"AND position > {int(truncated or 0)} ORDER BY {keys}, position DESC")
+    last = (f"SELECT DISTINCT ON ({keys}) * FROM {table} WHERE vv_op <> 'T' "
+            f"AND vv_position > {int(truncated or 0)} ORDER BY {keys}, vv_position DESC")
     match = " AND ".join(f"t.{quote_identifier(c)} = f.{quote_identifier(c)}" for c in primary_key)
-    await conn.execute(f"DELETE FROM {target} t USING ({last}) f WHERE f.op = 'D' AND {match}")
+    await conn.execute(f"DELETE FROM {target} t USING ({last}) f WHERE f.vv_op = 'D' AND {match}")
     names = ", ".join(quote_identifier(c) for c in columns)
-    picked = ", ".join(f"r.{quote_identifier(c)}" for c in columns)
+    picked = ", ".join(f"f.{quote_identifier(c)}" for c in columns)
     updates = ", ".join(f"{quote_identifier(c)} = EXCLUDED.{quote_identifier(c)}"
                         for c in columns if c not in primary_key)
     action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
     await conn.execute(
-        f"INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE SELECT {picked} FROM ({last}) f, "
-        f"LATERAL jsonb_populate_record(NULL::{target}, f.new) r WHERE f.op IN ('I', 'U') "
-        f"ON CONFLICT ({keys}) {action}")
+        f"INSERT INTO {target} ({names}) OVERRIDING SYSTEM VALUE SELECT {picked} FROM ({last}) f "
+        f"WHERE f.vv_op IN ('I', 'U') ON CONFLICT ({keys}) {action}")

@@ -33,11 +33,11 @@ async def load_changes_after(conn: asyncpg.Connection, repo: Repository, key: Ke
     """Fill change table `<temp>_after` with the table's changes committed after `as_of`: the
     same history (segments, then the live log when it joins them) that rebuilt the rows at T."""
     after, row_type = f"{temp}_after", quoted(temp)
-    await create_change_table(conn, after, row_type, live.primary_key)
-    await load_segments(conn, repo, key, history.segments, live.name, after, row_type, live.primary_key,
+    await create_change_table(conn, after, row_type, live.columns, live.primary_key)
+    await load_segments(conn, repo, key, history.segments, live.name, after, row_type, live.columns,
                         after=as_of)
     if history.live_log:
-        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.primary_key,
+        await load_live_log(conn, LIVE_LOG, live.name, after, row_type, live.columns,
                             history.snapshot.position, after=as_of)
     await conn.execute(f"ANALYZE {quoted(after)}")
 
@@ -65,7 +65,10 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     key_match = " AND ".join(f"h.{k} = a.{k}" for k in keys)
     mine = ", ".join(f"a.{quoted(c)}" for c in comparison.columns)
     theirs = ", ".join(f"l.{quoted(c)}" for c in comparison.columns)
-    damaged = ", ".join(f"d.{quoted(c)}" for c in comparison.columns)
+    # The first change's image after T (the damage) rides along with its op: one join of the
+    # change table, not one for the op and one for the image.
+    first_image = "".join(f", f.{quoted(c)} AS vv_d{n}" for n, c in enumerate(comparison.columns))
+    damaged = ", ".join(f"h.vv_d{n}" for n in range(len(comparison.columns)))
     gone = f"l.{keys[0]} IS NULL"
     # The damage removed the row when a TRUNCATE came first or the row's first change deleted it.
     removes = ("((t.first_position IS NOT NULL AND (h.first_position IS NULL "
@@ -81,14 +84,15 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     await conn.execute(f"""
         CREATE TEMP TABLE {act} ON COMMIT DROP AS
         WITH g AS (
-            SELECT {key_list}, min(position) AS first_position, count(*) AS changes,
-                   max(position) AS last_position
-            FROM {after} WHERE op <> 'T' GROUP BY {key_list}),
+            SELECT {key_list}, min(vv_position) AS first_position, count(*) AS changes,
+                   max(vv_position) AS last_position
+            FROM {after} WHERE vv_op <> 'T' GROUP BY {key_list}),
         h AS (
-            SELECT g.*, f.op AS first_op, f.new AS first_new
-            FROM g JOIN {after} f ON f.position = g.first_position),
-        t AS (SELECT min(position) AS first_position, count(*) AS changes, max(position) AS last_position
-              FROM {after} WHERE op = 'T')
+            SELECT g.*, f.vv_op AS first_op{first_image}
+            FROM g JOIN {after} f ON f.vv_position = g.first_position),
+        t AS (SELECT min(vv_position) AS first_position, count(*) AS changes,
+                     max(vv_position) AS last_position
+              FROM {after} WHERE vv_op = 'T')
         SELECT {", ".join(f"a.{k}" for k in keys)}, {gone} AS gone,
                CASE WHEN {first} IS NULL OR {damage_same} THEN {restore} ELSE 'conflict' END AS decided,
                CASE WHEN {first} IS NULL OR {damage_same} THEN {restore} ELSE {conflict_action} END
@@ -101,7 +105,6 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
         LEFT JOIN {live.qualified} l ON {join}
         LEFT JOIN h ON {key_match}
         CROSS JOIN t
-        LEFT JOIN LATERAL jsonb_populate_record(NULL::{asof}, h.first_new) d ON true
         WHERE ({condition}) AND ({gone} OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))""", *params)
     await _unique_conflicts(conn, live, temp, unique, trust_kept_keys)
     await conn.execute(f"ANALYZE {act}")

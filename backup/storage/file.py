@@ -154,9 +154,9 @@ def _may_hold(directory: str, prefix: str, start_after: str) -> bool:
 
 
 def _is_unit_data(key: str) -> bool:
-    """Whether `key` names a chunk, schema or changes object of a unit (not its manifest)."""
+    """Whether `key` names a chunk, schema, changes or image object of a unit (not its manifest)."""
     try:
-        return keys.parse_key(key).part in ("chunk", "schema", "changes")
+        return keys.parse_key(key).part in ("chunk", "schema", "changes", "image")
     except FormatError:
         return False
 

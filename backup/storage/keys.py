@@ -4,6 +4,7 @@
     snapshots/<id>/schema.sql.zst             DDL to recreate the tables
     snapshots/<id>/tables/<table>/<seq>.copy.zst   one chunk of one table
     segments/<id>/changes.jsonl.zst           the changes of one incremental segment
+    segments/<id>/tables/<table>.copy.zst     one table's changes as typed rows (format 2.1)
     segments/<id>/manifest.json               commit point of the segment (written last)
 
 Ids are the UTC time of the cut, `YYYYMMDDTHHMMSSffffffZ`, so they sort in time order.
@@ -74,9 +75,14 @@ def format_segment_changes_key(segment_id: str) -> str:
     return f"{SEGMENTS}/{segment_id}/{CHANGES}"
 
 
+def format_segment_image_key(segment_id: str, table: str) -> str:
+    return f"{SEGMENTS}/{segment_id}/tables/{check_table_name(table)}{CHUNK_SUFFIX}"
+
+
 @dataclass(frozen=True)
 class ObjectKey:
-    """What a key names: kind is snapshot or segment; part is manifest, schema, chunk or changes."""
+    """What a key names: kind is snapshot or segment; part is manifest, schema, chunk, changes or
+    image (a segment's typed rows of one table)."""
 
     kind: str
     id: str
@@ -98,6 +104,8 @@ def parse_key(key: str) -> ObjectKey:
             return ObjectKey(kind, parts[1], "schema")
         if kind == "segment" and rest == [CHANGES]:
             return ObjectKey(kind, parts[1], "changes")
+        if kind == "segment" and len(rest) == 2 and rest[0] == "tables" and rest[1].endswith(CHUNK_SUFFIX):
+            return ObjectKey(kind, parts[1], "image", check_table_name(rest[1][: -len(CHUNK_SUFFIX)]))
         if (kind == "snapshot" and len(rest) == 3 and rest[0] == "tables"
                 and rest[2].endswith(CHUNK_SUFFIX)):
             seq = rest[2][: -len(CHUNK_SUFFIX)]

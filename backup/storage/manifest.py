@@ -19,8 +19,9 @@ from backup.storage.codec import Key
 
 # 2: manifests sealed with the key (authenticated) when one is set; segments say how commit
 # times were taken (commit_time). 1.x manifests are read only without a key (FORMAT.md).
+# 2.1: segments may carry typed row images per table (`images`), which restore loads by COPY.
 FORMAT_MAJOR = 2
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 JsonRow = dict[str, Any]
@@ -97,6 +98,18 @@ class SnapshotManifest:
 
 
 @dataclass(frozen=True)
+class SegmentImage:
+    """One table's changes of a segment as typed rows (COPY text, in position order): columns
+    `position`, `committed_at`, `op`, then `columns`, holding the new image of an I or U, the key
+    of a D (other columns NULL), nothing for a T. Restore loads it without parsing JSON."""
+
+    table: str
+    columns: tuple[Column, ...]
+    rows: int
+    object: ObjectRef
+
+
+@dataclass(frozen=True)
 class SegmentManifest:
     """A committed incremental segment: the changes whose transactions are visible in `to_position`
     and not in `from_position` (pg_snapshot texts), in position order."""
@@ -118,9 +131,15 @@ class SegmentManifest:
     # "commit": committed_at is the commit timestamp; "capture": the capture clock, a lower bound
     # (track_commit_timestamp off); None: written by format 1, which did not say.
     commit_time: str | None = "commit"
+    # Format 2.1 on: typed images of some (usually all) tables of the segment; the JSON lines of
+    # `object` stay the whole record (find-loss, verify and older readers use them).
+    images: tuple[SegmentImage, ...] = ()
 
     def objects(self) -> list[ObjectRef]:
-        return [self.object]
+        return [self.object, *(i.object for i in self.images)]
+
+    def image(self, table: str) -> SegmentImage | None:
+        return next((i for i in self.images if i.table == table), None)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -203,6 +222,10 @@ def _load_segment(raw: dict) -> SegmentManifest:
         tables=tuple(raw["tables"]), encryption_key_id=raw["encryption_key_id"],
         object=_ref(raw["object"]), format_version=raw["format_version"],
         commit_time=raw.get("commit_time"),
+        images=tuple(SegmentImage(table=i["table"],
+                                  columns=tuple(Column(c["name"], c["type"]) for c in i["columns"]),
+                                  rows=int(i["rows"]), object=_ref(i["object"]))
+                     for i in raw.get("images") or ()),
     )
 
 

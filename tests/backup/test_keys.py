@@ -33,6 +33,13 @@ def test_chunk_key_round_trip(at: datetime, table: str, seq: int) -> None:
     assert parsed == keys.ObjectKey("snapshot", sid, "chunk", table, seq)
 
 
+@given(moments, tables)
+def test_segment_image_key_round_trip(at: datetime, table: str) -> None:
+    sid = keys.format_id(at)
+    parsed = keys.parse_key(keys.format_segment_image_key(sid, table))
+    assert parsed == keys.ObjectKey("segment", sid, "image", table)
+
+
 @given(moments)
 def test_manifest_schema_and_changes_keys_round_trip(at: datetime) -> None:
     sid = keys.format_id(at)
@@ -45,7 +52,9 @@ def test_manifest_schema_and_changes_keys_round_trip(at: datetime) -> None:
 
 @pytest.mark.parametrize("key", [
     "snapshots/2026/manifest.json", "other/x", "segments/20261122T020000000000Z/x",
-    "snapshots/20261122T020000000000Z/tables/t/1.copy.zst"])
+    "snapshots/20261122T020000000000Z/tables/t/1.copy.zst",
+    "segments/20261122T020000000000Z/tables/t/000000.copy.zst",
+    "segments/20261122T020000000000Z/tables/t.zst"])
 def test_foreign_keys_are_refused(key: str) -> None:
     with pytest.raises(FormatError):
         keys.parse_key(key)

@@ -118,7 +118,7 @@ async def test_prune_dry_run_lists_and_real_run_deletes_at_every_stage(
 
 def test_a_newer_major_format_is_refused_with_a_clear_error() -> None:
     data = json.dumps({"format_version": "3.0", "kind": "snapshot"}).encode()
-    with pytest.raises(FormatError, match=r"format 3\.0, newer than this vaxvault reads \(2\.0\); upgrade"):
+    with pytest.raises(FormatError, match=r"format 3\.0, newer than this vaxvault reads \(2\.1\); upgrade"):
         manifest.load(data, "s3://b/snapshots/x/manifest.json")
     with pytest.raises(FormatError, match="not valid JSON"):
         manifest.load(b"{", "x")

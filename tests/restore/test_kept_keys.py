@@ -4,7 +4,6 @@ unique values is not probed) finds exactly the unique-key conflicts of probing e
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 
 import asyncpg
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup.restore.asof import LiveTable
+from backup.restore.changes import create_change_table
 from backup.restore.classify import classify
 from backup.restore.decision import Action, Comparison, decide, history_of
 from backup.storage.change import Change, Op
@@ -52,11 +52,12 @@ async def _acts(url: str, live: dict[int, tuple], at_t: dict[int, tuple], after:
                 await conn.execute("ALTER TABLE x ADD PRIMARY KEY (id)")
                 await conn.executemany("INSERT INTO x VALUES ($1, $2, $3, $4)",
                                        [(row_id, *values) for row_id, values in at_t.items()])
-                await conn.execute("CREATE TEMP TABLE x_after (id integer, position bigint PRIMARY KEY, "
-                                   "op text, new jsonb) ON COMMIT DROP")
-                await conn.executemany("INSERT INTO x_after VALUES ($1, $2, $3, $4::jsonb)", [
-                    (row_id, position, op, None if values is None else json.dumps(_image(row_id, values)))
-                    for position, row_id, op, values in after])
+                await create_change_table(conn, "x_after", "x", TABLE.columns, TABLE.primary_key)
+                # Typed like a segment's image (format 2.1): the row after I/U, the key of D.
+                await conn.executemany(
+                    "INSERT INTO x_after (vv_position, vv_op, id, a, b, c) VALUES ($1, $2, $3, $4, $5, $6)",
+                    [(position, op, row_id, *(values if values is not None else (None, None, None)))
+                     for position, row_id, op, values in after])
                 await classify(conn, TABLE, "x", None, COMPARED, overwrite=overwrite, trust_kept_keys=trust)
                 acts[trust] = [tuple(r) for r in await conn.fetch(
                     "SELECT id, decided, action, taken_by, first_position, changes, last_position "

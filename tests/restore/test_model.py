@@ -51,6 +51,7 @@ from backup.storage.codec import Key
 from backup.storage.file import FileRepository
 from backup.storage.reader import list_snapshots
 from backup.storage.repository import Repository, open_repository
+from tests.restore.old_format import as_format_2_0
 
 pytestmark = pytest.mark.slow
 
@@ -267,10 +268,16 @@ class RegistryMachine(RuleBasedStateMachine):
         self.run(go())
 
     # -- backups and retention -----------------------------------------------------------------
-    @rule(full=st.booleans())
-    def backup(self, full: bool) -> None:
+    @rule(full=st.booleans(), old_format=st.booleans())
+    def backup(self, full: bool, old_format: bool = False) -> None:
+        """A run; with old_format, its segment is then made what vaxvault before format 2.1 wrote
+        (JSON lines, no typed images), so restores read either kind and both in one history."""
         summary = self.run(run_backup(self.config, full=full))
         self.full_runs += summary.kind == "full"
+        if old_format and summary.segment_id:
+            for repo in (FileRepository(self.spool),
+                         open_repository(self.config.primary_url or "", self.config.s3_endpoint_url)):
+                self._saw("old-format segments", as_format_2_0(repo, self.config.key, {summary.segment_id}))
 
     @precondition(lambda self: self.full_runs >= 2)
     @rule()

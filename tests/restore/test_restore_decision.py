@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from backup.restore.asof import LiveTable
+from backup.restore.changes import create_change_table
 from backup.restore.classify import classify
 from backup.restore.decision import Action, Comparison, decide, history_of
 from backup.storage.change import Change, Op
@@ -79,8 +80,7 @@ async def test_the_sql_classification_follows_the_same_rule(database_url: str) -
             async with conn.transaction():
                 await conn.execute("TRUNCATE cases")
                 await conn.execute("CREATE TEMP TABLE x ON COMMIT DROP AS SELECT * FROM cases WITH NO DATA")
-                await conn.execute("CREATE TEMP TABLE x_after (id integer, position bigint PRIMARY KEY, "
-                                   "op text, new jsonb) ON COMMIT DROP")
+                await create_change_table(conn, "x_after", "x", CASES_TABLE.columns, CASES_TABLE.primary_key)
                 for i, (at_t, after, live, _, _) in cases:
                     for table, row in (("x", at_t), ("cases", live)):
                         if row is not None:
@@ -88,9 +88,11 @@ async def test_the_sql_classification_follows_the_same_rule(database_url: str) -
                                                f"jsonb_populate_record(NULL::{table}, $1::jsonb)",
                                                json.dumps(_with_id(row, i)))
                     for change in after:
-                        await conn.execute("INSERT INTO x_after VALUES ($1, $2, $3, $4::jsonb)",
-                                           i, i * 100 + change.position, change.op.value,
-                                           json.dumps(_with_id(change.new, i)) if change.new else None)
+                        # The change table holds the image after the change (the key of a delete).
+                        await conn.execute("INSERT INTO x_after SELECT r.*, $2, NULL, $3 "
+                                           "FROM jsonb_populate_record(NULL::x, $1::jsonb) r",
+                                           json.dumps(_with_id(change.new, i) or {"id": i}),
+                                           i * 100 + change.position, change.op.value)
                 await classify(conn, CASES_TABLE, "x", None, comparison, overwrite=False)
                 decided = dict(await conn.fetch("SELECT id, decided FROM x_act"))
             assert {i: decided.get(i, "untouched") for i, _ in cases} == expected
