@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from backup.capture import changelog
+from backup.capture import changelog, logical
 from backup.capture.catalog import describe_tables, schema_ddl
 from backup.config import BackupConfig
-from backup.errors import BackupError, ConfigError, DatabaseError, LockHeld, StorageError
+from backup.errors import BackupError, CaptureError, ConfigError, DatabaseError, LockHeld, StorageError
 from backup.listing import Listing, stage_listing
 from backup.snapshot import Progress, copy_tables
 from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans
@@ -122,11 +122,29 @@ def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | No
     return None
 
 
+async def _capture(conn: asyncpg.Connection, full: bool) -> tuple[bool, bool]:
+    """(drained, restarted): whether capture is logical (the cut drains the slot first) and
+    whether this full run recreated a lost slot (its segment would miss changes: none is cut,
+    and the snapshot starts a new chain). Raises CaptureError for an incremental after a loss."""
+    if await logical.mode(conn) != "logical":
+        return False, False
+    problem = await logical.slot_problem(conn)
+    if problem is None:
+        return True, False
+    if not full:
+        raise CaptureError(logical.lost_message(problem))
+    await logical.restart(conn)
+    return True, True
+
+
 async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
                full: bool, progress: Progress | None, early: EarlyUploads | None,
-               phases: dict[str, float]) -> Cut:
+               phases: dict[str, float], capture: tuple[bool, bool] = (False, False)) -> Cut:
+    drained, restarted = capture
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
+        await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=not drained))
+        if drained:
+            await logical.lock(conn)  # before the snapshot: see capture/logical.py
         cut = await conn.fetchrow(
             "SELECT pg_current_snapshot()::text AS position, clock_timestamp() AS cut_at, "
             "current_database() AS db, current_setting('server_version') AS version, "
@@ -134,14 +152,19 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         # Connections in the cut's snapshot: the tables' copiers of a full run; the second also
         # reads the segment's summary while the first streams its lines.
         workers = [conn]
-        for _ in range(max(0, config.workers - 1) if full else min(1, config.workers - 1)):
+        for _ in range(max(0, config.workers - 1) if full else min(0 if drained else 1, config.workers - 1)):
             worker = await connect(config.database_url)
             stack.push_async_callback(worker.close)
             await stack.enter_async_context(worker.transaction(isolation="repeatable_read", readonly=True))
             await worker.execute(f"SET TRANSACTION SNAPSHOT '{cut['export']}'")
             workers.append(worker)
-        segment = await changelog.cut_segment(conn, previous, cut["position"], cut["cut_at"], spool,
-                                              config.key, workers[1] if len(workers) > 1 else None)
+        if drained:
+            drain_started = time.perf_counter()
+            await logical.drain(conn, config.database_url)
+            phases["drain"] = _since(drain_started)
+        segment = None if restarted else await changelog.cut_segment(
+            conn, previous, cut["position"], cut["cut_at"], spool, config.key,
+            None if drained else workers[1] if len(workers) > 1 else None, drained=drained)
         if not full:
             return segment, None
         tables = await describe_tables(conn, SNAPSHOT_SCHEMA)
@@ -157,7 +180,7 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
             id=snapshot_id, cut_at=cut["cut_at"], position=cut["position"], database=cut["db"],
             server_version=cut["version"], encryption_key_id=config.key.id if config.key else None,
             schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images),
-            continues=previous if segment is None else None)
+            continues=previous if segment is None and not restarted else None)
         manifest_key = keys.format_snapshot_manifest_key(snapshot_id)
         spool.put(manifest_key, encode_manifest(manifest, manifest_key, config.key))
         return segment, manifest
@@ -199,10 +222,12 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             targets = [s for s in stages[1:] if s.name not in failures]
             promoted = None if full else missing_base(listings, targets)
             full = full or promoted is not None
+            capture = await _capture(conn, full)
             early = EarlyUploads(spool, targets) if full and targets else None
             phases["prepare"] = _since(started)
             cut_started = time.perf_counter()
-            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early, phases)
+            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early, phases,
+                                           capture)
             phases["cut"] = _since(cut_started)
             if segment or snapshot:
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
