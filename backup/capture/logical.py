@@ -29,7 +29,8 @@ from backup.capture.pgoutput import Decoder, RowChange
 from backup.errors import CaptureError
 
 SCHEMA = "vaxvault_backup"
-SLOT = "vaxvault_capture"
+# Slots are the cluster's, so each database's is named by its OID (recorded in PROGRESS).
+SLOT_PREFIX = "vaxvault_capture_"
 PUBLICATION = "vaxvault_capture"
 PROGRESS = f"{SCHEMA}.decoding"
 MODES = ("trigger", "logical")
@@ -102,7 +103,7 @@ async def install(conn: asyncpg.Connection, tables: list[TableDef]) -> list[str]
     # the drain starts after it. On a second init the recorded progress stays.
     await conn.execute(
         f"INSERT INTO {PROGRESS} (slot_name, drained_lsn) VALUES ($1, pg_current_wal_insert_lsn()) "
-        "ON CONFLICT (singleton) DO NOTHING", SLOT)
+        "ON CONFLICT (singleton) DO NOTHING", await slot_name(conn))
     keep = await conn.fetchval("SELECT current_setting('max_slot_wal_keep_size')")
     if keep == "-1":
         return ["max_slot_wal_keep_size is -1: if backup runs stop, the capture slot keeps WAL without "
@@ -120,33 +121,45 @@ async def create_publication(conn: asyncpg.Connection, tables: list[TableDef]) -
                            + " WITH (publish_via_partition_root = true)")
 
 
+async def slot_name(conn: asyncpg.Connection) -> str:
+    """The recorded slot of this database, or the name a new one gets."""
+    if await conn.fetchval("SELECT to_regclass($1)", PROGRESS) is not None:
+        recorded = await conn.fetchval(f"SELECT slot_name FROM {PROGRESS}")
+        if recorded:
+            return str(recorded)
+    oid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()")
+    return f"{SLOT_PREFIX}{oid}"
+
+
 async def create_slot(conn: asyncpg.Connection) -> None:
     """Create the capture slot unless it exists and is usable; outside any transaction."""
-    row = await conn.fetchrow("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", SLOT)
+    slot = await slot_name(conn)
+    row = await conn.fetchrow("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", slot)
     if row is not None and row["wal_status"] != "lost":
         return
-    if row is not None:
-        await conn.execute("SELECT pg_drop_replication_slot($1)", SLOT)
     try:
-        await conn.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", SLOT)
+        if row is not None:
+            await conn.execute("SELECT pg_drop_replication_slot($1)", slot)
+        await conn.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot)
     except asyncpg.PostgresError as exc:
-        raise CaptureError(f"cannot create the capture slot {SLOT}: {exc}") from exc
+        raise CaptureError(f"cannot create the capture slot {slot}: {exc}") from exc
 
 
 async def slot_problem(conn: asyncpg.Connection) -> str | None:
     """Why the slot can no longer give every change since the last drain, or None."""
     row = await conn.fetchrow(
-        "SELECT s.wal_status, s.confirmed_flush_lsn, d.drained_lsn FROM "
+        "SELECT s.wal_status, s.confirmed_flush_lsn, d.drained_lsn, s.slot_name AS slot, "
+        "d.slot_name AS recorded FROM "
         f"{PROGRESS} d LEFT JOIN pg_replication_slots s ON s.slot_name = d.slot_name")
     if row is None:
         return None
     if row["wal_status"] is None:
-        return (f"the capture slot {SLOT} does not exist (dropped, or this server is a promoted standby: "
+        return (f"the capture slot {row['recorded']} does not exist (dropped, or this server is a promoted standby: "
                 "PostgreSQL 15 keeps slots on the primary only)")
     if row["wal_status"] == "lost":
-        return f"the capture slot {SLOT} lost WAL it needed (max_slot_wal_keep_size)"
+        return f"the capture slot {row['slot']} lost WAL it needed (max_slot_wal_keep_size)"
     if row["confirmed_flush_lsn"] > row["drained_lsn"]:
-        return f"the capture slot {SLOT} was advanced past the changes drained into the log"
+        return f"the capture slot {row['slot']} was advanced past the changes drained into the log"
     return None
 
 
@@ -156,7 +169,7 @@ async def restart(conn: asyncpg.Connection) -> None:
     await create_slot(conn)
     await conn.execute(
         f"UPDATE {PROGRESS} SET drained_lsn = s.confirmed_flush_lsn FROM pg_replication_slots s "
-        "WHERE s.slot_name = $1", SLOT)
+        "WHERE s.slot_name = $1", await slot_name(conn))
 
 
 def lost_message(problem: str) -> str:
@@ -177,12 +190,12 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
     problem = await slot_problem(conn)
     if problem:
         raise SlotLost(lost_message(problem))
-    drained = await conn.fetchval(f"SELECT drained_lsn FROM {PROGRESS}")
+    slot, drained = await conn.fetchrow(f"SELECT slot_name, drained_lsn FROM {PROGRESS}")
     confirmed = await conn.fetchval(
-        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", SLOT)
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", slot)
     if drained > confirmed:
         # What earlier drains committed is no longer needed from the WAL.
-        await conn.execute("SELECT pg_replication_slot_advance($1, $2::pg_lsn)", SLOT, drained)
+        await conn.execute("SELECT pg_replication_slot_advance($1, $2::pg_lsn)", slot, drained)
     upto = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
     if await conn.fetchval("SELECT pg_current_wal_flush_lsn()") < upto:
         await _flush(database_url)
@@ -193,7 +206,7 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
     decoder = Decoder()
     count = 0
     last_end = drained
-    cursor = await conn.cursor(_PEEK, SLOT, upto, PUBLICATION)
+    cursor = await conn.cursor(_PEEK, slot, upto, PUBLICATION)
     while rows := await cursor.fetch(_BATCH):
         records: list[tuple[object, ...]] = []
         for row in rows:
