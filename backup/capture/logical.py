@@ -154,7 +154,8 @@ async def slot_problem(conn: asyncpg.Connection) -> str | None:
     if row is None:
         return None
     if row["wal_status"] is None:
-        return (f"the capture slot {row['recorded']} does not exist (dropped, or this server is a promoted standby: "
+        return (f"the capture slot {row['recorded']} does not exist (dropped, or this server is a "
+                "promoted standby: "
                 "PostgreSQL 15 keeps slots on the primary only)")
     if row["wal_status"] == "lost":
         return f"the capture slot {row['slot']} lost WAL it needed (max_slot_wal_keep_size)"
@@ -202,7 +203,7 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
     await conn.execute(_STAGING)
     reference = int(await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
     keys = dict(await conn.fetch(f"SELECT table_name, primary_key FROM {SCHEMA}.captured"))
-    shapes: dict[tuple[str, tuple[str, ...], tuple[int, ...]], int] = {}
+    shapes: Shapes = {}
     decoder = Decoder()
     count = 0
     last_end = drained
@@ -230,7 +231,11 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
     return count
 
 
-def _ops(change: RowChange, key: list[str]) -> list[tuple[str, list[str | None] | None, list[str | None] | None]]:
+Values = list[str | None] | None
+Shapes = dict[tuple[str, tuple[str, ...], tuple[int, ...]], int]
+
+
+def _ops(change: RowChange, key: list[str]) -> list[tuple[str, Values, Values]]:
     """The log rows of one decoded change, as trigger capture pairs them: an UPDATE that changes
     the primary key is a D of the old key and an I of the new one."""
     old = list(change.old) if change.old is not None else None
@@ -266,14 +271,16 @@ async def _flush(database_url: str) -> None:
         await side.close()
 
 
-async def _insert_sql(conn: asyncpg.Connection, shapes: dict[tuple[str, tuple[str, ...], tuple[int, ...]], int],
+async def _insert_sql(conn: asyncpg.Connection, shapes: Shapes,
                       keys: dict[str, list[str]]) -> str:
     """INSERT ... SELECT moving the staged changes into the log in order, each image rebuilt as
     to_json of a record with the decoded columns, cast from their text to their decoded types
     (so an image made before a migration keeps the columns it had)."""
     oids = sorted({oid for _, _, types in shapes for oid in types})
-    names = dict(await conn.fetch("SELECT t.oid, format_type(t.oid, NULL) FROM unnest($1::oid[]) t(oid)", oids))
-    key_cases, image_cases = [], {"old": [], "new": []}
+    names = dict(await conn.fetch(
+        "SELECT t.oid, format_type(t.oid, NULL) FROM unnest($1::oid[]) t(oid)", oids))
+    key_cases: list[str] = []
+    image_cases: dict[str, list[str]] = {"old": [], "new": []}
     for (table, columns, types), shape in shapes.items():
         typed = [f"@[{i}]::{names[oid]} AS {quote_ident(c)}"
                  for i, (c, oid) in enumerate(zip(columns, types, strict=True), 1)]

@@ -27,11 +27,11 @@ from backup.config import BackupConfig
 from backup.errors import CaptureError
 from backup.restore.source import live_changes
 from backup.runner import run_backup
+from backup.storage import codec
 from backup.storage.change import Change
 from backup.storage.reader import list_segments, read_object
 from backup.storage.repository import open_repository
 from backup.storage.segment import decode_changes
-from backup.storage import codec
 
 pytestmark = pytest.mark.slow
 
@@ -105,8 +105,8 @@ def _value_columns(draw: st.DrawFn) -> tuple[object, ...]:
     return label, body, amount, seen, day, tags, doc
 
 
-_INSERT = ("INSERT INTO items VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6::text::date, $7, $8::text::jsonb)"
-           " ON CONFLICT (id) DO NOTHING")
+_INSERT = ("INSERT INTO items VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6::text::date, $7, "
+           "$8::text::jsonb) ON CONFLICT (id) DO NOTHING")
 
 
 @st.composite
@@ -128,12 +128,14 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
                 steps.append(Step(session, _INSERT, (key, *_value_columns(draw))))
             elif kind == "update":
                 label, body, *_ = _value_columns(draw)
-                steps.append(Step(session, "UPDATE items SET label = $2, body = $3 WHERE id = $1", (key, label, body)))
+                steps.append(Step(session, "UPDATE items SET label = $2, body = $3 WHERE id = $1",
+                                  (key, label, body)))
             elif kind == "update_small":  # leaves a TOASTed body unchanged
                 steps.append(Step(session, "UPDATE items SET amount = coalesce(amount, 0) + 1, day = NULL "
                                            "WHERE id = $1", (key,)))
             elif kind == "move":  # a key change, to a key nobody else uses
-                steps.append(Step(session, "UPDATE items SET id = $2 WHERE id = $1", (key, next(fresh) * 2 + session)))
+                steps.append(Step(session, "UPDATE items SET id = $2 WHERE id = $1",
+                                  (key, next(fresh) * 2 + session)))
             elif kind == "delete":
                 steps.append(Step(session, "DELETE FROM items WHERE id = $1", (key,)))
             elif kind == "bulk" and not concurrent:
@@ -251,7 +253,8 @@ async def test_backups_ship_the_same_segments_and_a_lost_slot_asks_for_a_full_ru
                  Step(0, "UPDATE items SET amount = 5 WHERE id = 2"),
                  Step(0, "UPDATE items SET id = 8 WHERE id = 2")], False),
                ([Step(0, "DELETE FROM items WHERE id = 1")], True),
-               ([Step(0, "TRUNCATE items"), Step(0, _INSERT, (3, None, None, None, None, None, None, None))], False)]
+               ([Step(0, "TRUNCATE items"),
+                 Step(0, _INSERT, (3, None, None, None, None, None, None, None))], False)]
     shipped = []
     for url in pair:
         await _reset(url)
