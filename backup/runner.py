@@ -43,6 +43,9 @@ class RunSummary:
     phases: dict[str, float] = field(default_factory=dict)
     # Why an incremental run took a full snapshot instead (no base to replay its segment on).
     promoted: str | None = None
+    # Logical capture with max_slot_wal_keep_size set: WAL the server may still write before
+    # the capture slot loses changes (backup/metrics.py).
+    slot_safe_wal: int | None = None
 
     @property
     def noop(self) -> bool:
@@ -250,6 +253,12 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         release_started = time.perf_counter()
         release(spool, stages[1:], {n: listings[n] for n in listings if n not in failures})
         phases["release"] = _since(release_started)
+        slot_safe_wal = None
+        if capture[0]:
+            try:
+                slot_safe_wal = await logical.safe_wal_size(conn)
+            except asyncpg.PostgresError as exc:
+                raise DatabaseError(f"cannot read the capture slot's state: {exc}") from exc
         trimmed = 0
         if not failures:
             trim_started = time.perf_counter()
@@ -268,7 +277,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
                           phases=phases,
-                          promoted=promoted)
+                          promoted=promoted, slot_safe_wal=slot_safe_wal)
     finally:
         if early:
             early.close()

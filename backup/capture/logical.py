@@ -164,6 +164,13 @@ async def slot_problem(conn: asyncpg.Connection) -> str | None:
     return None
 
 
+async def safe_wal_size(conn: asyncpg.Connection) -> int | None:
+    """Bytes of WAL the server may still write before the slot loses some (None: no limit)."""
+    value = await conn.fetchval(
+        f"SELECT s.safe_wal_size FROM {PROGRESS} d JOIN pg_replication_slots s ON s.slot_name = d.slot_name")
+    return None if value is None else int(value)
+
+
 async def restart(conn: asyncpg.Connection) -> None:
     """Recreate a lost slot and drain from where it starts (a full run after a loss: the changes
     in between are in its snapshot, and it starts a new chain)."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -25,6 +27,7 @@ from backup.capture import logical
 from backup.capture.triggers import install
 from backup.config import BackupConfig
 from backup.errors import CaptureError
+from backup.restore.records import RestorePlan, RestoreRequest, plan_restore
 from backup.restore.source import live_changes
 from backup.runner import run_backup
 from backup.storage import codec
@@ -147,10 +150,15 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
     return transactions  # type: ignore[return-value]
 
 
-async def _run_program(url: str, program: list[tuple[list[Step], bool]]) -> None:
+async def _run_program(url: str, program: list[tuple[list[Step], bool]],
+                       mark_after: int | None = None) -> datetime | None:
+    """Run `program`; return the time after its first `mark_after` transactions, if asked."""
     sessions = [await asyncpg.connect(url), await asyncpg.connect(url)]
+    marked = None
     try:
-        for steps, rollback in program:
+        for number, (steps, rollback) in enumerate(program):
+            if number == mark_after:
+                marked = await sessions[0].fetchval("SELECT clock_timestamp()")
             used = sorted({s.session for s in steps})
             # Session 1 (when used) begins first and commits last.
             for session in reversed(used):
@@ -162,6 +170,7 @@ async def _run_program(url: str, program: list[tuple[list[Step], bool]]) -> None
     finally:
         for conn in sessions:
             await conn.close()
+    return marked
 
 
 async def _reset(url: str) -> None:
@@ -247,26 +256,38 @@ def _per_row(changes: list[Change]) -> list[tuple[object, ...]]:
 
 async def test_backups_ship_the_same_segments_and_a_lost_slot_asks_for_a_full_run(
         pair: tuple[str, str], tmp_path: Path) -> None:
-    program = [([Step(0, _INSERT, (1, "a", _big(1), None, None, None, None, None)),
-                 Step(0, _INSERT, (2, "b", None, None, None, None, None, None))], False),
-               ([Step(1, "UPDATE items SET label = 'late' WHERE id = 1"),
+    before = [([Step(0, _INSERT, (key, "a", _big(key), None, None, None, None, None)) for key in (1, 2, 4)],
+               False)]
+    program = [([Step(1, "UPDATE items SET label = 'late' WHERE id = 1"),
                  Step(0, "UPDATE items SET amount = 5 WHERE id = 2"),
                  Step(0, "UPDATE items SET id = 8 WHERE id = 2")], False),
                ([Step(0, "DELETE FROM items WHERE id = 1")], True),
-               ([Step(0, "TRUNCATE items"),
-                 Step(0, _INSERT, (3, None, None, None, None, None, None, None))], False)]
-    shipped = []
+               # T falls here
+               ([Step(0, "DELETE FROM items WHERE id = 4"),
+                 Step(0, "UPDATE items SET body = 'b' WHERE id = 1"),
+                 Step(0, _INSERT, (9, None, None, None, None, None, None, None))], False)]
+    shipped, plans = [], []
     for url in pair:
         await _reset(url)
-        config = BackupConfig(database_url=url, spool_dir=tmp_path / url[-8:] / "spool",
-                              primary_url=(tmp_path / url[-8:] / "primary").as_uri())
+        name = url.rsplit("/", 1)[1]
+        config = BackupConfig(database_url=url, spool_dir=tmp_path / name / "spool",
+                              primary_url=(tmp_path / name / "primary").as_uri())
+        await _run_program(url, before)
         await run_backup(config, full=True)
-        await _run_program(url, program)
+        as_of = await _run_program(url, program, mark_after=2)
+        assert as_of is not None
+        repo = open_repository(config.primary_url or "")
+        request = RestoreRequest(table="items", as_of=as_of, sample_size=100)
+        from_live_log = await plan_restore(url, repo, None, request)  # drains the slot first
         summary = await run_backup(config, full=False)
-        assert summary.changes == 8
+        assert summary.changes == 7
         assert (await run_backup(config, full=False)).changes == 0  # nothing shipped twice
         shipped.append(_shipped(config))
+        plans.append((_plan(from_live_log), _plan(await plan_restore(url, repo, None, request))))
     assert _per_row(shipped[1]) == _per_row(shipped[0])
+    # Restore as of T (inside the program) plans the same from either capture.
+    assert plans[1] == plans[0]
+    assert plans[0][0][0]["write_back"] + plans[0][0][0]["reinsert"] > 0
 
     # The slot is dropped (or lost WAL, or the server is a promoted standby): the log may lack
     # changes, so an incremental is refused with the fix, and a full run recreates the slot.
@@ -277,18 +298,27 @@ async def test_backups_ship_the_same_segments_and_a_lost_slot_asks_for_a_full_ru
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM vaxvault_backup.decoding")
-        await conn.execute("UPDATE items SET label = 'lost' WHERE id = 3")
+        await conn.execute("UPDATE items SET label = 'lost' WHERE id = 9")
         with pytest.raises(CaptureError, match=r"does not exist.*run 'vaxvault backup run --full'"):
             await run_backup(config, full=False)
         full = await run_backup(config, full=True)
         assert full.segment_id is None  # its segment would miss the lost changes: a new chain
-        await conn.execute("UPDATE items SET label = 'after' WHERE id = 3")
+        await conn.execute("UPDATE items SET label = 'after' WHERE id = 9")
     finally:
         await conn.close()
     after = await run_backup(config, full=False)
     assert after.changes == 1
+    assert after.slot_safe_wal is not None and after.slot_safe_wal > 0  # max_slot_wal_keep_size is set
     [change] = [c for c in _shipped(config) if c.position > 0 and c.new and c.new["label"] == "after"]
     assert change.old is not None and change.old["label"] == "lost"
+
+
+def _plan(plan: RestorePlan) -> tuple[object, ...]:
+    # Positions are the log's own numbers: the two databases' logs start at different ones.
+    rows = sorted((repr(d.key), d.action, re.sub(r"position \d+", "position N", d.reason),
+                   repr(sorted(d.columns.items())))
+                  for d in plan.sample + plan.conflicts)
+    return dict(plan.counts), plan.matched, plan.conflicts_total, plan.used_live_log, rows
 
 
 def test_init_asking_for_logical_capture_without_wal_level_logical_says_how(
