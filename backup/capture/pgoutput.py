@@ -49,6 +49,10 @@ class RowChange:
     new: tuple[str | None, ...] | None
 
 
+_INT16 = struct.Struct("!h").unpack_from
+_INT32 = struct.Struct("!i").unpack_from
+
+
 class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -71,19 +75,27 @@ class _Reader:
         return value
 
     def tuple(self) -> tuple[object, ...]:
+        # The hot loop of a drain (one pass per column of every change): locals, no method calls.
+        data, at = self.data, self.at
+        (count,) = _INT16(data, at)
+        at += 2
         values: list[object] = []
-        for _ in range(self.take("!h")):
-            kind = self.byte()
-            if kind == "n":
-                values.append(None)
-            elif kind == "u":
-                values.append(UNCHANGED)
-            elif kind == "t":
-                size = self.take("!i")
-                values.append(self.data[self.at:self.at + size].decode())
-                self.at += size
+        append = values.append
+        for _ in range(count):
+            kind = data[at]
+            at += 1
+            if kind == 116:  # 't': text
+                (size,) = _INT32(data, at)
+                at += 4
+                append(data[at:at + size].decode())
+                at += size
+            elif kind == 110:  # 'n': NULL
+                append(None)
+            elif kind == 117:  # 'u': unchanged TOASTed value
+                append(UNCHANGED)
             else:
-                raise CaptureError(f"pgoutput sent a column in format {kind!r}; only text is read")
+                raise CaptureError(f"pgoutput sent a column in format {chr(kind)!r}; only text is read")
+        self.at = at
         return tuple(values)
 
 

@@ -98,7 +98,9 @@ class Step:
 
 
 def _value_columns(draw: st.DrawFn) -> tuple[object, ...]:
-    label = draw(st.one_of(st.none(), st.text(max_size=8)))
+    # Any text PostgreSQL stores (no NUL): quotes, backslashes, non-ASCII.
+    label = draw(st.one_of(st.none(), st.text(st.characters(blacklist_characters="\x00",
+                                                            blacklist_categories=("Cs",)), max_size=8)))
     body = draw(st.one_of(st.none(), st.just("short"), st.integers(0, 9).map(_big)))
     amount = draw(st.one_of(st.none(), st.decimals(min_value=-999, max_value=999, places=2)))
     seen = draw(st.sampled_from([None, "2026-03-01 10:00:00+02", "2026-11-30 23:59:59.123456+00"]))
