@@ -13,7 +13,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from api.cli import main
 from api.embedded_postgres import EmbeddedPostgres
-from backup.capture import logical
+from backup.capture import changelog, logical
 from backup.capture.triggers import install
 from backup.config import BackupConfig
 from backup.errors import CaptureError
@@ -32,6 +32,7 @@ from backup.restore.source import live_changes
 from backup.runner import run_backup
 from backup.storage import codec
 from backup.storage.change import Change
+from backup.storage.file import FileRepository
 from backup.storage.reader import list_segments, read_object
 from backup.storage.repository import open_repository
 from backup.storage.segment import decode_changes
@@ -333,3 +334,35 @@ def test_init_asking_for_logical_capture_without_wal_level_logical_says_how(
     monkeypatch.setenv("VAXVAULT_BACKUP_CAPTURE", "sideways")
     assert main(["backup", "init"]) != 0
     assert "VAXVAULT_BACKUP_CAPTURE='sideways' must be one of trigger, logical" in capsys.readouterr().err
+
+
+async def test_a_transaction_drained_but_not_visible_at_the_cut_ships_once_in_the_next_segment(
+        pair: tuple[str, str], tmp_path: Path) -> None:
+    """The cut's drain reads the WAL up to a point after its snapshot, so it also moves into the
+    log a transaction that committed after the snapshot: that one belongs to the next segment."""
+    url = pair[1]
+    await _reset(url)
+    await _run_program(url, [([Step(0, _INSERT, (5, "a", None, None, None, None, None, None))], False)])
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    try:
+        previous = await conn.fetchval("SELECT watermark FROM vaxvault_backup.state")
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)  # as runner._cut does
+            position = await conn.fetchval("SELECT pg_current_snapshot()::text")
+            await writer.execute("UPDATE items SET label = 'between' WHERE id = 5")  # commits now
+            assert await logical.drain(conn, url) == 1
+            segment = await changelog.cut_segment(conn, previous, position, datetime.now(UTC),
+                                                  FileRepository(tmp_path / "cut"), None, drained=True)
+        assert segment is None  # not visible at `position`: not this segment's
+        await conn.execute("UPDATE vaxvault_backup.state SET watermark = $1", position)
+    finally:
+        await conn.close()
+        await writer.close()
+    shipped = await run_backup(config, full=False)
+    assert shipped.changes == 1
+    [change] = [c for c in _shipped(config) if c.new and c.new["label"] == "between"]
+    assert change.old is not None and change.old["label"] == "a"
