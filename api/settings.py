@@ -37,6 +37,9 @@ class Settings:
     # to show the next runs in the console.
     backup_schedule_full: str | None = None
     backup_schedule_incremental: str | None = None
+    # How `backup init` captures changes: "trigger" or "logical" (needs wal_level=logical);
+    # None keeps what is installed (trigger on a new install).
+    backup_capture: str | None = None
     state_dir: Path = DEFAULT_STATE_DIR
     statement_timeout_ms: int = 5000
     pool_max_size: int = 10
@@ -94,6 +97,17 @@ def _encryption_key(value: str | None) -> bytes | None:
     return key
 
 
+CAPTURE_MODES = ("trigger", "logical")
+
+
+def _capture_mode(value: str | None) -> str | None:
+    if not value:
+        return None
+    if value not in CAPTURE_MODES:
+        raise SettingsError(f"VAXVAULT_BACKUP_CAPTURE={value!r} must be one of {', '.join(CAPTURE_MODES)}")
+    return value
+
+
 def _positive_int(name: str, value: str | None, default: int) -> int:
     if value is None or value == "":
         return default
@@ -142,6 +156,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backup_encryption_key=_encryption_key(env.get("VAXVAULT_BACKUP_ENCRYPTION_KEY")),
         backup_schedule_full=env.get("VAXVAULT_BACKUP_SCHEDULE_FULL") or None,
         backup_schedule_incremental=env.get("VAXVAULT_BACKUP_SCHEDULE_INCREMENTAL") or None,
+        backup_capture=_capture_mode(env.get("VAXVAULT_BACKUP_CAPTURE")),
         state_dir=state_dir,
         statement_timeout_ms=_positive_int(
             "VAXVAULT_STATEMENT_TIMEOUT_MS", env.get("VAXVAULT_STATEMENT_TIMEOUT_MS"), 5000

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from backup.capture import changelog
+from backup.capture import changelog, logical
 from backup.capture.catalog import describe_tables, schema_ddl
 from backup.config import BackupConfig
-from backup.errors import BackupError, ConfigError, DatabaseError, LockHeld, StorageError
+from backup.errors import BackupError, CaptureError, ConfigError, DatabaseError, LockHeld, StorageError
 from backup.listing import Listing, stage_listing
 from backup.snapshot import Progress, copy_tables
 from backup.stages import EarlyUploads, Stage, build_stages, push, release, remove_orphans
@@ -45,6 +45,9 @@ class RunSummary:
     phases: dict[str, float] = field(default_factory=dict)
     # Why an incremental run took a full snapshot instead (no base to replay its segment on).
     promoted: str | None = None
+    # Logical capture with max_slot_wal_keep_size set: WAL the server may still write before
+    # the capture slot loses changes (backup/metrics.py).
+    slot_safe_wal: int | None = None
 
     @property
     def noop(self) -> bool:
@@ -113,20 +116,24 @@ Cut = tuple[SegmentManifest | None, SnapshotManifest | None]
 
 
 @contextlib.asynccontextmanager
-async def _read_only(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """A REPEATABLE READ, read-only transaction. On an error it is rolled back only if that can
+async def _read_only(conn: asyncpg.Connection, drains: bool = False) -> AsyncIterator[None]:
+    """A REPEATABLE READ transaction, read-only unless it `drains` the capture slot into the
+    change log (logical capture writes there). On an error it is rolled back only if that can
     be done, so the error raised is the run's own: a worker whose backend died (terminated, or
     the server restarted) has no transaction left to end, and asyncpg's own transaction block
     would replace the cause with "the underlying connection is closed"."""
-    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    # asyncpg's own Transaction, started and ended by hand: code inside may open savepoints
+    # (conn.transaction() refuses to nest in a transaction begun with a bare BEGIN).
+    transaction = conn.transaction(isolation="repeatable_read", readonly=not drains)
+    await transaction.start()
     try:
         yield
     except BaseException:
         if not conn.is_closed():
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                await conn.execute("ROLLBACK")
+                await transaction.rollback()
         raise
-    await conn.execute("COMMIT")
+    await transaction.commit()
 
 
 def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | None:
@@ -141,11 +148,29 @@ def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | No
     return None
 
 
+async def _capture(conn: asyncpg.Connection, full: bool) -> tuple[bool, bool]:
+    """(drained, restarted): whether capture is logical (the cut drains the slot first) and
+    whether this full run recreated a lost slot (its segment would miss changes: none is cut,
+    and the snapshot starts a new chain). Raises CaptureError for an incremental after a loss."""
+    if await logical.mode(conn) != "logical":
+        return False, False
+    problem = await logical.slot_problem(conn)
+    if problem is None:
+        return True, False
+    if not full:
+        raise CaptureError(logical.lost_message(problem))
+    await logical.restart(conn)
+    return True, True
+
+
 async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileRepository, previous: str,
                full: bool, progress: Progress | None, early: EarlyUploads | None,
-               phases: dict[str, float]) -> Cut:
+               phases: dict[str, float], capture: tuple[bool, bool] = (False, False)) -> Cut:
+    drained, restarted = capture
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(_read_only(conn))
+        await stack.enter_async_context(_read_only(conn, drains=drained))
+        if drained:
+            await logical.lock(conn)  # before the snapshot: see capture/logical.py
         cut = await conn.fetchrow(
             "SELECT pg_current_snapshot()::text AS position, clock_timestamp() AS cut_at, "
             "current_database() AS db, current_setting('server_version') AS version, "
@@ -153,14 +178,19 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
         # Connections in the cut's snapshot: the tables' copiers of a full run; the second also
         # reads the segment's summary while the first streams its lines.
         workers = [conn]
-        for _ in range(max(0, config.workers - 1) if full else min(1, config.workers - 1)):
+        for _ in range(max(0, config.workers - 1) if full else min(0 if drained else 1, config.workers - 1)):
             worker = await connect(config.database_url)
             stack.push_async_callback(worker.close)
             await stack.enter_async_context(_read_only(worker))
             await worker.execute(f"SET TRANSACTION SNAPSHOT '{cut['export']}'")
             workers.append(worker)
-        segment = await changelog.cut_segment(conn, previous, cut["position"], cut["cut_at"], spool,
-                                              config.key, workers[1] if len(workers) > 1 else None)
+        if drained:
+            drain_started = time.perf_counter()
+            await logical.drain(conn, config.database_url)
+            phases["drain"] = _since(drain_started)
+        segment = None if restarted else await changelog.cut_segment(
+            conn, previous, cut["position"], cut["cut_at"], spool, config.key,
+            None if drained else workers[1] if len(workers) > 1 else None, drained=drained)
         if not full:
             return segment, None
         tables = await describe_tables(conn, SNAPSHOT_SCHEMA)
@@ -176,7 +206,7 @@ async def _cut(config: BackupConfig, conn: asyncpg.Connection, spool: FileReposi
             id=snapshot_id, cut_at=cut["cut_at"], position=cut["position"], database=cut["db"],
             server_version=cut["version"], encryption_key_id=config.key.id if config.key else None,
             schema=ObjectRef(schema_key, sha256(schema_data), len(schema_data)), tables=tuple(images),
-            continues=previous if segment is None else None)
+            continues=previous if segment is None and not restarted else None)
         manifest_key = keys.format_snapshot_manifest_key(snapshot_id)
         spool.put(manifest_key, encode_manifest(manifest, manifest_key, config.key))
         return segment, manifest
@@ -218,10 +248,12 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             targets = [s for s in stages[1:] if s.name not in failures]
             promoted = None if full else missing_base(listings, targets)
             full = full or promoted is not None
+            capture = await _capture(conn, full)
             early = EarlyUploads(spool, targets) if full and targets else None
             phases["prepare"] = _since(started)
             cut_started = time.perf_counter()
-            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early, phases)
+            segment, snapshot = await _cut(config, conn, spool, previous, full, progress, early, phases,
+                                           capture)
             phases["cut"] = _since(cut_started)
             if segment or snapshot:
                 position = snapshot.position if snapshot else segment.to_position  # type: ignore[union-attr]
@@ -244,6 +276,12 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
         release_started = time.perf_counter()
         release(spool, stages[1:], {n: listings[n] for n in listings if n not in failures})
         phases["release"] = _since(release_started)
+        slot_safe_wal = None
+        if capture[0]:
+            try:
+                slot_safe_wal = await logical.safe_wal_size(conn)
+            except asyncpg.PostgresError as exc:
+                raise DatabaseError(f"cannot read the capture slot's state: {exc}") from exc
         trimmed = 0
         if not failures:
             trim_started = time.perf_counter()
@@ -262,7 +300,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
                           phases=phases,
-                          promoted=promoted)
+                          promoted=promoted, slot_safe_wal=slot_safe_wal)
     finally:
         if early:
             early.close()

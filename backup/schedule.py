@@ -61,6 +61,8 @@ def record(summary: RunSummary) -> None:
     metrics.DURATION.labels(summary.kind).set(summary.seconds)
     metrics.BYTES.labels(summary.kind).set(summary.bytes)
     metrics.ROWS.labels(summary.kind).set(summary.rows if summary.kind == "full" else summary.changes)
+    if summary.slot_safe_wal is not None:
+        metrics.SLOT_SAFE_WAL.set(summary.slot_safe_wal)
 
 
 async def run_once(config: BackupConfig, kind: str) -> RunSummary | None:

@@ -2,7 +2,7 @@
 inserts/s (the machine is shared: CPU seconds and bytes move little with the neighbours' load).
 
     python -m bench.capture_cost [--recipients 1000000] [--seconds 5] [--rounds 3] [--serial 5000]
-                                 [--bulk 50000] [--variants off,on]
+                                 [--bulk 50000] [--variants off,on,logical]
 
 Each variant gets its own scratch copy of the seeded database; rounds alternate the variants
 (order reversed every round). A round is bench/writes.py's load (8 clients, one INSERT into
@@ -11,6 +11,12 @@ CPU (utime+stime from /proc) per insert and WAL bytes per insert. --serial N als
 single-row transactions inside one backend (a procedure that COMMITs after each INSERT), which
 counts the server's own CPU per insert with no client or scheduling in it. --bulk N inserts N rows
 with one INSERT ... SELECT (a restore writing lost rows back), CPU per row.
+
+`logical` is logical-decoding capture (backup/capture/logical.py): it needs the bench cluster
+started with wal_level=logical (add `wal_level = logical` to bench/.cache/postgres/data/
+postgresql.auto.conf and restart it). Its writers pay no capture; the cost moves to the drain
+that every backup run does first, reported after the rounds as CPU per drained change (the
+drain's backend, the slot's decoding in it, plus this process's parsing).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from datetime import date
 
 import asyncpg
 
-from backup.capture import triggers
+from backup.capture import logical, triggers
 from bench.cluster import clone_database, drop_database, seeded_database, start_cluster
 from bench.writes import CLIENTS, INSERT, process_cpu
 
@@ -41,7 +47,11 @@ async def _capture(conn: asyncpg.Connection) -> None:
     await triggers.install(conn)
 
 
-VARIANTS: dict[str, Setup] = {"off": _no_capture, "on": _capture}
+async def _logical_capture(conn: asyncpg.Connection) -> None:
+    await triggers.install(conn, mode="logical")
+
+
+VARIANTS: dict[str, Setup] = {"off": _no_capture, "on": _capture, "logical": _logical_capture}
 
 # One transaction per INSERT inside a single backend: the server's CPU per insert alone.
 _SERIAL = """
@@ -165,6 +175,32 @@ async def _bulk_round(variant: Variant, n: int) -> Sample:
     return Sample(n, elapsed, cpu, wal, os.getloadavg()[0])
 
 
+async def _drain(url: str) -> tuple[int, float, float]:
+    """(changes, CPU seconds of the drain's backend and of this process, wall seconds) of draining
+    everything the rounds wrote into the change log, as a backup run's cut does."""
+    conn = await asyncpg.connect(url)
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        cpu0, client0, started = process_cpu(pid), os.times(), time.perf_counter()
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)
+            changes = await logical.drain(conn, url)
+        client = os.times()
+        cpu = process_cpu(pid) - cpu0 + (client.user - client0.user) + (client.system - client0.system)
+        return changes, cpu, time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def _drop_slot(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                           "WHERE database = current_database()")
+    finally:
+        await conn.close()
+
+
 async def _setup(url: str, setup: Setup) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -206,8 +242,14 @@ def run(recipients: int, seconds: float, rounds: int, serial: int, bulk: int,
                 print(f"round {r + 1} {variant.name}: load {_summary(variant.load[-1:])}  "
                       f"serial {_summary(variant.serial[-1:])}  bulk {_summary(variant.bulk[-1:])}",
                       flush=True)
+        for variant in chosen:
+            if variant.name == "logical":
+                changes, cpu, wall = asyncio.run(_drain(variant.url))
+                print(f"drain: {changes:,} changes in {wall:.2f} s; CPU {cpu:.2f} s "
+                      f"= {cpu / max(changes, 1) * 1e6:.1f} us per change (backend + client)", flush=True)
     finally:
         for variant in chosen:
+            asyncio.run(_drop_slot(variant.url))
             drop_database(cluster, f"bench_scratch_capture_{variant.name}")
     print(f"\n{recipients:,} recipients, {rounds} rounds, medians:")
     for variant in chosen:

@@ -109,7 +109,7 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> CaptureInstall:
         conn = await connect(settings.require_database_url())
         try:
-            return await install(conn, args.tables)
+            return await install(conn, args.tables, mode=settings.backup_capture)
         finally:
             await conn.close()
 
@@ -117,8 +117,10 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
         result = asyncio.run(go())
     for warning in result.warnings:  # loud, but not fatal: capture still works, order is a bound
         print(f"WARNING: {warning}", file=sys.stderr)
-    emit(args, f"change capture installed on {len(result.tables)} table(s): {', '.join(result.tables)}",
-         {"tables": list(result.tables), "watermark": result.watermark, "warnings": list(result.warnings)})
+    emit(args, f"change capture ({result.mode}) installed on {len(result.tables)} table(s): "
+         f"{', '.join(result.tables)}",
+         {"tables": list(result.tables), "watermark": result.watermark, "warnings": list(result.warnings),
+          "mode": result.mode})
     return 0
 
 

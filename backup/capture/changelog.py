@@ -48,6 +48,11 @@ SELECT {_LINE} AS line
 {_SHIPPED}
 ORDER BY position
 """
+# Under logical capture the cut's own transaction drained the slot (capture/logical.py) and sees
+# changes of transactions its snapshot does not: those are the next segment's. Under trigger
+# capture the condition holds for every row the snapshot sees, so that path keeps the plain query.
+_VISIBLE_AT_CUT = "  AND pg_visible_in_snapshot(txid, $2::text::pg_snapshot)\n"
+_LINES_DRAINED = _LINES.replace("ORDER BY position", _VISIBLE_AT_CUT + "ORDER BY position")
 # Every change of one table still in the live log (shipped or not: trimming keeps some shipped
 # ones), in the segment line format, committed in (after, until]; for finding loss before the
 # next incremental has shipped it.
@@ -65,6 +70,7 @@ SELECT count(*) AS changes, min(position) AS first, max(position) AS last,
        min({commit_time_sql("c")}) AS earliest, max({commit_time_sql("c")}) AS latest
 {_SHIPPED}
 """
+_SUMMARY_DRAINED = _SUMMARY + _VISIBLE_AT_CUT
 # The planner settings for the line COPY, set for that statement only. The change log is filled
 # and emptied between autovacuum's visits, so its statistics are always stale and the planner
 # guesses; for 266,561 changes it guessed a bitmap scan, then a sort of every row image (200 MB
@@ -127,11 +133,13 @@ async def _planner(conn: asyncpg.Connection, settings: dict[str, str]) -> AsyncI
 
 
 async def _images(conn: asyncpg.Connection, previous: str, segment_id: str, summary: asyncpg.Record,
-                  spool: FileRepository, key: Key | None) -> tuple[SegmentImage, ...]:
+                  spool: FileRepository, key: Key | None,
+                  visible_at: str | None = None) -> tuple[SegmentImage, ...]:
     if not summary["changes"]:
         return ()
     async with _planner(conn, _ORDERED_SCAN):
-        return await write_images(conn, previous, segment_id, sorted(summary["tables"]), spool, key)
+        return await write_images(conn, previous, segment_id, sorted(summary["tables"]), spool, key,
+                                  visible_at)
 
 
 async def _summary_and_images(conn: asyncpg.Connection, previous: str, segment_id: str, spool: FileRepository,
@@ -142,7 +150,8 @@ async def _summary_and_images(conn: asyncpg.Connection, previous: str, segment_i
 
 async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cut_at: datetime,
                       spool: FileRepository, key: Key | None,
-                      beside: asyncpg.Connection | None = None) -> SegmentManifest | None:
+                      beside: asyncpg.Connection | None = None,
+                      drained: bool = False) -> SegmentManifest | None:
     """Write the segment (previous, position] to the spool and return its manifest, or None when
     there is nothing to ship. `conn` must be in the REPEATABLE READ transaction of `position`;
     `beside`, when given, in the same snapshot (SET TRANSACTION SNAPSHOT): the summary (count,
@@ -150,11 +159,16 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
     `conn` streams the lines, on the other core.
 
     The payload streams from COPY through zstd into the spool: memory does not grow with the
-    number of changes (with a key, the compressed object is held once to be sealed)."""
+    number of changes (with a key, the compressed object is held once to be sealed).
+    `drained`: `conn` drained the capture slot (logical capture): only changes of transactions
+    visible at `position` are shipped (lines and images), and `beside` must be None (it cannot
+    see that drain)."""
     segment_id = keys.format_id(cut_at)
+    lines, summary_sql = (_LINES_DRAINED, _SUMMARY_DRAINED) if drained else (_LINES, _SUMMARY)
+    arguments = (previous, position) if drained else (previous,)
     counting: asyncio.Future[tuple[asyncpg.Record, tuple[SegmentImage, ...]]] | None = None
     if beside is None:
-        summary = await conn.fetchrow(_SUMMARY, previous)
+        summary = await conn.fetchrow(summary_sql, *arguments)
         if not summary["changes"]:
             return None
     else:
@@ -170,7 +184,7 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
                 await writer.write(data)
 
             async with _planner(conn, _ORDERED_SCAN):
-                await conn.copy_from_query(_LINES, previous, output=sink, format="csv",
+                await conn.copy_from_query(lines, *arguments, output=sink, format="csv",
                                            delimiter=_DELIMITER, quote=_QUOTE)
             if counting is not None:
                 summary, images = await counting
@@ -183,7 +197,8 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
                                    f"{summary['changes']} counted in the same snapshot; run the backup again")
             ref = await writer.finish()
         if counting is None:
-            images = await _images(conn, previous, segment_id, summary, spool, key)
+            images = await _images(conn, previous, segment_id, summary, spool, key,
+                                   position if drained else None)
     finally:
         if counting is not None and not counting.done():
             counting.cancel()  # the caller closes `beside`; its query must not outlive the run

@@ -41,9 +41,14 @@ WHERE t.table_name = $1
 """
 
 
-def _rows_sql(qualified: str, columns: Sequence[str]) -> str:
+_VISIBLE = "  AND pg_visible_in_snapshot(c.txid, $3::text::pg_snapshot)"
+
+
+def _rows_sql(qualified: str, columns: Sequence[str], visible_at: bool = False) -> str:
     """The shipped changes of one table ($1: previous position, $2: table) as typed rows. A D
-    carries only its key (`key`), a T nothing: populating NULL gives a row of NULLs."""
+    carries only its key (`key`), a T nothing: populating NULL gives a row of NULLs.
+    `visible_at`: only changes of transactions visible in snapshot $3 (a cut that drained the
+    logical capture slot sees later transactions' changes too: they are the next segment's)."""
     picked = ", ".join(f"r.{quote_ident(c)}" for c in columns)
     return f"""
 SELECT c.position, {commit_time_sql("c")} AS committed_at, c.op::text AS op, {picked}
@@ -52,25 +57,28 @@ LEFT JOIN LATERAL json_populate_record(NULL::{qualified}, coalesce(c.new, c.key)
 WHERE c.txid >= pg_snapshot_xmin($1::text::pg_snapshot)
   AND NOT pg_visible_in_snapshot(c.txid, $1::text::pg_snapshot)
   AND c.table_name = $2
+{_VISIBLE if visible_at else ""}
 ORDER BY c.position
 """
 
 
 async def write_images(conn: asyncpg.Connection, previous: str, segment_id: str, tables: Sequence[str],
-                       spool: FileRepository, key: Key | None) -> tuple[SegmentImage, ...]:
+                       spool: FileRepository, key: Key | None,
+                       visible_at: str | None = None) -> tuple[SegmentImage, ...]:
     """Write the typed image of each of `tables` for the segment (previous, <conn's snapshot>]
-    to the spool. `conn` is in the cut's transaction; each table's read runs in a savepoint,
+    to the spool (only changes of transactions visible in snapshot `visible_at`, when given).
+    `conn` is in the cut's transaction; each table's read runs in a savepoint,
     and a table whose image the server cannot build is left out (restore reads its JSON)."""
     images = []
     for table in tables:
-        image = await _write_image(conn, previous, segment_id, table, spool, key)
+        image = await _write_image(conn, previous, segment_id, table, spool, key, visible_at)
         if image is not None:
             images.append(image)
     return tuple(images)
 
 
 async def _write_image(conn: asyncpg.Connection, previous: str, segment_id: str, table: str,
-                       spool: FileRepository, key: Key | None) -> SegmentImage | None:
+                       spool: FileRepository, key: Key | None, visible_at: str | None) -> SegmentImage | None:
     try:
         object_key = keys.format_segment_image_key(segment_id, table)
     except FormatError:
@@ -88,7 +96,8 @@ async def _write_image(conn: asyncpg.Connection, previous: str, segment_id: str,
                 rows += data.count(b"\n")
                 await writer.write(data)
 
-            await conn.copy_from_query(_rows_sql(qualified, found["names"]), previous, table,
+            await conn.copy_from_query(_rows_sql(qualified, found["names"], visible_at is not None),
+                                       previous, table, *([visible_at] if visible_at else []),
                                        output=sink, format="text")
             ref = await writer.finish()
     except asyncpg.PostgresError:

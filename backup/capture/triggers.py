@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from backup.capture import logical
 from backup.capture.catalog import TableDef, describe_tables, quote_ident
 from backup.errors import CaptureError
 
@@ -172,10 +173,12 @@ class CaptureInstall:
     tables: tuple[str, ...]
     watermark: str
     commit_timestamps: bool = True
+    mode: str = "trigger"
+    notes: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return () if self.commit_timestamps else (COMMIT_ORDER_WARNING,)
+        return self.notes + (() if self.commit_timestamps else (COMMIT_ORDER_WARNING,))
 
 
 def _literal(value: str) -> str:
@@ -183,16 +186,35 @@ def _literal(value: str) -> str:
 
 
 async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = None,
-                  schema: str = "public") -> CaptureInstall:
+                  schema: str = "public", mode: str | None = None) -> CaptureInstall:
     """Install or refresh capture on `tables` (default: every table with a primary key but
-    audit_log and vaxvault_migrations). Raises CaptureError for an unknown table."""
+    audit_log and vaxvault_migrations). `mode`: 'trigger' or 'logical' (capture/logical.py);
+    None keeps the installed one (trigger on a new install). Raises CaptureError for an unknown
+    table, for logical capture on a server without wal_level=logical, and for a switch back
+    from logical to trigger (not supported)."""
     chosen: list[TableDef] = await describe_tables(conn, schema, tables)
     if tables is None:
         chosen = [t for t in chosen if t.name not in NOT_CAPTURED]
+    installed = await logical.mode(conn)
+    mode = mode or installed
+    if mode not in logical.MODES:
+        raise CaptureError(f"capture mode {mode!r} is not one of {', '.join(logical.MODES)}")
+    if installed == "logical" and mode == "trigger":
+        raise CaptureError("capture is logical in this database; switching back to trigger capture is not "
+                           "supported by 'backup init' (unset VAXVAULT_BACKUP_CAPTURE to keep logical)")
+    warnings: list[str] = []
+    if mode == "logical":
+        await logical.check_server(conn)
+        await logical.create_publication(conn, chosen)
+        await logical.create_slot(conn)
     try:
         async with conn.transaction():
             await conn.execute(_SETUP)
-            for table in chosen:
+            for table in chosen if mode == "logical" else ():
+                await _record(conn, table)
+            if mode == "logical":
+                warnings = await logical.install(conn, chosen)
+            for table in chosen if mode == "trigger" else ():
                 await conn.execute(capture_function_sql(table))
                 for event, transition in _TRIGGER_EVENTS:
                     await conn.execute(
@@ -202,15 +224,19 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
                 await conn.execute(
                     f"CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE "
                     f"ON {table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.capture_truncate()")
-                await conn.execute(
-                    f"INSERT INTO {SCHEMA}.captured VALUES ($1, $2, $3) ON CONFLICT (table_name) "
-                    "DO UPDATE SET schema_name = excluded.schema_name, primary_key = excluded.primary_key",
-                    table.name, table.schema, list(table.primary_key))
+                await _record(conn, table)
             watermark = await conn.fetchval(f"SELECT watermark FROM {SCHEMA}.state")
             tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
     except asyncpg.PostgresError as exc:
         raise CaptureError(f"cannot install change capture: {exc}") from exc
-    return CaptureInstall(tuple(t.name for t in chosen), watermark, bool(tracked))
+    return CaptureInstall(tuple(t.name for t in chosen), watermark, bool(tracked), mode, tuple(warnings))
+
+
+async def _record(conn: asyncpg.Connection, table: TableDef) -> None:
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.captured VALUES ($1, $2, $3) ON CONFLICT (table_name) "
+        "DO UPDATE SET schema_name = excluded.schema_name, primary_key = excluded.primary_key",
+        table.name, table.schema, list(table.primary_key))
 
 
 async def captured_tables(conn: asyncpg.Connection) -> list[tuple[str, str]]:

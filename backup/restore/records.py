@@ -30,7 +30,7 @@ from backup.restore.ordering import ordering_warnings
 from backup.restore.parents import restore_parents
 from backup.restore.predicate import Expr, render
 from backup.restore.predicate_sql import quote_identifier, validate
-from backup.restore.source import History, connect, open_history
+from backup.restore.source import History, connect, drain_live_log, drains_live_log, open_history
 from backup.storage.change import Row
 from backup.storage.codec import Key
 from backup.storage.repository import Repository
@@ -169,10 +169,13 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
     started = time.perf_counter()
     conn = await connect(database_url, "to restore")
     try:
+        drains = request.use_live_log and await drains_live_log(conn)
         transaction = conn.transaction(isolation="repeatable_read")
         await transaction.start()
         try:
-            await conn.execute(_SESSION_MEMORY)
+            await conn.execute(_SESSION_MEMORY)  # before any temp table, hence before the drain's
+            if drains:
+                await drain_live_log(conn, database_url)
             history = await open_history(conn, repo, key, request.as_of, request.use_live_log)
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
             report = await restore_in_transaction(conn, repo, key, history, request, apply)

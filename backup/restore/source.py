@@ -21,8 +21,10 @@ from datetime import datetime
 
 import asyncpg
 
+from backup.capture import logical
 from backup.capture.changelog import LIVE_LINES
 from backup.capture.triggers import SCHEMA
+from backup.errors import CaptureError
 from backup.restore.errors import RestoreError, RestorePlanError
 from backup.storage import codec
 from backup.storage.change import Change
@@ -162,10 +164,34 @@ async def check_history(database_url: str, repo: Repository, key: Key | None, as
     """
     conn = await connect(database_url, "to read the live change log")
     try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
+        drains = use_live_log and await drains_live_log(conn)
+        async with conn.transaction(isolation="repeatable_read", readonly=not drains):
+            if drains:
+                await drain_live_log(conn, database_url)
             return await open_history(conn, repo, key, as_of, use_live_log)
     finally:
         await conn.close()
+
+
+async def drains_live_log(conn: asyncpg.Connection) -> bool:
+    """Whether capture is logical, so the live log must be drained before it is read (outside
+    the reading transaction: it must not take that transaction's snapshot)."""
+    try:
+        return await logical.mode(conn) == "logical"
+    except asyncpg.PostgresError as exc:
+        raise RestoreError(f"cannot read the capture mode: {exc}") from exc
+
+
+async def drain_live_log(conn: asyncpg.Connection, database_url: str) -> None:
+    """Drain the capture slot into the live log: the FIRST statements of the caller's REPEATABLE
+    READ transaction (capture/logical.py), which then sees every change its snapshot sees."""
+    try:
+        await logical.lock(conn)
+        await logical.drain(conn, database_url)
+    except asyncpg.PostgresError as exc:
+        raise RestoreError(f"cannot drain the capture slot into the live change log: {exc}") from exc
+    except CaptureError as exc:
+        raise RestoreError(str(exc)) from exc
 
 
 def shipped_changes(repo: Repository, segments: Sequence[SegmentManifest], table: str,
@@ -201,7 +227,11 @@ async def live_changes(database_url: str, table: str, after: datetime | None = N
     """
     conn = await connect(database_url, "to read the live change log")
     try:
-        rows = await conn.fetch(LIVE_LINES, table, after, until)
+        drains = await drains_live_log(conn)
+        async with conn.transaction(isolation="repeatable_read", readonly=not drains):
+            if drains:
+                await drain_live_log(conn, database_url)
+            rows = await conn.fetch(LIVE_LINES, table, after, until)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise RestoreError(f"cannot read the live change log of {table}: {exc}") from exc
     finally:

@@ -1,0 +1,400 @@
+"""Logical-decoding capture writes the change log trigger capture writes.
+
+One cluster with wal_level=logical (started here: the shared test cluster keeps its settings),
+two databases: one captured by triggers, one by the slot. The same random program of writes runs
+on both; the change logs, read as restore reads them (drained on the way), must be equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from api.cli import main
+from api.embedded_postgres import EmbeddedPostgres
+from backup.capture import changelog, logical
+from backup.capture.triggers import install
+from backup.config import BackupConfig
+from backup.errors import CaptureError
+from backup.restore.records import RestorePlan, RestoreRequest, plan_restore
+from backup.restore.source import live_changes
+from backup.runner import run_backup
+from backup.storage import codec
+from backup.storage.change import Change
+from backup.storage.file import FileRepository
+from backup.storage.reader import list_segments, read_object
+from backup.storage.repository import open_repository
+from backup.storage.segment import decode_changes
+
+pytestmark = pytest.mark.slow
+
+TABLE = """CREATE TABLE items (
+    id int PRIMARY KEY, label text, body text, amount numeric(10,2), seen timestamptz, day date,
+    tags text[], doc jsonb)"""
+
+
+@pytest.fixture(scope="module")
+def logical_server() -> Iterator[str]:
+    """A throwaway cluster with wal_level=logical (a server-start setting)."""
+    with tempfile.TemporaryDirectory(prefix="vaxvault-logical-") as root:
+        cluster = EmbeddedPostgres(Path(root) / "pg", throwaway=True)
+        cluster.initialise()
+        with open(cluster.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
+            conf.write("wal_level = logical\nmax_replication_slots = 10\nmax_slot_wal_keep_size = '1GB'\n")
+        try:
+            yield cluster.start()
+        finally:
+            cluster.destroy()
+
+
+def _url(server: str, name: str) -> str:
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+async def _database(server: str, name: str, mode: str) -> str:
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    url = _url(server, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(TABLE)
+        await install(conn, mode=mode)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture(scope="module")
+def pair(logical_server: str) -> tuple[str, str]:
+    """(trigger-captured, logically captured) databases with the same table."""
+    return (asyncio.run(_database(logical_server, "by_trigger", "trigger")),
+            asyncio.run(_database(logical_server, "by_slot", "logical")))
+
+
+def _big(seed: int) -> str:
+    """Text that compresses badly, so it is stored out of line (TOASTed)."""
+    return "".join(hashlib.sha256(f"{seed}-{i}".encode()).hexdigest() for i in range(120))
+
+
+# A program: steps of one session, or of two interleaved ones. Each step is SQL with arguments.
+@dataclass(frozen=True)
+class Step:
+    session: int  # 0 or 1
+    sql: str
+    args: tuple[object, ...] = ()
+
+
+def _value_columns(draw: st.DrawFn) -> tuple[object, ...]:
+    # Any text PostgreSQL stores (no NUL): quotes, backslashes, non-ASCII.
+    label = draw(st.one_of(st.none(), st.text(st.characters(blacklist_characters="\x00",
+                                                            blacklist_categories=("Cs",)), max_size=8)))
+    body = draw(st.one_of(st.none(), st.just("short"), st.integers(0, 9).map(_big)))
+    amount = draw(st.one_of(st.none(), st.decimals(min_value=-999, max_value=999, places=2)))
+    seen = draw(st.sampled_from([None, "2026-03-01 10:00:00+02", "2026-11-30 23:59:59.123456+00"]))
+    day = draw(st.sampled_from([None, "2026-01-31", "1999-12-31"]))
+    tags = draw(st.one_of(st.none(), st.lists(st.sampled_from(["a", "b c", 'q"x', ""]), max_size=3)))
+    doc = draw(st.sampled_from([None, '{"a": [1, 2.50, null]}', '"s"', "{}"]))
+    return label, body, amount, seen, day, tags, doc
+
+
+_INSERT = ("INSERT INTO items VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6::text::date, $7, "
+           "$8::text::jsonb) ON CONFLICT (id) DO NOTHING")
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> list[list[Step]]:
+    """Transactions; each a list of steps. Session 1 runs concurrently with session 0 inside a
+    transaction that begins first and commits last (out of start order), on odd keys only."""
+    transactions = []
+    fresh = iter(range(1000, 100000))
+    for _ in range(draw(st.integers(1, 6))):
+        steps: list[Step] = []
+        concurrent = draw(st.booleans())
+        for _ in range(draw(st.integers(1, 5))):
+            session = draw(st.sampled_from([0, 1])) if concurrent else 0
+            # Concurrent sessions keep to their own keys, so neither waits for the other's locks.
+            key = draw(st.integers(0, 7)) * 2 + session
+            kind = draw(st.sampled_from(["insert", "insert", "update", "update_small", "move", "delete",
+                                         "bulk", "truncate"]))
+            if kind == "insert":
+                steps.append(Step(session, _INSERT, (key, *_value_columns(draw))))
+            elif kind == "update":
+                label, body, *_ = _value_columns(draw)
+                steps.append(Step(session, "UPDATE items SET label = $2, body = $3 WHERE id = $1",
+                                  (key, label, body)))
+            elif kind == "update_small":  # leaves a TOASTed body unchanged
+                steps.append(Step(session, "UPDATE items SET amount = coalesce(amount, 0) + 1, day = NULL "
+                                           "WHERE id = $1", (key,)))
+            elif kind == "move":  # a key change, to a key nobody else uses
+                steps.append(Step(session, "UPDATE items SET id = $2 WHERE id = $1",
+                                  (key, next(fresh) * 2 + session)))
+            elif kind == "delete":
+                steps.append(Step(session, "DELETE FROM items WHERE id = $1", (key,)))
+            elif kind == "bulk" and not concurrent:
+                steps.append(Step(0, "UPDATE items SET tags = array_append(tags, 'z') WHERE id % 3 = 0"))
+            elif not concurrent:
+                steps.append(Step(0, "TRUNCATE items"))
+        rollback = draw(st.booleans()) if draw(st.integers(0, 3)) == 0 else False
+        transactions.append((steps, rollback))
+    return transactions  # type: ignore[return-value]
+
+
+async def _run_program(url: str, program: list[tuple[list[Step], bool]],
+                       mark_after: int | None = None) -> datetime | None:
+    """Run `program`; return the time after its first `mark_after` transactions, if asked."""
+    sessions = [await asyncpg.connect(url), await asyncpg.connect(url)]
+    marked = None
+    try:
+        for number, (steps, rollback) in enumerate(program):
+            if number == mark_after:
+                marked = await sessions[0].fetchval("SELECT clock_timestamp()")
+            used = sorted({s.session for s in steps})
+            # Session 1 (when used) begins first and commits last.
+            for session in reversed(used):
+                await sessions[session].execute("BEGIN")
+            for step in steps:
+                await sessions[step.session].execute(step.sql, *step.args)
+            for session in used:
+                await sessions[session].execute("ROLLBACK" if rollback else "COMMIT")
+    finally:
+        for conn in sessions:
+            await conn.close()
+    return marked
+
+
+async def _reset(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("TRUNCATE items")
+        if await logical.mode(conn) == "logical":
+            async with conn.transaction(isolation="repeatable_read"):
+                await logical.lock(conn)
+                await logical.drain(conn, url)
+        await conn.execute("DELETE FROM vaxvault_backup.changes")
+    finally:
+        await conn.close()
+
+
+async def _raw_log(url: str) -> list[tuple[object, ...]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT txid::text, table_name, op, key::text, old::text, new::text "
+                                "FROM vaxvault_backup.changes ORDER BY position")
+    finally:
+        await conn.close()
+    return [tuple(r) for r in rows]
+
+
+def _by_row(log: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """What restore relies on: per row, its changes in position order, between TRUNCATEs."""
+    epochs: list[dict[object, list[tuple[object, ...]]]] = [{}]
+    for _txid, _table, op, key, old, new in log:
+        if op == b"T":
+            epochs.append({})
+        else:
+            epochs[-1].setdefault(key, []).append((op, old, new))
+    return [tuple(sorted(epoch.items(), key=repr)) for epoch in epochs]
+
+
+def _transactions(log: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The changes grouped by transaction id (ids differ between the databases: compared as sets)."""
+    groups: dict[object, list[tuple[object, ...]]] = {}
+    for txid, *change in log:
+        groups.setdefault(txid, []).append(tuple(change))
+    return sorted((tuple(sorted(g, key=repr)) for g in groups.values()), key=repr)
+
+
+def _changes(changes: list[Change]) -> list[tuple[object, ...]]:
+    return [(c.table, c.op, c.key, c.old, c.new) for c in changes]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(program=programs())
+def test_logical_capture_writes_the_log_trigger_capture_writes(
+        pair: tuple[str, str], program: list[tuple[list[Step], bool]]) -> None:
+    async def go() -> None:
+        for url in pair:
+            await _reset(url)
+            await _run_program(url, program)
+        # As find-loss reads it: the slot drained on the way.
+        read = [await live_changes(url, "items") for url in pair]
+        raw = [await _raw_log(url) for url in pair]
+        assert _by_row(raw[1]) == _by_row(raw[0])
+        assert _transactions(raw[1]) == _transactions(raw[0])
+        assert sorted(_changes(read[1]), key=repr) == sorted(_changes(read[0]), key=repr)
+        # Nothing is drained twice.
+        again = await live_changes(pair[1], "items")
+        assert len(again) == len(read[1])
+
+    asyncio.run(go())
+
+
+def _shipped(config: BackupConfig) -> list[Change]:
+    repo = open_repository(config.primary_url or "")
+    changes: list[Change] = []
+    for segment in list_segments(repo):
+        data = codec.decode(read_object(repo, segment.object), segment.object.key, None)
+        changes.extend(decode_changes(data, segment.object.key))
+    return changes
+
+
+def _per_row(changes: list[Change]) -> list[tuple[object, ...]]:
+    return _by_row([(c.txid, c.table, c.op.encode(), repr(c.key), c.old, c.new) for c in changes])
+
+
+async def test_backups_ship_the_same_segments_and_a_lost_slot_asks_for_a_full_run(
+        pair: tuple[str, str], tmp_path: Path) -> None:
+    before = [([Step(0, _INSERT, (key, "a", _big(key), None, None, None, None, None)) for key in (1, 2, 4)],
+               False)]
+    program = [([Step(1, "UPDATE items SET label = 'late' WHERE id = 1"),
+                 Step(0, "UPDATE items SET amount = 5 WHERE id = 2"),
+                 Step(0, "UPDATE items SET id = 8 WHERE id = 2")], False),
+               ([Step(0, "DELETE FROM items WHERE id = 1")], True),
+               # T falls here
+               ([Step(0, "DELETE FROM items WHERE id = 4"),
+                 Step(0, "UPDATE items SET body = 'b' WHERE id = 1"),
+                 Step(0, _INSERT, (9, None, None, None, None, None, None, None))], False)]
+    shipped, plans = [], []
+    for url in pair:
+        await _reset(url)
+        name = url.rsplit("/", 1)[1]
+        config = BackupConfig(database_url=url, spool_dir=tmp_path / name / "spool",
+                              primary_url=(tmp_path / name / "primary").as_uri())
+        await _run_program(url, before)
+        await run_backup(config, full=True)
+        as_of = await _run_program(url, program, mark_after=2)
+        assert as_of is not None
+        repo = open_repository(config.primary_url or "")
+        request = RestoreRequest(table="items", as_of=as_of, sample_size=100)
+        from_live_log = await plan_restore(url, repo, None, request)  # drains the slot first
+        summary = await run_backup(config, full=False)
+        assert summary.changes == 7
+        assert (await run_backup(config, full=False)).changes == 0  # nothing shipped twice
+        shipped.append(_shipped(config))
+        plans.append((_plan(from_live_log), _plan(await plan_restore(url, repo, None, request))))
+    assert _per_row(shipped[1]) == _per_row(shipped[0])
+    # Restore as of T (inside the program) plans the same from either capture.
+    assert plans[1] == plans[0]
+    assert plans[0][0][0]["write_back"] + plans[0][0][0]["reinsert"] > 0
+
+    # The slot is dropped (or lost WAL, or the server is a promoted standby): the log may lack
+    # changes, so an incremental is refused with the fix, and a full run recreates the slot.
+    url = pair[1]
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "slot" / "spool",
+                          primary_url=(tmp_path / "slot" / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM vaxvault_backup.decoding")
+        await conn.execute("UPDATE items SET label = 'lost' WHERE id = 9")
+        with pytest.raises(CaptureError, match=r"does not exist.*run 'vaxvault backup run --full'"):
+            await run_backup(config, full=False)
+        full = await run_backup(config, full=True)
+        assert full.segment_id is None  # its segment would miss the lost changes: a new chain
+        await conn.execute("UPDATE items SET label = 'after' WHERE id = 9")
+    finally:
+        await conn.close()
+    after = await run_backup(config, full=False)
+    assert after.changes == 1
+    assert after.slot_safe_wal is not None and after.slot_safe_wal > 0  # max_slot_wal_keep_size is set
+    [change] = [c for c in _shipped(config) if c.position > 0 and c.new and c.new["label"] == "after"]
+    assert change.old is not None and change.old["label"] == "lost"
+
+
+def _plan(plan: RestorePlan) -> tuple[object, ...]:
+    # Positions are the log's own numbers: the two databases' logs start at different ones.
+    rows = sorted((repr(d.key), d.action, re.sub(r"position \d+", "position N", d.reason),
+                   repr(sorted(d.columns.items())))
+                  for d in plan.sample + plan.conflicts)
+    return dict(plan.counts), plan.matched, plan.conflicts_total, plan.used_live_log, rows
+
+
+def test_init_asking_for_logical_capture_without_wal_level_logical_says_how(
+        database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VAXVAULT_DATABASE_URL", database_url)
+    monkeypatch.setenv("VAXVAULT_BACKUP_CAPTURE", "logical")
+    assert main(["backup", "init"]) == 1
+    err = capsys.readouterr().err
+    assert "logical capture needs wal_level=logical" in err and "ALTER SYSTEM SET wal_level = logical" in err
+    monkeypatch.setenv("VAXVAULT_BACKUP_CAPTURE", "sideways")
+    assert main(["backup", "init"]) != 0
+    assert "VAXVAULT_BACKUP_CAPTURE='sideways' must be one of trigger, logical" in capsys.readouterr().err
+
+
+async def test_a_transaction_drained_but_not_visible_at_the_cut_ships_once_in_the_next_segment(
+        pair: tuple[str, str], tmp_path: Path) -> None:
+    """The cut's drain reads the WAL up to a point after its snapshot, so it also moves into the
+    log a transaction that committed after the snapshot: that one belongs to the next segment."""
+    url = pair[1]
+    await _reset(url)
+    await _run_program(url, [([Step(0, _INSERT, (5, "a", None, None, None, None, None, None))], False)])
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    try:
+        previous = await conn.fetchval("SELECT watermark FROM vaxvault_backup.state")
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)  # as runner._cut does
+            position = await conn.fetchval("SELECT pg_current_snapshot()::text")
+            await writer.execute("UPDATE items SET label = 'between' WHERE id = 5")  # commits now
+            assert await logical.drain(conn, url) == 1
+            segment = await changelog.cut_segment(conn, previous, position, datetime.now(UTC),
+                                                  FileRepository(tmp_path / "cut"), None, drained=True)
+        assert segment is None  # not visible at `position`: not this segment's
+        await conn.execute("UPDATE vaxvault_backup.state SET watermark = $1", position)
+    finally:
+        await conn.close()
+        await writer.close()
+    shipped = await run_backup(config, full=False)
+    assert shipped.changes == 1
+    [change] = [c for c in _shipped(config) if c.new and c.new["label"] == "between"]
+    assert change.old is not None and change.old["label"] == "a"
+
+
+async def test_a_drained_cut_writes_typed_images_of_only_the_changes_it_ships(
+        pair: tuple[str, str], tmp_path: Path) -> None:
+    """The typed images (format 2.1) of a drained cut hold exactly the segment's changes: a
+    transaction the drain moved into the log but the cut's snapshot does not see is left out of
+    the image as it is of the lines (restore reads the image first: an extra row there would be
+    restored from the wrong segment and shipped twice)."""
+    url = pair[1]
+    await _reset(url)
+    await _run_program(url, [([Step(0, _INSERT, (6, "a", None, None, None, None, None, None))], False)])
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    try:
+        previous = await conn.fetchval("SELECT watermark FROM vaxvault_backup.state")
+        await writer.execute("UPDATE items SET label = 'seen' WHERE id = 6")  # before the cut
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)
+            position = await conn.fetchval("SELECT pg_current_snapshot()::text")
+            await writer.execute("UPDATE items SET label = 'later' WHERE id = 6")  # after it
+            assert await logical.drain(conn, url) == 2
+            segment = await changelog.cut_segment(conn, previous, position, datetime.now(UTC),
+                                                  FileRepository(tmp_path / "cut"), None, drained=True)
+    finally:
+        await conn.close()
+        await writer.close()
+    assert segment is not None and segment.changes == 1
+    image = segment.image("items")
+    assert image is not None and image.rows == 1
