@@ -150,7 +150,8 @@ async def test_columns_named_like_the_capture_functions_aliases_are_captured(dat
         seen = [(r["op"], r["key"], r["old"], r["new"]) for r in rows]
         assert sorted(seen[:2]) == [(b"I", '{"id": 1}', None, '{"n": 10, "o": "a", "id": 1}'),
                                     (b"I", '{"id": 2}', None, '{"n": 20, "o": "b", "id": 2}')]
-        assert seen[2:] == [(b"U", '{"id": 1}', '{"n": 10, "o": "a", "id": 1}', '{"n": 11, "o": "c", "id": 1}'),
-                            (b"D", '{"id": 2}', '{"n": 20, "o": "b", "id": 2}', None)]
+        assert seen[2:] == [
+            (b"U", '{"id": 1}', '{"n": 10, "o": "a", "id": 1}', '{"n": 11, "o": "c", "id": 1}'),
+            (b"D", '{"id": 2}', '{"n": 20, "o": "b", "id": 2}', None)]
     finally:
         await conn.close()
