@@ -77,10 +77,19 @@ class FileRepository:
     def put_link(self, key: str, path: Path) -> bool:
         """Store the file `path` at `key` as a hard link (a second name for its bytes, nothing
         copied), made durable like any write; False, storing nothing, when `path` cannot be
-        linked here (another filesystem, or one without hard links). Raises StorageError.
+        linked here (another filesystem, or one without hard links) or already has another name
+        (the spool's file gets one: the first stage's, so no two stages ever share a file and
+        damage to one stage's copy cannot reach another's). Raises StorageError.
         Only for files nobody rewrites in place (objects are immutable once written)."""
+
+        def link(temp: Path) -> None:
+            os.link(path, temp)
+            # Checked after linking, so two stages linking at once both see 3 and both copy.
+            if temp.stat().st_nlink > 2:
+                raise OSError(errno.EMLINK, f"{path} already has another name")
+
         try:
-            self._write(key, lambda temp: os.link(path, temp))
+            self._write(key, link)
         except StorageError as exc:
             if isinstance(exc.__cause__, OSError) and exc.__cause__.errno in NO_LINK:
                 return False

@@ -39,6 +39,12 @@ def test_a_directory_on_the_spools_filesystem_gets_a_hard_link_hashed_as_it_hold
     assert stored.stat().st_ino == source.stat().st_ino  # a second name, no second write
     assert target.get(KEY) == payload
     assert not list((tmp_path / "target").rglob(f"*{TEMP_SUFFIX}"))
+    # A second stage gets a copy of its own: damage to one stage's file never reaches another's.
+    replica = FileRepository(tmp_path / "replica")
+    assert stored_sha256(replica, KEY, source) == hashlib.sha256(payload).hexdigest()
+    assert (tmp_path / "replica" / KEY).stat().st_ino != source.stat().st_ino
+    assert source.stat().st_nlink == 2
+    assert not list((tmp_path / "replica").rglob(f"*{TEMP_SUFFIX}"))
     # The source goes (the spool releases its unit): the target keeps the bytes.
     source.unlink()
     assert target.get(KEY) == payload and stored.stat().st_nlink == 1
