@@ -127,3 +127,5 @@ for r in range(rounds):
               f"{size:>12,} B  rss {rss:6.1f} MiB  load {load:.1f}", flush=True)
 if pgbr_state:
     pgbr_state["source"].destroy()
+if len(sys.argv) > 4:
+    cluster.stop()  # the cluster given on the command line was started here
