@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import datetime
 
 import asyncpg
 
@@ -14,6 +13,7 @@ from backup.snapshot import _range
 from backup.storage import reader
 from backup.storage.repository import open_repository
 from tests.backup.conftest import install_capture
+from tests.restore.scenario import database_now
 
 KITCHEN_SINK = r"""
 CREATE TABLE kitchen_sink (
@@ -229,7 +229,7 @@ async def test_bounds_only_for_columns_in_heap_order_and_a_restore_still_finds_e
             values = [row[column] or "" for row in rows]
             low, high = chunk.bounds[column]
             assert low[:10] == min(values)[:10] and high[:10] == max(values)[:10]
-    as_of = await _database_now(file_config.database_url)
+    as_of = await database_now(file_config.database_url)
     moved, early, scattered = ("seen_on = '2031-06-03'", "seen_on BETWEEN '2020-02-01' AND '2020-02-02'",
                                "born BETWEEN '1960-01-01' AND '1961-12-31'")
     conn = await asyncpg.connect(file_config.database_url)
@@ -256,11 +256,3 @@ async def test_bounds_only_for_columns_in_heap_order_and_a_restore_still_finds_e
     assert reads[moved][0] < reads[moved][1] and reads[early][0] <= 2
     assert reads[scattered][0] == reads[scattered][1]
 
-
-async def _database_now(url: str) -> datetime:
-    conn = await asyncpg.connect(url)
-    try:
-        moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
-        return moment
-    finally:
-        await conn.close()
