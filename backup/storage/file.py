@@ -7,6 +7,7 @@ cut never leaves a manifest whose objects, or whose own name, were still in the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -19,6 +20,9 @@ from backup.storage import keys
 from backup.storage.repository import ObjectInfo
 
 TEMP_SUFFIX = ".partial"
+# os.link errors that mean "no second name here" (another filesystem, no hard links, too many):
+# the caller copies instead. Any other error is the target's and is raised.
+NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
 READ_BYTES = 1 << 20
 COPY_BYTES = 4 << 20  # pieces of a hashed copy: few system calls, little memory
 
@@ -69,6 +73,28 @@ class FileRepository:
 
         self._write(key, copy)
         return digest.hexdigest()
+
+    def put_link(self, key: str, path: Path) -> bool:
+        """Store the file `path` at `key` as a hard link (a second name for its bytes, nothing
+        copied), made durable like any write; False, storing nothing, when `path` cannot be
+        linked here (another filesystem, or one without hard links) or already has another name
+        (the spool's file gets one: the first stage's, so no two stages ever share a file and
+        damage to one stage's copy cannot reach another's). Raises StorageError.
+        Only for files nobody rewrites in place (objects are immutable once written)."""
+
+        def link(temp: Path) -> None:
+            os.link(path, temp)
+            # Checked after linking, so two stages linking at once both see 3 and both copy.
+            if temp.stat().st_nlink > 2:
+                raise OSError(errno.EMLINK, f"{path} already has another name")
+
+        try:
+            self._write(key, link)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, OSError) and exc.__cause__.errno in NO_LINK:
+                return False
+            raise
+        return True
 
     def get(self, key: str) -> bytes:
         try:

@@ -47,7 +47,8 @@ class Chunk:
     """A range of one table's rows in primary-key order.
 
     first_key/last_key: primary key of the first and last row (to_jsonb rendering).
-    bounds: column -> [min, max] for every date/timestamp column ([null, null] when all null).
+    bounds: column -> [min, max] for the date/timestamp columns that have bounds ([null, null]
+    when all null; backup/FORMAT.md says which); a column without them may match anywhere.
     """
 
     object: ObjectRef

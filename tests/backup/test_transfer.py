@@ -26,18 +26,50 @@ from tests.faulty_proxy import FaultyProxy
 PART = 5 * 1024 * 1024  # the smallest part S3 (and moto) accepts
 
 
-def test_a_directory_copy_returns_the_digest_of_the_bytes_it_wrote(tmp_path: Path) -> None:
+KEY = "snapshots/20261201T000000000000Z/tables/doses/000000.copy.zst"
+
+
+def test_a_directory_on_the_spools_filesystem_gets_a_hard_link_hashed_as_it_holds_it(tmp_path: Path) -> None:
     source = tmp_path / "object"
-    payload = os.urandom(9 * 1024 * 1024 + 7)  # several copy pieces
+    payload = os.urandom(9 * 1024 * 1024 + 7)  # several read pieces
     source.write_bytes(payload)
     target = FileRepository(tmp_path / "target")
-    key = "snapshots/20261201T000000000000Z/tables/doses/000000.copy.zst"
-    assert stored_sha256(target, key, source) == hashlib.sha256(payload).hexdigest()
-    assert target.get(key) == payload
+    assert stored_sha256(target, KEY, source) == hashlib.sha256(payload).hexdigest()
+    stored = tmp_path / "target" / KEY
+    assert stored.stat().st_ino == source.stat().st_ino  # a second name, no second write
+    assert target.get(KEY) == payload
     assert not list((tmp_path / "target").rglob(f"*{TEMP_SUFFIX}"))
+    # A second stage gets a copy of its own: damage to one stage's file never reaches another's.
+    replica = FileRepository(tmp_path / "replica")
+    assert stored_sha256(replica, KEY, source) == hashlib.sha256(payload).hexdigest()
+    assert (tmp_path / "replica" / KEY).stat().st_ino != source.stat().st_ino
+    assert source.stat().st_nlink == 2
+    assert not list((tmp_path / "replica").rglob(f"*{TEMP_SUFFIX}"))
+    # The source goes (the spool releases its unit): the target keeps the bytes.
+    source.unlink()
+    assert target.get(KEY) == payload and stored.stat().st_nlink == 1
     # Already there (a resumed push): what the target holds is read and hashed, not the source.
-    (tmp_path / "target" / key).write_bytes(b"other bytes")
-    assert stored_sha256(target, key, source) == hashlib.sha256(b"other bytes").hexdigest()
+    stored.unlink()
+    stored.write_bytes(b"other bytes")
+    source.write_bytes(payload)
+    assert stored_sha256(target, KEY, source) == hashlib.sha256(b"other bytes").hexdigest()
+
+
+def test_a_directory_on_another_filesystem_gets_a_copy_hashed_as_it_is_written(tmp_path: Path) -> None:
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm)")
+    payload = os.urandom(9 * 1024 * 1024 + 7)  # several copy pieces
+    source = other / f"vaxvault-test-{os.getpid()}-{tmp_path.name}"
+    source.write_bytes(payload)
+    try:
+        target = FileRepository(tmp_path / "target")
+        assert stored_sha256(target, KEY, source) == hashlib.sha256(payload).hexdigest()
+        assert (tmp_path / "target" / KEY).stat().st_ino != source.stat().st_ino
+        assert target.get(KEY) == payload
+        assert not list((tmp_path / "target").rglob(f"*{TEMP_SUFFIX}"))
+    finally:
+        source.unlink()
 
 
 async def test_a_corrupted_spool_object_is_refused_and_pushed_once_repaired(file_config: BackupConfig,
