@@ -86,14 +86,17 @@ def _backup(cluster: Any, db: SeededDatabase, label: str, pgbackrest_up_to: int 
     pg_restore, and the deep verification of the repository those runs left."""
     dumps, dump_file = snapshot.dumps(db.url, label)
     full, scratch = snapshot.ours_full(cluster, db.name, label)
-    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps),
-                 _pgbackrest(cluster, db, pgbackrest_up_to)]
     restores = [r.as_dict() for r in lost_rows(cluster, scratch, db.recipients)]
     if scratch is not None:
         restores.append(verify.verify_deep(scratch).as_dict())
         verify.remove_repository(scratch)
     restores.append(snapshot.pg_restore_full(cluster, dump_file, label).as_dict())
     dump_file.unlink()
+    # pgBackRest last: its pg_basebackup copy reads and writes the whole cluster (19 GB at 10M
+    # through a 24 GB page cache), and a restore measured after it ran on a cold cache (10M:
+    # 29.1 s right after it, 17.4 s in a run without it).
+    snapshots = [full.as_dict(), *(r.as_dict() for r in dumps),
+                 _pgbackrest(cluster, db, pgbackrest_up_to)]
     return snapshots, restores
 
 
