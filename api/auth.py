@@ -160,10 +160,21 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         exp = claims["exp"]
-        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
-            raise AuthError(f"invalid token: exp must be a number of seconds, not {exp!r}")
+        if not _seconds(exp):
+            raise AuthError(f"invalid token: exp must be a number of seconds, not {str(exp)[:40]!r}")
         if exp <= self.clock() - LEEWAY_S:  # as PyJWT's own check
             raise AuthError("token expired")
         principal = principal_from_claims(claims)
         self._verified.put(token, (principal, float(exp)))
         return principal
+
+
+def _seconds(value: object) -> bool:
+    """Whether a claim is a finite number of seconds (an int too large for a float, say
+    10**400 from a faulty issuer, is not: math.isfinite would raise OverflowError, a 500)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -51,10 +51,12 @@ FROM (SELECT e.*, set_config('vaxvault.role', e.set_role, true) AS role_set,
       OFFSET 0) e"""
 
 
-# SQLSTATE classes of an error about the rows themselves (data exception, integrity constraint,
-# access rule - the append policy's refusal is 42501 - and WITH CHECK OPTION): one row can cause
-# them, so the batch is retried row by row. Other errors are about the connection or server.
-_ROW_ERRORS = frozenset({"22", "23", "42", "44"})
+# Errors about the rows themselves (SQLSTATE classes data exception, integrity constraint and
+# WITH CHECK OPTION, and the append policy's refusal 42501): one row can cause them, so the batch
+# is retried row by row. Not the rest of class 42 (a missing table or column mid-migration):
+# every row would fail alike, and a retry per row would only add round trips.
+_ROW_ERROR_CLASSES = frozenset({"22", "23", "44"})
+_POLICY_REFUSAL = "42501"
 
 
 class AuditCommits:
@@ -115,7 +117,8 @@ async def _commit(conn: asyncpg.Connection,
     try:
         await conn.execute(INSERT_SQL, "[" + ",".join(row for row, _ in batch) + "]")
     except asyncpg.PostgresError as exc:
-        if (exc.sqlstate or "")[:2] not in _ROW_ERRORS:
+        state = exc.sqlstate or ""
+        if state[:2] not in _ROW_ERROR_CLASSES and state != _POLICY_REFUSAL:
             raise
         if len(batch) == 1:
             return {id(batch[0][1]): exc}
