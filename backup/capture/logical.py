@@ -255,10 +255,16 @@ def _ops(change: RowChange, key: list[str]) -> list[tuple[str, Values, Values]]:
 
 
 def _xid8(xid: int, reference: int) -> int:
-    """The full transaction id of a 32-bit one, from a full id at most 2^31 after it (the
-    snapshot's xmax: decoded transactions are older)."""
+    """The full transaction id of a 32-bit one: the one nearest `reference` (a full id of now:
+    the snapshot's xmax). Nearest, not "at most": the drain also decodes transactions that got
+    their id after the snapshot was taken (they commit before the drain's end), and any live id
+    is within 2^31 of any other (PostgreSQL's wraparound guard)."""
     full = (reference & ~0xFFFF_FFFF) | xid
-    return full - (1 << 32) if full > reference else full
+    if full - reference > 1 << 31:
+        return full - (1 << 32)
+    if reference - full > 1 << 31:
+        return full + (1 << 32)
+    return full
 
 
 async def _flush(database_url: str) -> None:
@@ -293,7 +299,7 @@ async def _insert_sql(conn: asyncpg.Connection, shapes: Shapes,
                  for i, (c, oid) in enumerate(zip(columns, types, strict=True), 1)]
         for side in ("old", "new"):
             image_cases[side].append(
-                f"WHEN {shape} THEN (SELECT pg_catalog.to_json(r) FROM (SELECT "
+                f"WHEN {shape} THEN (SELECT pg_catalog.to_json(r.*) FROM (SELECT "
                 + ", ".join(t.replace("@", f"s.{side}", 1) for t in typed) + ") r)")
         pairs = ", ".join(f"{_literal(c)}, r.{quote_ident(c)}" for c in keys[table])
         key_typed = [typed[columns.index(c)] for c in keys[table]]

@@ -398,3 +398,37 @@ async def test_a_drained_cut_writes_typed_images_of_only_the_changes_it_ships(
     assert segment is not None and segment.changes == 1
     image = segment.image("items")
     assert image is not None and image.rows == 1
+
+
+@pytest.mark.parametrize(("xid", "reference", "full"), [
+    (100, 200, 100),                          # older, same epoch
+    (300, 200, 300),                          # got its id after the snapshot (epoch 0: not negative)
+    (0xFFFF_FF00, (1 << 32) + 5, 0xFFFF_FF00),  # older, from the epoch before
+    (5, 0xFFFF_FF00, (1 << 32) + 5),          # newer, already in the next epoch
+])
+def test_a_decoded_xid_gets_the_epoch_nearest_now(xid: int, reference: int, full: int) -> None:
+    assert logical._xid8(xid, reference) == full
+
+
+async def test_a_column_named_like_the_drains_row_alias_is_captured_whole(logical_server: str) -> None:
+    """The drain rebuilds each image as to_json of a row aliased r: a column named r must not
+    be taken for the row (the trigger function had the same trap with n and o)."""
+    admin = await asyncpg.connect(logical_server)
+    try:
+        await admin.execute("CREATE DATABASE with_r")
+    finally:
+        await admin.close()
+    url = _url(logical_server, "with_r")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE odd (id int PRIMARY KEY, r int, n text)")
+        await install(conn, mode="logical")
+        await conn.execute("INSERT INTO odd VALUES (1, 5, 'x')")
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)
+            assert await logical.drain(conn, url) == 1
+        image = await conn.fetchval(
+            "SELECT new::jsonb::text FROM vaxvault_backup.changes WHERE table_name = 'odd'")
+        assert image == '{"n": "x", "r": 5, "id": 1}'
+    finally:
+        await conn.close()
