@@ -130,7 +130,8 @@ async def _read_only(conn: asyncpg.Connection, drains: bool = False) -> AsyncIte
         yield
     except BaseException:
         if not conn.is_closed():
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError,
+                                     asyncpg.InternalClientError):
                 await transaction.rollback()
         raise
     await transaction.commit()
