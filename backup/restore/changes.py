@@ -14,7 +14,7 @@ and extracting afterwards parses again per extraction: 1.3-1.8x as long, measure
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -62,10 +62,16 @@ async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | N
 
 
 def _window(after: datetime | None, until: datetime | None) -> str | None:
-    """COPY's WHERE for a commit time in (after, until] (COPY takes no parameters)."""
-    bounds = ([f"vv_committed_at > '{after.isoformat()}'::timestamptz"] if after else []) + \
-             ([f"vv_committed_at <= '{until.isoformat()}'::timestamptz"] if until else [])
+    """COPY's WHERE for a commit time in (after, until] (COPY takes no parameters). A naive
+    time is UTC, as asyncpg takes it for the JSON path's parameters: written as text without an
+    offset it would be read in the session's time zone instead."""
+    bounds = ([f"vv_committed_at > '{_utc(after).isoformat()}'::timestamptz"] if after else []) + \
+             ([f"vv_committed_at <= '{_utc(until).isoformat()}'::timestamptz"] if until else [])
     return " AND ".join(bounds) or None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 async def _copy_image(conn: asyncpg.Connection, repo: Repository, key: Key | None, image: SegmentImage,

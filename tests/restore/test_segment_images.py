@@ -5,12 +5,14 @@ mixing both must restore exactly as before: the same plan, the same rows back.""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from backup.config import BackupConfig
+from backup.restore.changes import _window
 from backup.restore.predicate import parse
 from backup.restore.records import RestoreRequest, plan_restore, restore_records
 from backup.runner import run_backup
@@ -114,3 +116,11 @@ async def test_verify_checks_images_like_any_object(config: BackupConfig, tmp_pa
     (primary / image.object.key).unlink()
     problems = verify(stages, deep=True).problems
     assert [(p.key, p.reason) for p in problems] == [(image.object.key, "missing")]
+
+
+def test_a_naive_time_bounds_the_image_window_as_utc() -> None:
+    """The typed-image path writes its time window into COPY as text: a naive bound must mean
+    UTC there, as it does for the JSON path's parameters, whatever the session's time zone."""
+    naive = datetime(2026, 12, 1, 12, 0)
+    assert _window(naive, naive) == _window(naive.replace(tzinfo=UTC), naive.replace(tzinfo=UTC))
+    assert "+00:00" in (_window(naive, None) or "")
