@@ -316,9 +316,11 @@ async def copy_tables(connections: list[asyncpg.Connection], tables: list[TableD
             # failing or cancelled: let every write in flight end before the error propagates
             left = [f for f in (writing, recording) if f is not None]
             if left:
-                await asyncio.wait(left)
+                # shielded: cancelled again while waiting, the worker still must not return
+                # before a write's thread has ended
+                await asyncio.shield(asyncio.wait(left))
             for future in left:  # their errors are not this worker's to raise: marked as seen
-                if not future.cancelled():
+                if future.done() and not future.cancelled():
                     future.exception()
 
     # A TaskGroup, not gather: when one worker fails the others are cancelled and awaited (each
