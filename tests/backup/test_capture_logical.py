@@ -336,16 +336,22 @@ def test_init_asking_for_logical_capture_without_wal_level_logical_says_how(
     assert "VAXVAULT_BACKUP_CAPTURE='sideways' must be one of trigger, logical" in capsys.readouterr().err
 
 
+async def _one_item_backed_up(url: str, item: int, tmp_path: Path) -> BackupConfig:
+    """The logical database reset to one item and fully backed up; the backup's config."""
+    await _reset(url)
+    await _run_program(url, [([Step(0, _INSERT, (item, "a", None, None, None, None, None, None))], False)])
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    return config
+
+
 async def test_a_transaction_drained_but_not_visible_at_the_cut_ships_once_in_the_next_segment(
         pair: tuple[str, str], tmp_path: Path) -> None:
     """The cut's drain reads the WAL up to a point after its snapshot, so it also moves into the
     log a transaction that committed after the snapshot: that one belongs to the next segment."""
     url = pair[1]
-    await _reset(url)
-    await _run_program(url, [([Step(0, _INSERT, (5, "a", None, None, None, None, None, None))], False)])
-    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
-                          primary_url=(tmp_path / "primary").as_uri())
-    await run_backup(config, full=True)
+    config = await _one_item_backed_up(url, 5, tmp_path)
     conn = await asyncpg.connect(url)
     writer = await asyncpg.connect(url)
     try:
@@ -375,11 +381,7 @@ async def test_a_drained_cut_writes_typed_images_of_only_the_changes_it_ships(
     the image as it is of the lines (restore reads the image first: an extra row there would be
     restored from the wrong segment and shipped twice)."""
     url = pair[1]
-    await _reset(url)
-    await _run_program(url, [([Step(0, _INSERT, (6, "a", None, None, None, None, None, None))], False)])
-    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
-                          primary_url=(tmp_path / "primary").as_uri())
-    await run_backup(config, full=True)
+    await _one_item_backed_up(url, 6, tmp_path)
     conn = await asyncpg.connect(url)
     writer = await asyncpg.connect(url)
     try:
