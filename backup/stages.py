@@ -8,6 +8,7 @@ backup/storage/transfer.py).
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -111,8 +112,21 @@ def _verified_copy(source: FileRepository, target: Repository, key: str, sha256:
         if stored_sha256(target, key, source.root / key) == sha256:
             return 1
         target.delete(key)
+    # A target hard-linked to the spool holds the spool's own bytes: before blaming the target,
+    # see whether the spool file itself changed since its manifest was written.
+    if _sha256_of(source, key) != sha256:
+        raise ChecksumMismatch(f"{source.url}/{key} (the spool's copy) no longer matches its "
+                               "manifest's SHA-256: it was damaged on the spool's disk after "
+                               "it was written, and nothing was stored from it; check that disk")
     raise ChecksumMismatch(f"{target.url}/{key} does not match its SHA-256 after upload twice; "
                            "check the storage endpoint")
+
+
+def _sha256_of(repo: Repository, key: str) -> str:
+    digest = hashlib.sha256()
+    for piece in repo.stream(key):
+        digest.update(piece)
+    return digest.hexdigest()
 
 
 class EarlyUploads:

@@ -75,8 +75,9 @@ def test_a_directory_on_another_filesystem_gets_a_copy_hashed_as_it_is_written(t
 async def test_a_corrupted_spool_object_is_refused_and_pushed_once_repaired(file_config: BackupConfig,
                                                                           tmp_path: Path) -> None:
     """The spool keeps a snapshot its primary could not take; one of its chunks then rots. The
-    next run's copy hashes the bytes it writes and refuses them: nothing is committed at the
-    primary. Once the chunk is whole again, the next run pushes the snapshot."""
+    next run's copy hashes the bytes it writes and refuses them, naming the spool's copy as the
+    damaged one: nothing is committed at the primary. Once the chunk is whole again, the next run
+    pushes the snapshot."""
     await install_capture(file_config.database_url)
     blocker = tmp_path / "not-a-directory"
     blocker.write_bytes(b"")
@@ -92,8 +93,11 @@ async def test_a_corrupted_spool_object_is_refused_and_pushed_once_repaired(file
     chunk.write_bytes(bytes(rotten))
 
     config = replace(file_config, replica_urls=())
-    with pytest.raises(StorageError, match=r"does not match its SHA-256"):
+    # The primary (a directory on the spool's filesystem) hard-links the spool file: the blame
+    # goes to the spool's copy, not to the storage endpoint.
+    with pytest.raises(StorageError, match=r"spool's copy\) no longer matches") as refused:
         await run_backup(config, full=False)
+    assert "storage endpoint" not in str(refused.value)
     primary = FileRepository(tmp_path / "primary")
     assert (kind, snapshot_id) not in {u for u, committed in scan(primary).items() if committed}
 
