@@ -25,6 +25,7 @@ from graphql import GraphQLError, GraphQLSchema
 from graphql.execution.values import VariableValues, get_argument_values
 
 from api.compiled.objects import (
+    Aliases,
     Objects,
     Part,
     RecipientRow,
@@ -122,13 +123,9 @@ class Statement:
         self.request_id = request_id
         # $1-$4 are the principal, as _BEGIN_SQL numbers them.
         self.params = Conditions(list(principal_args(principal)))
-        self.count = 0
+        self.alias = Aliases()
         self.rendered = Rendered(roots=[])
         self.objects = Objects(principal, self.params, self.alias, PRINCIPAL)
-
-    def alias(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
 
     def param(self, value: Any, cast: str) -> str:
         return f"{self.params.param(value)}::{cast}"
