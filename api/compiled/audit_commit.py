@@ -38,11 +38,14 @@ from api.compiled.connection import Reader
 # outputs are volatile; OFFSET 0 says so again, whatever a later planner decides about those),
 # and PostgreSQL never drops a volatile output of a subquery it does not flatten: each row's
 # principal is set right before the policy checks that row. Pinned by
-# tests/api/test_audit_commit.py's two-principal batch.
+# tests/api/test_audit_commit.py's two-principal batch. A row's ids and fields come as the read
+# gathered them (api/compiled/statement.py): sorted and without repeats here, as strawberry's
+# audit rows are.
 INSERT_SQL = """INSERT INTO audit_log (actor_sub, actor_role, actor_center_id, actor_district_id,
     action, operation, request_id, recipient_ids, fields, detail)
-SELECT e.sub, e.role, e.center, e.district, 'read', e.operation, e.request, e.ids, e.fields,
-    '{}'::jsonb
+SELECT e.sub, e.role, e.center, e.district, 'read', e.operation, e.request,
+    ARRAY(SELECT DISTINCT u FROM unnest(e.ids) u ORDER BY u),
+    ARRAY(SELECT DISTINCT u COLLATE "C" FROM unnest(e.fields) u ORDER BY 1), '{}'::jsonb
 FROM (SELECT e.*, set_config('vaxvault.role', e.set_role, true) AS role_set,
              set_config('vaxvault.sub', e.set_sub, true) AS sub_set
       FROM json_to_recordset($1::json) AS e(set_role text, set_sub text, sub text, role text,

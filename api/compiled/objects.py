@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from graphql import FieldNode
 
@@ -107,10 +108,41 @@ _PERSONAL_COLUMNS = {"nationalId": "national_id", "fullName": "full_name", "phon
                      "birthDate": "birth_date"}
 
 
+class Aliases:
+    """Fresh table aliases for one statement: the prefix and a number counted across it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+
+@dataclass(frozen=True)
+class _Built:
+    """An object part as built once, to be handed out again (Objects._reuse)."""
+
+    children: tuple[Selected, ...]   # held, so its id() in the key is not reused meanwhile
+    part: Part
+    aliases: int                      # aliases the build took
+    sites: tuple[Site, ...]           # sites it added
+
+
+# Object parts by what alone decides their text; bounded, emptied when full. ~60% of rendering
+# a one-recipient read (bench/lab/stop20-portal/render_cost.py).
+_BUILT: dict[tuple[object, ...], _Built] = {}
+_MAX_BUILT = 2048
+
+
+def _copy(part: Part) -> Part:
+    return Part(part.json, part.ids, part.fields, list(part.laterals))
+
+
 class Objects:
     """Builds object parts for one statement; `params` numbers every value it adds."""
 
-    def __init__(self, principal: Principal, params: Conditions, alias: Callable[[str], str],
+    def __init__(self, principal: Principal, params: Conditions, alias: Aliases,
                  principal_row: str) -> None:
         self.principal = principal
         self.params = params
@@ -167,7 +199,37 @@ class Objects:
                    "__typename": typename("Vaccine")}
         return json_object([(s.key, columns[s.name]) for s in selected.children])
 
+    def _reuse(self, build: Callable[[tuple[Selected, ...], Any], Part],
+               children: tuple[Selected, ...], row: RecipientRow | DoseRow) -> Part:
+        """build(children, row), or the part an earlier statement built from the same inputs.
+
+        A part's text depends only on the fields asked (`children`, part of a cached plan), the
+        row's aliases, the role (field access, freezes, scope shortcuts: nothing else of the
+        principal), the aliases, sites and parameters numbered before it. A build that added
+        parameters (a doses scope condition carries the principal's values) is not kept."""
+        key = (build.__name__, id(children), row, self.principal.role, self.alias.count,
+               len(self.sites), len(self.params.args))
+        built = _BUILT.get(key)
+        if built is not None and built.children is children:
+            self.alias.count += built.aliases
+            self.sites.extend(built.sites)
+            return _copy(built.part)
+        aliases, sites, args = self.alias.count, len(self.sites), len(self.params.args)
+        part = build(children, row)
+        if len(self.params.args) == args:
+            if len(_BUILT) >= _MAX_BUILT:
+                _BUILT.clear()
+            _BUILT[key] = _Built(children, _copy(part), self.alias.count - aliases,
+                                 tuple(self.sites[sites:]))
+        return part
+
     def recipient(self, children: tuple[Selected, ...], row: RecipientRow) -> Part:
+        return self._reuse(self._recipient, children, row)
+
+    def dose(self, children: tuple[Selected, ...], row: DoseRow) -> Part:
+        return self._reuse(self._dose, children, row)
+
+    def _recipient(self, children: tuple[Selected, ...], row: RecipientRow) -> Part:
         r = row.r
         plain = {"id": f"{r}.id::text", "sex": f"{r}.sex",
                  "registeredAt": iso_datetime(f"{r}.registered_at"),
@@ -221,7 +283,7 @@ class Objects:
         return Part(json_object(pairs), concat(ids, "'{}'::bigint[]"),
                     concat(fields, "'{}'::text[]"), laterals)
 
-    def dose(self, children: tuple[Selected, ...], row: DoseRow) -> Part:
+    def _dose(self, children: tuple[Selected, ...], row: DoseRow) -> Part:
         d = row.d
         plain = {"id": f"{d}.id::text", "doseNumber": f"{d}.dose_number",
                  "lotNumber": f"{d}.lot_number",

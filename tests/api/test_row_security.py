@@ -126,3 +126,29 @@ async def test_the_center_dosed_view_shows_only_center_staff_their_own_centers_d
             assert await conn.fetchval("SELECT count(*) FROM vaxvault_center_dosed") == 0
     async with as_api(owner, "center_staff", "nurse-1") as conn:  # no center claim
         assert await conn.fetchval("SELECT count(*) FROM vaxvault_center_dosed") == 0
+
+
+async def test_a_callers_function_sees_no_dose_the_center_dosed_view_hides(
+        owner: asyncpg.Connection, cast: Cast) -> None:
+    """The view reads past doses' RLS (migration 0030); it is a security barrier (0033), so a
+    function in the caller's WHERE clause runs only on the rows the view shows, not on every
+    dose below it. A sequential scan is what an adversary would ask for: the center's index
+    would filter the rows before any function saw them."""
+    seen: list[str] = []
+    owner.add_log_listener(lambda _conn, message: seen.append(message.message))
+    rollback = owner.transaction()
+    await rollback.start()
+    try:
+        await owner.execute(
+            "CREATE FUNCTION pg_temp.vaxvault_leak(bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0001 "
+            "AS $$ BEGIN RAISE NOTICE '%', $1; RETURN true; END $$")
+        async with as_api(owner, "center_staff", "nurse-1", center_id=cast.center_id) as conn:
+            await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
+            await conn.fetch("SELECT recipient_id FROM vaxvault_center_dosed "
+                             "WHERE pg_temp.vaxvault_leak(recipient_id)")
+    finally:
+        await rollback.rollback()
+    assert seen, "the function was never called: the test shows nothing"
+    given_here = {r["recipient_id"] for r in await owner.fetch(
+        "SELECT recipient_id FROM doses WHERE center_id = $1", cast.center_id)}
+    assert {int(message) for message in seen} - given_here == set()

@@ -31,16 +31,19 @@ class ServedApi:
 
 
 @contextmanager
-def served(settings: Settings, log: Path) -> Iterator[ServedApi]:
-    """`vaxvault serve` on a socket bound here and handed over open; stopped (SIGTERM) on exit."""
+def served(settings: Settings, log: Path, workers: int | None = 1) -> Iterator[ServedApi]:
+    """`vaxvault serve` on a socket bound here and handed over open; stopped (SIGTERM) on exit.
+    workers=None leaves --workers out (the command's default)."""
     env = {**os.environ, "VAXVAULT_DATABASE_URL": settings.require_database_url(),
            "VAXVAULT_JWT_SECRET": settings.jwt_secret or "",
            "VAXVAULT_STATE_DIR": str(settings.state_dir), "VAXVAULT_ENV": settings.env,
            "VAXVAULT_POOL_SIZE": str(settings.pool_max_size)}
     with open(log, "wb") as out, listening_socket() as sock:
-        # One worker: its memory is the process's (production would default to one per core).
-        proc = subprocess.Popen([str(VAXVAULT), "serve", "--fd", str(sock.fileno()),
-                                 "--workers", "1"], stdout=out,
+        # One worker by default: its memory is the process's (production would default to one
+        # per core).
+        count = [] if workers is None else ["--workers", str(workers)]
+        proc = subprocess.Popen([str(VAXVAULT), "serve", "--fd", str(sock.fileno()), *count],
+                                stdout=out,
                                 stderr=subprocess.STDOUT, env=env, pass_fds=(sock.fileno(),))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         sock.close()  # the server's copy listens on; if the server dies, connecting is refused
