@@ -41,7 +41,9 @@ pytestmark = pytest.mark.slow
 
 TABLE = """CREATE TABLE items (
     id int PRIMARY KEY, label text, body text, amount numeric(10,2), seen timestamptz, day date,
-    tags text[], doc jsonb)"""
+    tags text[], doc jsonb);
+-- A key checked at the end of each statement: one UPDATE may swap, cycle or shift keys.
+CREATE TABLE pairs (id int PRIMARY KEY DEFERRABLE, label text, n int)"""
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,9 @@ _INSERT = ("INSERT INTO items VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6:
 @st.composite
 def programs(draw: st.DrawFn) -> list[list[Step]]:
     """Transactions; each a list of steps. Session 1 runs concurrently with session 0 inside a
-    transaction that begins first and commits last (out of start order), on odd keys only."""
+    transaction that begins first and commits last (out of start order), on odd keys only.
+    Table `pairs` (session 0 only) gets key swaps, cycles and shifts, rows often equal but for
+    their key."""
     transactions = []
     fresh = iter(range(1000, 100000))
     for _ in range(draw(st.integers(1, 6))):
@@ -129,7 +133,7 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
             # Concurrent sessions keep to their own keys, so neither waits for the other's locks.
             key = draw(st.integers(0, 7)) * 2 + session
             kind = draw(st.sampled_from(["insert", "insert", "update", "update_small", "move", "delete",
-                                         "bulk", "truncate"]))
+                                         "bulk", "truncate", "pairs", "pairs", "pairs"]))
             if kind == "insert":
                 steps.append(Step(session, _INSERT, (key, *_value_columns(draw))))
             elif kind == "update":
@@ -144,6 +148,8 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
                                   (key, next(fresh) * 2 + session)))
             elif kind == "delete":
                 steps.append(Step(session, "DELETE FROM items WHERE id = $1", (key,)))
+            elif kind == "pairs":
+                steps.append(_pairs_step(draw))
             elif kind == "bulk" and not concurrent:
                 steps.append(Step(0, "UPDATE items SET tags = array_append(tags, 'z') WHERE id % 3 = 0"))
             elif not concurrent:
@@ -151,6 +157,27 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
         rollback = draw(st.booleans()) if draw(st.integers(0, 3)) == 0 else False
         transactions.append((steps, rollback))
     return transactions  # type: ignore[return-value]
+
+
+def _pairs_step(draw: st.DrawFn) -> Step:
+    a, b, c = draw(st.lists(st.integers(0, 4), min_size=3, max_size=3, unique=True))
+    label = draw(st.sampled_from([None, "x", "y"]))
+    kind = draw(st.sampled_from(["insert", "swap", "swap", "cycle", "shift", "label", "truncate"]))
+    if kind == "insert":  # rows a..a+2 that are missing
+        return Step(0, "INSERT INTO pairs SELECT g, $2::text, $3 FROM generate_series($1, $1 + 2) g "
+                       "WHERE NOT EXISTS (SELECT FROM pairs WHERE id = g)",
+                    (a, label, draw(st.sampled_from([None, 1]))))
+    if kind == "swap":
+        return Step(0, "UPDATE pairs SET id = CASE id WHEN $1 THEN $2 ELSE $1 END WHERE id IN ($1, $2)",
+                    (a, b))
+    if kind == "cycle":  # with a label change: rows of the run differ from what they were
+        return Step(0, "UPDATE pairs SET id = CASE id WHEN $1 THEN $2 WHEN $2 THEN $3 ELSE $1 END, "
+                       "label = coalesce(label, $4::text) WHERE id IN ($1, $2, $3)", (a, b, c, label))
+    if kind == "shift":
+        return Step(0, "UPDATE pairs SET id = id + 1 WHERE id >= $1", (a,))
+    if kind == "label":
+        return Step(0, "UPDATE pairs SET label = $2::text WHERE id >= $1", (a, label))
+    return Step(0, "TRUNCATE pairs")
 
 
 async def _run_program(url: str, program: list[tuple[list[Step], bool]],
@@ -179,7 +206,7 @@ async def _run_program(url: str, program: list[tuple[list[Step], bool]],
 async def _reset(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("TRUNCATE items")
+        await conn.execute("TRUNCATE items, pairs")
         if await logical.mode(conn) == "logical":
             async with conn.transaction(isolation="repeatable_read"):
                 await logical.lock(conn)
@@ -210,6 +237,33 @@ def _by_row(log: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     return [tuple(sorted(epoch.items(), key=repr)) for epoch in epochs]
 
 
+def _states(log: list[tuple[object, ...]], table: str) -> list[dict[object, object]]:
+    """`table` after each transaction that changed it, replayed as restore replays the log (the
+    last change per key wins); a transaction that left it as it was is not counted."""
+    states: list[dict[object, object]] = [{}]
+    state: dict[object, object] = {}
+    previous = None
+    for txid, name, op, key, _old, new in log:
+        if name != table:
+            continue
+        if txid != previous and state != states[-1]:
+            states.append(dict(state))
+        previous = txid
+        if op == b"T":
+            state.clear()
+        elif op == b"D":
+            state.pop(key, None)
+        else:
+            state[key] = new
+    if state != states[-1]:
+        states.append(state)
+    return states
+
+
+def _table(log: list[tuple[object, ...]], table: str) -> list[tuple[object, ...]]:
+    return [change for change in log if change[1] == table]
+
+
 def _transactions(log: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     """The changes grouped by transaction id (ids differ between the databases: compared as sets)."""
     groups: dict[object, list[tuple[object, ...]]] = {}
@@ -233,9 +287,12 @@ def test_logical_capture_writes_the_log_trigger_capture_writes(
             await _run_program(url, program)
         # As find-loss reads it: the slot drained on the way.
         read = [await live_changes(url, "items") for url in pair]
-        raw = [await _raw_log(url) for url in pair]
+        log = [await _raw_log(url) for url in pair]
+        raw = [_table(entries, "items") for entries in log]
         assert _by_row(raw[1]) == _by_row(raw[0])
         assert _transactions(raw[1]) == _transactions(raw[0])
+        # Keys moved by one statement (DEFERRABLE key): the same table after every transaction.
+        assert _states(log[1], "pairs") == _states(log[0], "pairs")
         assert sorted(_changes(read[1]), key=repr) == sorted(_changes(read[0]), key=repr)
         # Nothing is drained twice.
         again = await live_changes(pair[1], "items")
