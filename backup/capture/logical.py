@@ -70,7 +70,7 @@ class Undecodable(CaptureError):
 # renamed since install), and whether the key is DEFERRABLE (capture/pairing.py).
 _CURRENT_KEYS = f"""
 SELECT c.oid, c.relname, k.condeferrable,
-       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum ORDER BY u.ord) AS names
 FROM {SCHEMA}.captured t
 JOIN pg_class c ON c.oid = to_regclass(quote_ident(t.schema_name) || '.' || quote_ident(t.table_name))
@@ -265,6 +265,11 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
         await conn.execute("TRUNCATE vaxvault_drained")
     if last_end > drained:
         await conn.execute(f"UPDATE {PROGRESS} SET drained_lsn = $1::pg_lsn", last_end)
+        # The WAL after this point names the key as the catalog does now: so only a key column
+        # renamed twice between two drains leaves a change no key fits.
+        await conn.execute(
+            f"UPDATE {SCHEMA}.captured recorded SET primary_key = k.names FROM ({_CURRENT_KEYS}) k "
+            "WHERE k.relname = recorded.table_name AND recorded.primary_key IS DISTINCT FROM k.names")
     return count
 
 
@@ -343,12 +348,13 @@ async def _flush(database_url: str) -> None:
 async def _insert_sql(conn: asyncpg.Connection, shapes: Shapes) -> str:
     """INSERT ... SELECT moving the staged changes into the log in order, each image rebuilt as
     to_json of a record with the decoded columns, cast from their text to their decoded types
-    (so an image made before a migration keeps the columns it had). A type dropped since
-    (format_type says ???) is read as text: its values are its own output, and any column of it is
-    gone from the table or retyped (restore populates a column from the text)."""
+    (so an image made before a migration keeps the columns it had). A domain is cast to its base
+    type (to_json gives the same; a CHECK tightened since must not stop the drain). A type dropped
+    since (format_type says ???) is read as text: its values are its own output, and any column
+    of it is gone from the table or retyped (restore populates a column from the text)."""
     oids = sorted({oid for _, _, types, _ in shapes for oid in types})
-    names = {oid: "text" if name in (None, "???") else name for oid, name in await conn.fetch(
-        "SELECT t.oid, format_type(t.oid, NULL) FROM unnest($1::oid[]) t(oid)", oids)}
+    names = {oid: "text" if name in (None, "???") else name
+             for oid, name in await conn.fetch(_TYPE_NAMES, oids)}
     key_cases: list[str] = []
     image_cases: dict[str, list[str]] = {"old": [], "new": []}
     for (_, columns, types, key), shape in shapes.items():
@@ -371,6 +377,16 @@ SELECT s.txid::text::pg_catalog.xid8, s.committed_at, s.table_name, s.op::"char"
        CASE WHEN s.new IS NULL THEN NULL ELSE CASE s.shape {' '.join(image_cases['new'])} END END
 FROM (SELECT *, CASE WHEN op = 'D' THEN old ELSE new END AS k FROM pg_temp.vaxvault_drained) s
 ORDER BY s.seq
+"""
+
+
+# Each type's name, a domain's that of its base type (domains over domains: the deepest).
+_TYPE_NAMES = """
+WITH RECURSIVE t(oid, base, depth) AS (
+    SELECT o, o, 0 FROM unnest($1::oid[]) o
+    UNION ALL
+    SELECT t.oid, y.typbasetype, t.depth + 1 FROM t JOIN pg_type y ON y.oid = t.base AND y.typtype = 'd')
+SELECT DISTINCT ON (oid) oid, format_type(base, NULL) FROM t ORDER BY oid, depth DESC
 """
 
 

@@ -491,3 +491,91 @@ async def test_a_column_named_like_the_drains_row_alias_is_captured_whole(logica
         assert image == '{"n": "x", "r": 5, "id": 1}'
     finally:
         await conn.close()
+
+
+async def _ddl_database(server: str, name: str) -> str:
+    """A logically captured database of its own (these tests change its schema)."""
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    url = _url(server, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TYPE mood AS ENUM ('calm', 'cross'); CREATE DOMAIN small AS int; "
+                           "CREATE TABLE things (id int PRIMARY KEY, label text, feeling mood, size small)")
+        await install(conn, mode="logical")
+    finally:
+        await conn.close()
+    return url
+
+
+async def _drain(url: str) -> list[tuple[object, ...]]:
+    """Drain the slot (as restore does) and return the log."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)
+            await logical.drain(conn, url)
+        rows = await conn.fetch("SELECT op, key::text, new::text FROM vaxvault_backup.changes "
+                                "ORDER BY position")
+    finally:
+        await conn.close()
+    return [tuple(r) for r in rows]
+
+
+async def test_a_renamed_key_column_and_a_dropped_type_still_drain(logical_server: str) -> None:
+    """Changes made before a migration are decoded as the table was then: a key column renamed
+    since is found by today's name, a type dropped since is read as its text (restore populates
+    an int column from "7" as from 7), a domain as its base type (a CHECK added since does not
+    stop the drain)."""
+    url = await _ddl_database(logical_server, "migrated")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO things VALUES (1, 'before', 'cross', 7)")
+        await conn.execute("ALTER TABLE things RENAME COLUMN id TO ident")
+        await conn.execute("INSERT INTO things VALUES (2, 'renamed', 'calm', 8)")
+        await conn.execute("UPDATE things SET ident = 3 WHERE ident = 2")
+        await conn.execute("ALTER TABLE things ALTER COLUMN feeling TYPE text; DROP TYPE mood")
+        await conn.execute("ALTER TABLE things ALTER COLUMN size TYPE int; DROP DOMAIN small")
+        await conn.execute("CREATE DOMAIN big AS int; ALTER TABLE things ADD COLUMN weight big")
+        await conn.execute("INSERT INTO things VALUES (4, NULL, NULL, NULL, 5)")
+        await conn.execute("ALTER DOMAIN big ADD CHECK (VALUE > 10) NOT VALID")
+    finally:
+        await conn.close()
+    assert await _drain(url) == [
+        (b"I", '{"id" : 1}', '{"id":1,"label":"before","feeling":"cross","size":"7"}'),
+        (b"I", '{"ident" : 2}', '{"ident":2,"label":"renamed","feeling":"calm","size":"8"}'),
+        (b"D", '{"ident" : 2}', None),
+        (b"I", '{"ident" : 3}', '{"ident":3,"label":"renamed","feeling":"calm","size":"8"}'),
+        (b"I", '{"ident" : 4}', '{"ident":4,"label":null,"feeling":null,"size":null,"weight":5}')]
+
+
+async def test_a_change_no_drain_can_decode_stops_incrementals_and_a_full_run_starts_over(
+        logical_server: str, tmp_path: Path) -> None:
+    """A key column renamed twice between two drains: the change made in between is named by
+    neither key. Every drain would stop at it: the incremental says so and how to get out; the
+    full run recreates the slot and starts a new chain, and incrementals follow it."""
+    url = await _ddl_database(logical_server, "renamed_twice")
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ALTER TABLE things RENAME COLUMN id TO ident")
+        await conn.execute("INSERT INTO things VALUES (1, 'lost', NULL, NULL)")
+        await conn.execute("ALTER TABLE things RENAME COLUMN ident TO num")
+        for _ in range(2):  # the same, every time
+            with pytest.raises(CaptureError, match=r"things cannot be keyed: .*\(ident, label, feeling, "
+                                                   r"size\).*run 'vaxvault backup run --full'"):
+                await run_backup(config, full=False)
+        full = await run_backup(config, full=True)
+        assert full.segment_id is None and full.rows == 1  # a new chain; the snapshot has the row
+        await conn.execute("UPDATE things SET label = 'after' WHERE num = 1")
+    finally:
+        await conn.close()
+    after = await run_backup(config, full=False)
+    assert after.changes == 1
+    [change] = [c for c in _shipped(config) if c.new and c.new.get("label") == "after"]
+    assert change.key == {"num": 1} and change.old is not None and change.old["label"] == "lost"
