@@ -13,6 +13,7 @@ import asyncpg
 
 from backup.capture import changelog, logical
 from backup.capture.catalog import describe_tables, schema_ddl
+from backup.capture.triggers import refresh_if_stale
 from backup.config import BackupConfig
 from backup.errors import BackupError, CaptureError, ConfigError, DatabaseError, LockHeld, StorageError
 from backup.listing import Listing, stage_listing
@@ -48,6 +49,8 @@ class RunSummary:
     # Logical capture with max_slot_wal_keep_size set: WAL the server may still write before
     # the capture slot loses changes (backup/metrics.py).
     slot_safe_wal: int | None = None
+    # Capture installed by an older vaxvault, refreshed by this run (capture/triggers.py).
+    refreshed: str | None = None
 
     @property
     def noop(self) -> bool:
@@ -242,6 +245,10 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
     phases: dict[str, float] = {}
     try:
         await acquire_lock(conn)
+        try:
+            refreshed = await refresh_if_stale(conn)
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"cannot check the installed change capture: {exc}") from exc
         remove_orphans(spool)
         try:
             failures: dict[str, str] = {}
@@ -316,7 +323,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
                           phases=phases,
-                          promoted=promoted, slot_safe_wal=slot_safe_wal)
+                          promoted=promoted, slot_safe_wal=slot_safe_wal, refreshed=refreshed)
     finally:
         if early:
             early.close()
