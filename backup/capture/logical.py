@@ -130,6 +130,27 @@ async def install(conn: asyncpg.Connection, tables: list[TableDef]) -> list[str]
     return []
 
 
+async def uninstall(conn: asyncpg.Connection, tables: list[TableDef], database_url: str) -> str:
+    """Switch `tables` back to trigger capture inside the caller's transaction, which has just
+    added their triggers: drain the slot (every change committed before the triggers), REPLICA
+    IDENTITY DEFAULT, forget the slot. Returns its name for `drop_slot` after the commit. Raises
+    SlotLost when the slot cannot give every change (a full run recreates it; then switch)."""
+    slot = await slot_name(conn)
+    await lock(conn)
+    await drain(conn, database_url)
+    for table in tables:
+        await conn.execute(f"ALTER TABLE {table.qualified} REPLICA IDENTITY DEFAULT")
+    await conn.execute(f"DELETE FROM {PROGRESS}")
+    return slot
+
+
+async def drop_slot(conn: asyncpg.Connection, slot: str) -> None:
+    """Drop the capture slot (it holds WAL while it exists) and the publication."""
+    await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = $1", slot)
+    await conn.execute(f"DROP PUBLICATION IF EXISTS {quote_ident(PUBLICATION)}")
+
+
 async def create_publication(conn: asyncpg.Connection, tables: list[TableDef]) -> None:
     """Create the publication the slot decodes through, BEFORE the slot: pgoutput looks it up as
     the catalog was at each decoded change, and fails on changes from before it existed."""

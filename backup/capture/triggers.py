@@ -194,12 +194,15 @@ def _literal(value: str) -> str:
 
 
 async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = None,
-                  schema: str = "public", mode: str | None = None) -> CaptureInstall:
+                  schema: str = "public", mode: str | None = None,
+                  database_url: str | None = None) -> CaptureInstall:
     """Install or refresh capture on `tables` (default: every table with a primary key but
     audit_log and vaxvault_migrations). `mode`: 'trigger' or 'logical' (capture/logical.py);
-    None keeps the installed one (trigger on a new install). Raises CaptureError for an unknown
-    table, for logical capture on a server without wal_level=logical, and for a switch back
-    from logical to trigger (not supported)."""
+    None keeps the installed one (trigger on a new install). A switch from logical to trigger
+    drains the slot (through `database_url`) in the transaction that adds the triggers, then
+    drops it. Raises CaptureError for an unknown table, for logical capture on a server without
+    wal_level=logical, and for a switch back whose slot lost changes (SlotLost: run a full backup
+    first)."""
     chosen: list[TableDef] = await describe_tables(conn, schema, tables)
     if tables is None:
         chosen = [t for t in chosen if t.name not in NOT_CAPTURED]
@@ -207,10 +210,11 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
     mode = mode or installed
     if mode not in logical.MODES:
         raise CaptureError(f"capture mode {mode!r} is not one of {', '.join(logical.MODES)}")
-    if installed == "logical" and mode == "trigger":
-        raise CaptureError("capture is logical in this database; switching back to trigger capture is not "
-                           "supported by 'backup init' (unset VAXVAULT_BACKUP_CAPTURE to keep logical)")
+    switching_back = installed == "logical" and mode == "trigger"
+    if switching_back and database_url is None:
+        raise CaptureError("switching from logical to trigger capture drains the slot: pass the database URL")
     warnings: list[str] = []
+    slot = None
     if mode == "logical":
         await logical.check_server(conn)
         await logical.create_publication(conn, chosen)
@@ -233,9 +237,15 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
                     f"CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE "
                     f"ON {table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.capture_truncate()")
                 await _record(conn, table)
+            if switching_back:
+                # After the triggers: every writer of these tables has committed (CREATE TRIGGER
+                # waited for it, and it is in the WAL the drain reads) or will run them.
+                slot = await logical.uninstall(conn, chosen, database_url or "")
             await conn.execute(f"UPDATE {SCHEMA}.state SET capture_version = {CAPTURE_VERSION}")
             watermark = await conn.fetchval(f"SELECT watermark FROM {SCHEMA}.state")
             tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
+        if slot is not None:
+            await logical.drop_slot(conn, slot)
     except asyncpg.PostgresError as exc:
         raise CaptureError(f"cannot install change capture: {exc}") from exc
     return CaptureInstall(tuple(t.name for t in chosen), watermark, bool(tracked), mode, tuple(warnings))

@@ -579,3 +579,37 @@ async def test_a_change_no_drain_can_decode_stops_incrementals_and_a_full_run_st
     assert after.changes == 1
     [change] = [c for c in _shipped(config) if c.new and c.new.get("label") == "after"]
     assert change.key == {"num": 1} and change.old is not None and change.old["label"] == "lost"
+
+
+async def test_init_switches_logical_capture_back_to_triggers_losing_and_doubling_nothing(
+        logical_server: str, tmp_path: Path) -> None:
+    """`backup init` with trigger capture on a logically captured database: the changes still in
+    the slot are drained in the transaction that adds the triggers, later ones are the triggers',
+    each once; the slot (which holds WAL) and the publication are dropped."""
+    url = await _ddl_database(logical_server, "switched")
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO things VALUES (1, 'in the slot', NULL, NULL)")
+        # A writer in flight when init starts: init waits for it, and it is in the slot.
+        await writer.execute("BEGIN; INSERT INTO things VALUES (2, 'in flight', NULL, NULL)")
+        switch = asyncio.ensure_future(install(conn, mode="trigger", database_url=url))
+        await asyncio.sleep(0.5)
+        assert not switch.done()
+        await writer.execute("COMMIT")
+        assert (await switch).mode == "trigger"
+        await conn.execute("UPDATE things SET label = 'by trigger' WHERE id = 1")
+        assert await logical.mode(conn) == "trigger"
+        assert not await conn.fetchval("SELECT count(*) FROM pg_replication_slots")
+        assert not await conn.fetchval("SELECT count(*) FROM pg_publication")
+        assert await conn.fetchval("SELECT relreplident::text FROM pg_class WHERE relname = 'things'") == "d"
+    finally:
+        await conn.close()
+        await writer.close()
+    assert (await run_backup(config, full=False)).changes == 3
+    shipped = [(c.op, c.key, c.new and c.new["label"]) for c in _shipped(config)]
+    assert shipped == [("I", {"id": 1}, "in the slot"), ("I", {"id": 2}, "in flight"),
+                       ("U", {"id": 1}, "by trigger")]
