@@ -278,6 +278,8 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
     if count:
         try:
             await conn.execute(await _insert_sql(conn, shapes))
+        except asyncpg.InsufficientPrivilegeError:
+            raise  # this role's problem, not the slot's: recreating the slot would not help
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
                 asyncpg.SyntaxOrAccessError) as exc:
             raise Undecodable(
