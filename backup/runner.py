@@ -13,6 +13,7 @@ import asyncpg
 
 from backup.capture import changelog, logical
 from backup.capture.catalog import describe_tables, schema_ddl
+from backup.capture.triggers import refresh_if_stale
 from backup.config import BackupConfig
 from backup.errors import BackupError, CaptureError, ConfigError, DatabaseError, LockHeld, StorageError
 from backup.listing import Listing, stage_listing
@@ -48,6 +49,8 @@ class RunSummary:
     # Logical capture with max_slot_wal_keep_size set: WAL the server may still write before
     # the capture slot loses changes (backup/metrics.py).
     slot_safe_wal: int | None = None
+    # Capture installed by an older vaxvault, refreshed by this run (capture/triggers.py).
+    refreshed: str | None = None
 
     @property
     def noop(self) -> bool:
@@ -149,18 +152,28 @@ def missing_base(listings: dict[str, Listing], targets: list[Stage]) -> str | No
     return None
 
 
-async def _capture(conn: asyncpg.Connection, full: bool) -> tuple[bool, bool]:
+async def _capture(conn: asyncpg.Connection, full: bool, database_url: str) -> tuple[bool, bool]:
     """(drained, restarted): whether capture is logical (the cut drains the slot first) and
-    whether this full run recreated a lost slot (its segment would miss changes: none is cut,
-    and the snapshot starts a new chain). Raises CaptureError for an incremental after a loss."""
+    whether this full run recreated a slot that lost changes or holds one it cannot decode (its
+    segment would miss changes: none is cut, and the snapshot starts a new chain). Raises
+    CaptureError for an incremental after a loss."""
     if await logical.mode(conn) != "logical":
         return False, False
     problem = await logical.slot_problem(conn)
+    if problem is None and full:
+        # A full run is the way out of a drain that cannot decode: drain first, on its own (the
+        # cut drains again what comes after), and recreate the slot if that fails.
+        try:
+            async with conn.transaction(isolation="repeatable_read"):
+                await logical.lock(conn)
+                await logical.drain(conn, database_url)
+        except logical.Undecodable as exc:
+            problem = str(exc)
     if problem is None:
         return True, False
     if not full:
         raise CaptureError(logical.lost_message(problem))
-    await logical.restart(conn)
+    await logical.restart(conn, recreate=True)
     return True, True
 
 
@@ -232,6 +245,10 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
     phases: dict[str, float] = {}
     try:
         await acquire_lock(conn)
+        try:
+            refreshed = await refresh_if_stale(conn)
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError(f"cannot check the installed change capture: {exc}") from exc
         remove_orphans(spool)
         try:
             failures: dict[str, str] = {}
@@ -249,7 +266,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
             targets = [s for s in stages[1:] if s.name not in failures]
             promoted = None if full else missing_base(listings, targets)
             full = full or promoted is not None
-            capture = await _capture(conn, full)
+            capture = await _capture(conn, full, config.database_url)
             early = EarlyUploads(spool, targets) if full and targets else None
             phases["prepare"] = _since(started)
             cut_started = time.perf_counter()
@@ -306,7 +323,7 @@ async def run_backup(config: BackupConfig, full: bool, progress: Progress | None
                           changes=segment.changes if segment else 0, rows=rows, bytes=size,
                           seconds=round(time.perf_counter() - started, 3), pushed=pushed, trimmed=trimmed,
                           phases=phases,
-                          promoted=promoted, slot_safe_wal=slot_safe_wal)
+                          promoted=promoted, slot_safe_wal=slot_safe_wal, refreshed=refreshed)
     finally:
         if early:
             early.close()

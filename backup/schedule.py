@@ -53,7 +53,8 @@ def summary_line(summary: RunSummary) -> str:
         what.append(f"segment {summary.segment_id} ({summary.changes} changes)")
     stages = ", ".join(f"{name}+{len(ids)}" for name, ids in summary.pushed.items())
     return (f"backup {summary.kind}: {', '.join(what) or 'nothing new'}; {summary.bytes} bytes; "
-            f"stages {stages or 'none'}; {summary.seconds:.2f} s")
+            f"stages {stages or 'none'}; {summary.seconds:.2f} s"
+            + (f"; {summary.refreshed}" if summary.refreshed else ""))
 
 
 def record(summary: RunSummary) -> None:

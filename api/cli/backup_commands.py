@@ -107,9 +107,10 @@ def _translated() -> Iterator[None]:
 
 def run_init(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> CaptureInstall:
-        conn = await connect(settings.require_database_url())
+        url = settings.require_database_url()
+        conn = await connect(url)
         try:
-            return await install(conn, args.tables, mode=settings.backup_capture)
+            return await install(conn, args.tables, mode=settings.backup_capture, database_url=url)
         finally:
             await conn.close()
 

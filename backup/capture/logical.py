@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncpg
 
 from backup.capture.catalog import TableDef, quote_ident
-from backup.capture.pgoutput import Decoder, RowChange
+from backup.capture.pairing import log_rows
+from backup.capture.pgoutput import Decoder, Relation
 from backup.errors import CaptureError
 
 SCHEMA = "vaxvault_backup"
@@ -58,6 +59,23 @@ _BATCH = 5000
 
 class SlotLost(CaptureError):
     """The replication slot is gone or lost WAL it needed: changes were lost, a full run is due."""
+
+
+class Undecodable(CaptureError):
+    """A change in the slot cannot be turned into a log row (every later drain would stop at it):
+    a full run recreates the slot and starts a new chain."""
+
+
+# The captured tables as the catalog has them now: primary key names by table OID (a key column
+# renamed since install), and whether the key is DEFERRABLE (capture/pairing.py).
+_CURRENT_KEYS = f"""
+SELECT c.oid, c.relname, k.condeferrable,
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum ORDER BY u.ord) AS names
+FROM {SCHEMA}.captured t
+JOIN pg_class c ON c.oid = to_regclass(quote_ident(t.schema_name) || '.' || quote_ident(t.table_name))
+JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
+"""
 
 
 async def mode(conn: asyncpg.Connection) -> str:
@@ -112,6 +130,27 @@ async def install(conn: asyncpg.Connection, tables: list[TableDef]) -> list[str]
     return []
 
 
+async def uninstall(conn: asyncpg.Connection, tables: list[TableDef], database_url: str) -> str:
+    """Switch `tables` back to trigger capture inside the caller's transaction, which has just
+    added their triggers: drain the slot (every change committed before the triggers), REPLICA
+    IDENTITY DEFAULT, forget the slot. Returns its name for `drop_slot` after the commit. Raises
+    SlotLost when the slot cannot give every change (a full run recreates it; then switch)."""
+    slot = await slot_name(conn)
+    await lock(conn)
+    await drain(conn, database_url)
+    for table in tables:
+        await conn.execute(f"ALTER TABLE {table.qualified} REPLICA IDENTITY DEFAULT")
+    await conn.execute(f"DELETE FROM {PROGRESS}")
+    return slot
+
+
+async def drop_slot(conn: asyncpg.Connection, slot: str) -> None:
+    """Drop the capture slot (it holds WAL while it exists) and the publication."""
+    await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = $1", slot)
+    await conn.execute(f"DROP PUBLICATION IF EXISTS {quote_ident(PUBLICATION)}")
+
+
 async def create_publication(conn: asyncpg.Connection, tables: list[TableDef]) -> None:
     """Create the publication the slot decodes through, BEFORE the slot: pgoutput looks it up as
     the catalog was at each decoded change, and fails on changes from before it existed."""
@@ -131,11 +170,12 @@ async def slot_name(conn: asyncpg.Connection) -> str:
     return f"{SLOT_PREFIX}{oid}"
 
 
-async def create_slot(conn: asyncpg.Connection) -> None:
-    """Create the capture slot unless it exists and is usable; outside any transaction."""
+async def create_slot(conn: asyncpg.Connection, recreate: bool = False) -> None:
+    """Create the capture slot unless it exists and is usable (or `recreate`: drop it first);
+    outside any transaction."""
     slot = await slot_name(conn)
     row = await conn.fetchrow("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", slot)
-    if row is not None and row["wal_status"] != "lost":
+    if row is not None and row["wal_status"] != "lost" and not recreate:
         return
     try:
         if row is not None:
@@ -171,10 +211,11 @@ async def safe_wal_size(conn: asyncpg.Connection) -> int | None:
     return None if value is None else int(value)
 
 
-async def restart(conn: asyncpg.Connection) -> None:
-    """Recreate a lost slot and drain from where it starts (a full run after a loss: the changes
-    in between are in its snapshot, and it starts a new chain)."""
-    await create_slot(conn)
+async def restart(conn: asyncpg.Connection, recreate: bool = False) -> None:
+    """Recreate a lost slot (or any, `recreate`: one holding a change no drain can decode) and
+    drain from where it starts (a full run after a loss: the changes in between are in its
+    snapshot, and it starts a new chain)."""
+    await create_slot(conn, recreate)
     await conn.execute(
         f"UPDATE {PROGRESS} SET drained_lsn = s.confirmed_flush_lsn FROM pg_replication_slots s "
         "WHERE s.slot_name = $1", await slot_name(conn))
@@ -209,7 +250,8 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
         await _flush(database_url)
     await conn.execute(_STAGING)
     reference = int(await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
-    keys = dict(await conn.fetch(f"SELECT table_name, primary_key FROM {SCHEMA}.captured"))
+    keys = _Keys(dict(await conn.fetch(f"SELECT table_name, primary_key FROM {SCHEMA}.captured")),
+                 await conn.fetch(_CURRENT_KEYS))
     shapes: Shapes = {}
     decoder = Decoder()
     count = 0
@@ -218,40 +260,82 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
     while rows := await cursor.fetch(_BATCH):
         records: list[tuple[object, ...]] = []
         for row in rows:
-            for change in decoder.feed(row["data"]):
-                if change.end_lsn <= drained or change.relation.name not in keys:
-                    continue  # drained before (a replay), or no longer captured
-                last_end = max(last_end, change.end_lsn)
-                for op, old, new in _ops(change, keys[change.relation.name]):
-                    shape = shapes.setdefault(
-                        (change.relation.name, change.relation.columns, change.relation.types), len(shapes))
-                    records.append((count, _xid8(change.xid, reference), change.committed_at,
-                                    change.relation.name, op, shape, old, new))
-                    count += 1
+            changes = [c for c in decoder.feed(row["data"])
+                       # drained before (a replay), or no longer captured
+                       if c.end_lsn > drained and c.relation.name in keys.installed]
+            if not changes:
+                continue
+            last_end = max(last_end, changes[-1].end_lsn)
+            for change, op, old, new in log_rows(changes, keys.positions, keys.deferrable):
+                relation = change.relation
+                shape = shapes.setdefault(
+                    (relation.name, relation.columns, relation.types, keys.names(relation)), len(shapes))
+                records.append((count, _xid8(change.xid, reference), change.committed_at,
+                                relation.name, op, shape, old, new))
+                count += 1
         if records:
             await conn.copy_records_to_table("vaxvault_drained", records=records, columns=_STAGING_COLUMNS)
     if count:
-        await conn.execute(await _insert_sql(conn, shapes, keys))
+        try:
+            await conn.execute(await _insert_sql(conn, shapes))
+        except asyncpg.InsufficientPrivilegeError:
+            raise  # this role's problem, not the slot's: recreating the slot would not help
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+                asyncpg.SyntaxOrAccessError) as exc:
+            raise Undecodable(
+                f"the capture slot holds changes that cannot be rebuilt into the change log ({exc}): "
+                f"{_fix()}") from exc
         await conn.execute("TRUNCATE vaxvault_drained")
     if last_end > drained:
         await conn.execute(f"UPDATE {PROGRESS} SET drained_lsn = $1::pg_lsn", last_end)
+        # The WAL after this point names the key as the catalog does now: so only a key column
+        # renamed twice between two drains leaves a change no key fits.
+        await conn.execute(
+            f"UPDATE {SCHEMA}.captured recorded SET primary_key = k.names FROM ({_CURRENT_KEYS}) k "
+            "WHERE k.relname = recorded.table_name AND recorded.primary_key IS DISTINCT FROM k.names")
     return count
 
 
-Values = list[str | None] | None
-Shapes = dict[tuple[str, tuple[str, ...], tuple[int, ...]], int]
+Shapes = dict[tuple[str, tuple[str, ...], tuple[int, ...], tuple[str, ...]], int]
 
 
-def _ops(change: RowChange, key: list[str]) -> list[tuple[str, Values, Values]]:
-    """The log rows of one decoded change, as trigger capture pairs them: an UPDATE that changes
-    the primary key is a D of the old key and an I of the new one."""
-    old = list(change.old) if change.old is not None else None
-    new = list(change.new) if change.new is not None else None
-    if change.op == "U" and old is not None and new is not None:
-        at = [change.relation.columns.index(c) for c in key]
-        if any(old[i] != new[i] for i in at):
-            return [("D", old, None), ("I", None, new)]
-    return [(change.op, old, new)]
+class _Keys:
+    """Where each decoded relation's primary key is. The names recorded at install, else the
+    key's names now (a key column renamed after the change was made: the WAL describes the table
+    as it was then). pgoutput's key flags cannot say: with REPLICA IDENTITY FULL it flags every
+    column."""
+
+    def __init__(self, installed: dict[str, list[str]], current: list[asyncpg.Record]) -> None:
+        self.installed = installed
+        self.current = {int(r["oid"]): list(r["names"]) for r in current}
+        self.deferrable = frozenset(r["relname"] for r in current if r["condeferrable"])
+        # By identity (a Relation is re-described after DDL; hashing its tuples per change costs).
+        self.resolved: dict[int, tuple[Relation, tuple[str, ...]]] = {}
+
+    def names(self, relation: Relation) -> tuple[str, ...]:
+        """The key's column names as `relation` names them; Undecodable when neither the installed
+        nor the current key is among its columns."""
+        cached = self.resolved.get(id(relation))
+        if cached is not None and cached[0] is relation:
+            return cached[1]
+        for key in (self.installed[relation.name], self.current.get(relation.oid) or []):
+            if key and all(c in relation.columns for c in key):
+                self.resolved[id(relation)] = (relation, tuple(key))
+                return tuple(key)
+        raise Undecodable(
+            f"a change of table {relation.name} cannot be keyed: the WAL describes its columns as "
+            f"({', '.join(relation.columns)}), which hold neither the primary key recorded at install "
+            f"({', '.join(self.installed[relation.name])}) nor today's "
+            f"({', '.join(self.current.get(relation.oid) or ['none'])}) (a key column renamed twice, "
+            f"or the key changed, since the last drain?); {_fix()}")
+
+    def positions(self, relation: Relation) -> list[int]:
+        return [relation.columns.index(c) for c in self.names(relation)]
+
+
+def _fix() -> str:
+    return ("every later drain would stop at it, so incrementals cannot continue: run 'vaxvault backup run "
+            "--full' (it recreates the capture slot, skipping these changes, and starts a new chain)")
 
 
 def _xid8(xid: int, reference: int) -> int:
@@ -284,25 +368,27 @@ async def _flush(database_url: str) -> None:
         await side.close()
 
 
-async def _insert_sql(conn: asyncpg.Connection, shapes: Shapes,
-                      keys: dict[str, list[str]]) -> str:
+async def _insert_sql(conn: asyncpg.Connection, shapes: Shapes) -> str:
     """INSERT ... SELECT moving the staged changes into the log in order, each image rebuilt as
     to_json of a record with the decoded columns, cast from their text to their decoded types
-    (so an image made before a migration keeps the columns it had)."""
-    oids = sorted({oid for _, _, types in shapes for oid in types})
-    names = dict(await conn.fetch(
-        "SELECT t.oid, format_type(t.oid, NULL) FROM unnest($1::oid[]) t(oid)", oids))
+    (so an image made before a migration keeps the columns it had). A domain is cast to its base
+    type (to_json gives the same; a CHECK tightened since must not stop the drain). A type dropped
+    since (format_type says ???) is read as text: its values are its own output, and any column
+    of it is gone from the table or retyped (restore populates a column from the text)."""
+    oids = sorted({oid for _, _, types, _ in shapes for oid in types})
+    names = {oid: "text" if name in (None, "???") else name
+             for oid, name in await conn.fetch(_TYPE_NAMES, oids)}
     key_cases: list[str] = []
     image_cases: dict[str, list[str]] = {"old": [], "new": []}
-    for (table, columns, types), shape in shapes.items():
+    for (_, columns, types, key), shape in shapes.items():
         typed = [f"@[{i}]::{names[oid]} AS {quote_ident(c)}"
                  for i, (c, oid) in enumerate(zip(columns, types, strict=True), 1)]
         for side in ("old", "new"):
             image_cases[side].append(
                 f"WHEN {shape} THEN (SELECT pg_catalog.to_json(r.*) FROM (SELECT "
                 + ", ".join(t.replace("@", f"s.{side}", 1) for t in typed) + ") r)")
-        pairs = ", ".join(f"{_literal(c)}, r.{quote_ident(c)}" for c in keys[table])
-        key_typed = [typed[columns.index(c)] for c in keys[table]]
+        pairs = ", ".join(f"{_literal(c)}, r.{quote_ident(c)}" for c in key)
+        key_typed = [typed[columns.index(c)] for c in key]
         key_cases.append(
             f"WHEN {shape} THEN (SELECT pg_catalog.json_build_object({pairs}) FROM (SELECT "
             + ", ".join(t.replace("@", "s.k", 1) for t in key_typed) + ") r)")
@@ -314,6 +400,16 @@ SELECT s.txid::text::pg_catalog.xid8, s.committed_at, s.table_name, s.op::"char"
        CASE WHEN s.new IS NULL THEN NULL ELSE CASE s.shape {' '.join(image_cases['new'])} END END
 FROM (SELECT *, CASE WHEN op = 'D' THEN old ELSE new END AS k FROM pg_temp.vaxvault_drained) s
 ORDER BY s.seq
+"""
+
+
+# Each type's name, a domain's that of its base type (domains over domains: the deepest).
+_TYPE_NAMES = """
+WITH RECURSIVE t(oid, base, depth) AS (
+    SELECT o, o, 0 FROM unnest($1::oid[]) o
+    UNION ALL
+    SELECT t.oid, y.typbasetype, t.depth + 1 FROM t JOIN pg_type y ON y.oid = t.base AND y.typtype = 'd')
+SELECT DISTINCT ON (oid) oid, format_type(base, NULL) FROM t ORDER BY oid, depth DESC
 """
 
 

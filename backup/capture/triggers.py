@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.state (
 -- trimmed: the position up to which the live log was trimmed (restore's "the log starts here");
 -- NULL on an install older than the column: then the watermark is the safe guess.
 ALTER TABLE {SCHEMA}.state ADD COLUMN IF NOT EXISTS trimmed text;
+-- capture_version: CAPTURE_VERSION of the vaxvault that installed the functions (NULL: before it).
+ALTER TABLE {SCHEMA}.state ADD COLUMN IF NOT EXISTS capture_version int;
 INSERT INTO {SCHEMA}.state (watermark, trimmed)
 VALUES (pg_current_snapshot()::text, pg_current_snapshot()::text) ON CONFLICT DO NOTHING;
 
@@ -96,6 +98,12 @@ END $$;
 REVOKE ALL ON ALL TABLES IN SCHEMA {SCHEMA} FROM PUBLIC;
 """
 
+
+# What the installed functions and triggers are: raise it whenever capture_function_sql or _SETUP
+# change what an install holds, so `backup run` refreshes older installs (refresh_if_stale).
+# 1 (no stamp): capture functions taking the row as a bare `n`, ambiguous in a table with a column
+# named n or o (every write to it failed); 2: `n.*`.
+CAPTURE_VERSION = 2
 
 # Equality as pg_catalog defines it, whatever operators the writer's search_path puts first.
 _EQUALS = "OPERATOR(pg_catalog.=)"
@@ -186,12 +194,15 @@ def _literal(value: str) -> str:
 
 
 async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = None,
-                  schema: str = "public", mode: str | None = None) -> CaptureInstall:
+                  schema: str = "public", mode: str | None = None,
+                  database_url: str | None = None) -> CaptureInstall:
     """Install or refresh capture on `tables` (default: every table with a primary key but
     audit_log and vaxvault_migrations). `mode`: 'trigger' or 'logical' (capture/logical.py);
-    None keeps the installed one (trigger on a new install). Raises CaptureError for an unknown
-    table, for logical capture on a server without wal_level=logical, and for a switch back
-    from logical to trigger (not supported)."""
+    None keeps the installed one (trigger on a new install). A switch from logical to trigger
+    drains the slot (through `database_url`) in the transaction that adds the triggers, then
+    drops it. Raises CaptureError for an unknown table, for logical capture on a server without
+    wal_level=logical, and for a switch back whose slot lost changes (SlotLost: run a full backup
+    first)."""
     chosen: list[TableDef] = await describe_tables(conn, schema, tables)
     if tables is None:
         chosen = [t for t in chosen if t.name not in NOT_CAPTURED]
@@ -199,10 +210,11 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
     mode = mode or installed
     if mode not in logical.MODES:
         raise CaptureError(f"capture mode {mode!r} is not one of {', '.join(logical.MODES)}")
-    if installed == "logical" and mode == "trigger":
-        raise CaptureError("capture is logical in this database; switching back to trigger capture is not "
-                           "supported by 'backup init' (unset VAXVAULT_BACKUP_CAPTURE to keep logical)")
+    switching_back = installed == "logical" and mode == "trigger"
+    if switching_back and database_url is None:
+        raise CaptureError("switching from logical to trigger capture drains the slot: pass the database URL")
     warnings: list[str] = []
+    slot = None
     if mode == "logical":
         await logical.check_server(conn)
         await logical.create_publication(conn, chosen)
@@ -225,8 +237,15 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
                     f"CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE "
                     f"ON {table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.capture_truncate()")
                 await _record(conn, table)
+            if switching_back:
+                # After the triggers: every writer of these tables has committed (CREATE TRIGGER
+                # waited for it, and it is in the WAL the drain reads) or will run them.
+                slot = await logical.uninstall(conn, chosen, database_url or "")
+            await conn.execute(f"UPDATE {SCHEMA}.state SET capture_version = {CAPTURE_VERSION}")
             watermark = await conn.fetchval(f"SELECT watermark FROM {SCHEMA}.state")
             tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
+        if slot is not None:
+            await logical.drop_slot(conn, slot)
     except asyncpg.PostgresError as exc:
         raise CaptureError(f"cannot install change capture: {exc}") from exc
     return CaptureInstall(tuple(t.name for t in chosen), watermark, bool(tracked), mode, tuple(warnings))
@@ -248,3 +267,37 @@ async def captured_tables(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     return [(r["schema_name"], r["table_name"]) for r in rows]
 
 
+
+
+async def refresh_if_stale(conn: asyncpg.Connection) -> str | None:
+    """Bring capture installed by an older vaxvault (CAPTURE_VERSION) up to this one, on the
+    tables it captures, as `backup init` would: a scheduled run after an upgrade must neither
+    fail for want of an init nor go on with functions this version fixed. Returns what was done
+    (None: nothing to do, or capture not installed); raises CaptureError naming the fix when this
+    role may not replace them."""
+    stamped = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = "
+        "to_regclass($1) AND attname = 'capture_version' AND NOT attisdropped)", f"{SCHEMA}.state")
+    if await conn.fetchval("SELECT to_regclass($1)", f"{SCHEMA}.captured") is None:
+        return None
+    version = await conn.fetchval(f"SELECT capture_version FROM {SCHEMA}.state") if stamped else None
+    if version is not None and version >= CAPTURE_VERSION:
+        return None
+    before = version or 1
+    refreshed: list[str] = []
+    try:
+        by_schema: dict[str, list[str]] = {}
+        for schema, table in await captured_tables(conn):
+            by_schema.setdefault(schema, []).append(table)
+        for schema, names in by_schema.items():
+            existing = {t.name for t in await describe_tables(conn, schema)}
+            present = tuple(n for n in names if n in existing)  # a table dropped since stays dropped
+            if present:
+                refreshed += (await install(conn, present, schema=schema)).tables
+    except CaptureError as exc:
+        raise CaptureError(
+            f"change capture was installed by an older vaxvault (capture version {before}; this one "
+            f"installs {CAPTURE_VERSION}) and this role cannot refresh it ({exc}); run 'vaxvault backup "
+            "init' as the owner of the captured tables, then run the backup again") from exc
+    return (f"change capture refreshed from version {before} to {CAPTURE_VERSION} on {len(refreshed)} "
+            "table(s) (as 'vaxvault backup init' would)")

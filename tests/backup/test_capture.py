@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import asyncpg
 import pytest
 
-from backup.capture.triggers import SCHEMA, install
+from backup.capture.catalog import describe_tables
+from backup.capture.triggers import CAPTURE_VERSION, SCHEMA, capture_function_sql, install
+from backup.config import BackupConfig
 from backup.errors import CaptureError
+from backup.runner import run_backup
+from backup.schedule import summary_line
+from tests import harness
 
 
 async def test_install_is_idempotent_and_skips_audit_log(database_url: str) -> None:
@@ -154,4 +160,55 @@ async def test_columns_named_like_the_capture_functions_aliases_are_captured(dat
             (b"U", '{"id": 1}', '{"n": 10, "o": "a", "id": 1}', '{"n": 11, "o": "c", "id": 1}'),
             (b"D", '{"id": 2}', '{"n": 20, "o": "b", "id": 2}', None)]
     finally:
+        await conn.close()
+
+
+async def _as_version_one(conn: asyncpg.Connection) -> None:
+    """Make the installed capture of `lots` what vaxvault wrote before the version stamp: no stamp,
+    and the function that took the row as a bare `n`."""
+    [table] = await describe_tables(conn, "public", ("lots",))
+    await conn.execute(f"ALTER TABLE {SCHEMA}.state DROP COLUMN IF EXISTS capture_version")
+    await conn.execute(capture_function_sql(table).replace("to_json(n.*)", "to_json(n)")
+                       .replace("to_json(o.*)", "to_json(o)"))
+
+
+async def test_a_run_refreshes_capture_an_older_version_installed_or_says_to_run_init(
+        database_url: str, tmp_path: Path) -> None:
+    """A capture function fixed in this version reaches existing installs at their next backup
+    run, which says so; a role that may not replace it fails the run with the fix (never a
+    run that silently keeps the old function, nor one that skips capture)."""
+    conn = await asyncpg.connect(database_url)
+    role = harness.unique_name("vvt_runner")
+    try:
+        await conn.execute("CREATE TABLE lots (id int PRIMARY KEY, n int, o text)")
+        await install(conn, ("lots",))
+        assert await conn.fetchval(f"SELECT capture_version FROM {SCHEMA}.state") == CAPTURE_VERSION
+        await conn.execute("INSERT INTO lots VALUES (1, 10, 'a')")
+        await _as_version_one(conn)
+        with pytest.raises(asyncpg.AmbiguousColumnError):
+            await conn.execute("UPDATE lots SET n = 11")
+        # A runner role that may read the log but not replace the owner's functions.
+        await conn.execute(f"CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {SCHEMA} TO {role}; "
+                           f"GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO {role}")
+        limited = BackupConfig(database_url=database_url.replace("://postgres@", f"://{role}@"),
+                               spool_dir=tmp_path / "limited", primary_url=(tmp_path / "p1").as_uri())
+        stale = (r"installed by an older vaxvault \(capture version 1; this one installs 2\) and this "
+                 r"role cannot refresh it .*run 'vaxvault backup init' as the owner")
+        with pytest.raises(CaptureError, match=stale):
+            await run_backup(limited, full=False)
+        with pytest.raises(asyncpg.AmbiguousColumnError):  # left as it was
+            await conn.execute("UPDATE lots SET n = 11")
+
+        config = BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
+                              primary_url=(tmp_path / "primary").as_uri())
+        summary = await run_backup(config, full=True)
+        assert summary_line(summary).endswith(
+            "; change capture refreshed from version 1 to 2 on 1 table(s) (as 'vaxvault backup init' would)")
+        await conn.execute("UPDATE lots SET n = 11")
+        assert await conn.fetchval(f"SELECT capture_version FROM {SCHEMA}.state") == CAPTURE_VERSION
+        after = await run_backup(config, full=False)
+        assert after.refreshed is None and after.changes == 1  # the UPDATE, captured
+    finally:
+        await conn.execute(f"DO $$ BEGIN DROP OWNED BY {role}; DROP ROLE {role}; "
+                           "EXCEPTION WHEN undefined_object THEN NULL; END $$")
         await conn.close()

@@ -41,7 +41,9 @@ pytestmark = pytest.mark.slow
 
 TABLE = """CREATE TABLE items (
     id int PRIMARY KEY, label text, body text, amount numeric(10,2), seen timestamptz, day date,
-    tags text[], doc jsonb)"""
+    tags text[], doc jsonb);
+-- A key checked at the end of each statement: one UPDATE may swap, cycle or shift keys.
+CREATE TABLE pairs (id int PRIMARY KEY DEFERRABLE, label text, n int)"""
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def _url(server: str, name: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
-async def _database(server: str, name: str, mode: str) -> str:
+async def _database(server: str, name: str, mode: str, schema: str = TABLE) -> str:
     admin = await asyncpg.connect(server)
     try:
         await admin.execute(f"CREATE DATABASE {name}")
@@ -71,7 +73,7 @@ async def _database(server: str, name: str, mode: str) -> str:
     url = _url(server, name)
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(TABLE)
+        await conn.execute(schema)
         await install(conn, mode=mode)
     finally:
         await conn.close()
@@ -118,7 +120,9 @@ _INSERT = ("INSERT INTO items VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6:
 @st.composite
 def programs(draw: st.DrawFn) -> list[list[Step]]:
     """Transactions; each a list of steps. Session 1 runs concurrently with session 0 inside a
-    transaction that begins first and commits last (out of start order), on odd keys only."""
+    transaction that begins first and commits last (out of start order), on odd keys only.
+    Table `pairs` (session 0 only) gets key swaps, cycles and shifts, rows often equal but for
+    their key."""
     transactions = []
     fresh = iter(range(1000, 100000))
     for _ in range(draw(st.integers(1, 6))):
@@ -129,7 +133,7 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
             # Concurrent sessions keep to their own keys, so neither waits for the other's locks.
             key = draw(st.integers(0, 7)) * 2 + session
             kind = draw(st.sampled_from(["insert", "insert", "update", "update_small", "move", "delete",
-                                         "bulk", "truncate"]))
+                                         "bulk", "truncate", "pairs", "pairs", "pairs"]))
             if kind == "insert":
                 steps.append(Step(session, _INSERT, (key, *_value_columns(draw))))
             elif kind == "update":
@@ -144,6 +148,8 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
                                   (key, next(fresh) * 2 + session)))
             elif kind == "delete":
                 steps.append(Step(session, "DELETE FROM items WHERE id = $1", (key,)))
+            elif kind == "pairs":
+                steps.append(_pairs_step(draw))
             elif kind == "bulk" and not concurrent:
                 steps.append(Step(0, "UPDATE items SET tags = array_append(tags, 'z') WHERE id % 3 = 0"))
             elif not concurrent:
@@ -151,6 +157,27 @@ def programs(draw: st.DrawFn) -> list[list[Step]]:
         rollback = draw(st.booleans()) if draw(st.integers(0, 3)) == 0 else False
         transactions.append((steps, rollback))
     return transactions  # type: ignore[return-value]
+
+
+def _pairs_step(draw: st.DrawFn) -> Step:
+    a, b, c = draw(st.lists(st.integers(0, 4), min_size=3, max_size=3, unique=True))
+    label = draw(st.sampled_from([None, "x", "y"]))
+    kind = draw(st.sampled_from(["insert", "swap", "swap", "cycle", "shift", "label", "truncate"]))
+    if kind == "insert":  # rows a..a+2 that are missing
+        return Step(0, "INSERT INTO pairs SELECT g, $2::text, $3 FROM generate_series($1, $1 + 2) g "
+                       "WHERE NOT EXISTS (SELECT FROM pairs WHERE id = g)",
+                    (a, label, draw(st.sampled_from([None, 1]))))
+    if kind == "swap":
+        return Step(0, "UPDATE pairs SET id = CASE id WHEN $1 THEN $2 ELSE $1 END WHERE id IN ($1, $2)",
+                    (a, b))
+    if kind == "cycle":  # with a label change: rows of the run differ from what they were
+        return Step(0, "UPDATE pairs SET id = CASE id WHEN $1 THEN $2 WHEN $2 THEN $3 ELSE $1 END, "
+                       "label = coalesce(label, $4::text) WHERE id IN ($1, $2, $3)", (a, b, c, label))
+    if kind == "shift":
+        return Step(0, "UPDATE pairs SET id = id + 1 WHERE id >= $1", (a,))
+    if kind == "label":
+        return Step(0, "UPDATE pairs SET label = $2::text WHERE id >= $1", (a, label))
+    return Step(0, "TRUNCATE pairs")
 
 
 async def _run_program(url: str, program: list[tuple[list[Step], bool]],
@@ -179,7 +206,7 @@ async def _run_program(url: str, program: list[tuple[list[Step], bool]],
 async def _reset(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("TRUNCATE items")
+        await conn.execute("TRUNCATE items, pairs")
         if await logical.mode(conn) == "logical":
             async with conn.transaction(isolation="repeatable_read"):
                 await logical.lock(conn)
@@ -210,6 +237,33 @@ def _by_row(log: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     return [tuple(sorted(epoch.items(), key=repr)) for epoch in epochs]
 
 
+def _states(log: list[tuple[object, ...]], table: str) -> list[dict[object, object]]:
+    """`table` after each transaction that changed it, replayed as restore replays the log (the
+    last change per key wins); a transaction that left it as it was is not counted."""
+    states: list[dict[object, object]] = [{}]
+    state: dict[object, object] = {}
+    previous = None
+    for txid, name, op, key, _old, new in log:
+        if name != table:
+            continue
+        if txid != previous and state != states[-1]:
+            states.append(dict(state))
+        previous = txid
+        if op == b"T":
+            state.clear()
+        elif op == b"D":
+            state.pop(key, None)
+        else:
+            state[key] = new
+    if state != states[-1]:
+        states.append(state)
+    return states
+
+
+def _table(log: list[tuple[object, ...]], table: str) -> list[tuple[object, ...]]:
+    return [change for change in log if change[1] == table]
+
+
 def _transactions(log: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     """The changes grouped by transaction id (ids differ between the databases: compared as sets)."""
     groups: dict[object, list[tuple[object, ...]]] = {}
@@ -233,9 +287,12 @@ def test_logical_capture_writes_the_log_trigger_capture_writes(
             await _run_program(url, program)
         # As find-loss reads it: the slot drained on the way.
         read = [await live_changes(url, "items") for url in pair]
-        raw = [await _raw_log(url) for url in pair]
+        log = [await _raw_log(url) for url in pair]
+        raw = [_table(entries, "items") for entries in log]
         assert _by_row(raw[1]) == _by_row(raw[0])
         assert _transactions(raw[1]) == _transactions(raw[0])
+        # Keys moved by one statement (DEFERRABLE key): the same table after every transaction.
+        assert _states(log[1], "pairs") == _states(log[0], "pairs")
         assert sorted(_changes(read[1]), key=repr) == sorted(_changes(read[0]), key=repr)
         # Nothing is drained twice.
         again = await live_changes(pair[1], "items")
@@ -434,3 +491,115 @@ async def test_a_column_named_like_the_drains_row_alias_is_captured_whole(logica
         assert image == '{"n": "x", "r": 5, "id": 1}'
     finally:
         await conn.close()
+
+
+async def _ddl_database(server: str, name: str) -> str:
+    """A logically captured database of its own (these tests change its schema)."""
+    return await _database(server, name, "logical", "CREATE TYPE mood AS ENUM ('calm', 'cross'); "
+                           "CREATE DOMAIN small AS int; "
+                           "CREATE TABLE things (id int PRIMARY KEY, label text, feeling mood, size small)")
+
+
+async def _drain(url: str) -> list[tuple[object, ...]]:
+    """Drain the slot (as restore does) and return the log."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            await logical.lock(conn)
+            await logical.drain(conn, url)
+        rows = await conn.fetch("SELECT op, key::text, new::text FROM vaxvault_backup.changes "
+                                "ORDER BY position")
+    finally:
+        await conn.close()
+    return [tuple(r) for r in rows]
+
+
+async def test_a_renamed_key_column_and_a_dropped_type_still_drain(logical_server: str) -> None:
+    """Changes made before a migration are decoded as the table was then: a key column renamed
+    since is found by today's name, a type dropped since is read as its text (restore populates
+    an int column from "7" as from 7), a domain as its base type (a CHECK added since does not
+    stop the drain)."""
+    url = await _ddl_database(logical_server, "migrated")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO things VALUES (1, 'before', 'cross', 7)")
+        await conn.execute("ALTER TABLE things RENAME COLUMN id TO ident")
+        await conn.execute("INSERT INTO things VALUES (2, 'renamed', 'calm', 8)")
+        await conn.execute("UPDATE things SET ident = 3 WHERE ident = 2")
+        await conn.execute("ALTER TABLE things ALTER COLUMN feeling TYPE text; DROP TYPE mood")
+        await conn.execute("ALTER TABLE things ALTER COLUMN size TYPE int; DROP DOMAIN small")
+        await conn.execute("CREATE DOMAIN big AS int; ALTER TABLE things ADD COLUMN weight big")
+        await conn.execute("INSERT INTO things VALUES (4, NULL, NULL, NULL, 5)")
+        await conn.execute("ALTER DOMAIN big ADD CHECK (VALUE > 10) NOT VALID")
+    finally:
+        await conn.close()
+    assert await _drain(url) == [
+        (b"I", '{"id" : 1}', '{"id":1,"label":"before","feeling":"cross","size":"7"}'),
+        (b"I", '{"ident" : 2}', '{"ident":2,"label":"renamed","feeling":"calm","size":"8"}'),
+        (b"D", '{"ident" : 2}', None),
+        (b"I", '{"ident" : 3}', '{"ident":3,"label":"renamed","feeling":"calm","size":"8"}'),
+        (b"I", '{"ident" : 4}', '{"ident":4,"label":null,"feeling":null,"size":null,"weight":5}')]
+
+
+async def test_a_change_no_drain_can_decode_stops_incrementals_and_a_full_run_starts_over(
+        logical_server: str, tmp_path: Path) -> None:
+    """A key column renamed twice between two drains: the change made in between is named by
+    neither key. Every drain would stop at it: the incremental says so and how to get out; the
+    full run recreates the slot and starts a new chain, and incrementals follow it."""
+    url = await _ddl_database(logical_server, "renamed_twice")
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ALTER TABLE things RENAME COLUMN id TO ident")
+        await conn.execute("INSERT INTO things VALUES (1, 'lost', NULL, NULL)")
+        await conn.execute("ALTER TABLE things RENAME COLUMN ident TO num")
+        for _ in range(2):  # the same, every time
+            with pytest.raises(CaptureError, match=r"things cannot be keyed: .*\(ident, label, feeling, "
+                                                   r"size\).*run 'vaxvault backup run --full'"):
+                await run_backup(config, full=False)
+        full = await run_backup(config, full=True)
+        assert full.segment_id is None and full.rows == 1  # a new chain; the snapshot has the row
+        await conn.execute("UPDATE things SET label = 'after' WHERE num = 1")
+    finally:
+        await conn.close()
+    after = await run_backup(config, full=False)
+    assert after.changes == 1
+    [change] = [c for c in _shipped(config) if c.new and c.new.get("label") == "after"]
+    assert change.key == {"num": 1} and change.old is not None and change.old["label"] == "lost"
+
+
+async def test_init_switches_logical_capture_back_to_triggers_losing_and_doubling_nothing(
+        logical_server: str, tmp_path: Path) -> None:
+    """`backup init` with trigger capture on a logically captured database: the changes still in
+    the slot are drained in the transaction that adds the triggers, later ones are the triggers',
+    each once; the slot (which holds WAL) and the publication are dropped."""
+    url = await _ddl_database(logical_server, "switched")
+    config = BackupConfig(database_url=url, spool_dir=tmp_path / "spool",
+                          primary_url=(tmp_path / "primary").as_uri())
+    await run_backup(config, full=True)
+    conn = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO things VALUES (1, 'in the slot', NULL, NULL)")
+        # A writer in flight when init starts: init waits for it, and it is in the slot.
+        await writer.execute("BEGIN; INSERT INTO things VALUES (2, 'in flight', NULL, NULL)")
+        switch = asyncio.ensure_future(install(conn, mode="trigger", database_url=url))
+        await asyncio.sleep(0.5)
+        assert not switch.done()
+        await writer.execute("COMMIT")
+        assert (await switch).mode == "trigger"
+        await conn.execute("UPDATE things SET label = 'by trigger' WHERE id = 1")
+        assert await logical.mode(conn) == "trigger"
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")
+        assert not await conn.fetchval("SELECT count(*) FROM pg_publication")
+        assert await conn.fetchval("SELECT relreplident::text FROM pg_class WHERE relname = 'things'") == "d"
+    finally:
+        await conn.close()
+        await writer.close()
+    assert (await run_backup(config, full=False)).changes == 3
+    shipped = [(c.op, c.key, c.new and c.new["label"]) for c in _shipped(config)]
+    assert shipped == [("I", {"id": 1}, "in the slot"), ("I", {"id": 2}, "in flight"),
+                       ("U", {"id": 1}, "by trigger")]
