@@ -76,7 +76,7 @@ async def test_images_load_like_the_json_lines_for_every_kind_of_column(database
                     "SELECT i.vv_position, i::text AS image, l::text AS line FROM from_image i "
                     "FULL JOIN from_lines l USING (vv_position) WHERE i::text IS DISTINCT FROM l::text")
                 assert differ == []
-                ops = [r["vv_op"] for r in await conn.fetch("SELECT vv_op FROM from_image ORDER BY vv_position")]
+                ops = await conn.fetchval("SELECT array_agg(vv_op ORDER BY vv_position) FROM from_image")
                 assert ops == ["I", "I", "I", "U", "U", "D", "T"]
                 shown = await conn.fetchrow("SELECT t, jb, j::text AS j, ints, tstz FROM from_image "
                                             "WHERE id = 1 AND vv_op = 'I'")
