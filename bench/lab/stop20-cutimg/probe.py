@@ -19,9 +19,14 @@ Q = {
     "populate": "SELECT c.position, " + CT + ", c.op::text, r.* FROM vaxvault_backup.changes c LEFT JOIN LATERAL json_populate_record(NULL::public.doses, coalesce(c.new, c.key)) r ON true WHERE {w} ORDER BY c.position",
     "to_typed": "SELECT c.position, " + CT + ", c.op::text, r.* FROM vaxvault_backup.changes c LEFT JOIN LATERAL json_to_record(coalesce(c.new, c.key)) r(" + TYPED + ") ON true WHERE {w} ORDER BY c.position",
     "to_text": "SELECT c.position, " + CT + ", c.op::text, r.* FROM vaxvault_backup.changes c LEFT JOIN LATERAL json_to_record(coalesce(c.new, c.key)) r(" + TEXT + ") ON true WHERE {w} ORDER BY c.position",
+    "to_text_noct": "SELECT c.position, c.captured_at, c.op::text, r.* FROM vaxvault_backup.changes c LEFT JOIN LATERAL json_to_record(coalesce(c.new, c.key)) r(" + TEXT + ") ON true WHERE {w} ORDER BY c.position",
+    "to_text_ctjson": "SELECT c.position, to_json(" + CT + ")::text, c.op::text, r.* FROM vaxvault_backup.changes c LEFT JOIN LATERAL json_to_record(coalesce(c.new, c.key)) r(" + TEXT + ") ON true WHERE {w} ORDER BY c.position",
     "jsonb_text": "SELECT c.position, " + CT + ", c.op::text, r.* FROM vaxvault_backup.changes c LEFT JOIN LATERAL jsonb_to_record(coalesce(c.new, c.key)::jsonb) r(" + TEXT + ") ON true WHERE {w} ORDER BY c.position",
+    "lines_concat": "SELECT concat('{{\"position\":', position, ',\"txid\":', txid, ',\"committed_at\":', to_json(" + CT + "), ',\"table\":', to_json(table_name), ',\"op\":\"', op, '\",\"key\":', coalesce(key::text, 'null'), ',\"old\":', coalesce(old::text, 'null'), ',\"new\":', coalesce(new::text, 'null'), '}}') FROM vaxvault_backup.changes c WHERE {sw} ORDER BY position",
+    "lines_noct": "SELECT '{{\"position\":' || position || ',\"txid\":' || txid::text || ',\"table\":' || to_json(table_name)::text || ',\"op\":\"' || op::text || '\",\"key\":' || coalesce(key::text, 'null') || ',\"old\":' || coalesce(old::text, 'null') || ',\"new\":' || coalesce(new::text, 'null') || '}}' FROM vaxvault_backup.changes c WHERE {sw} ORDER BY position",
     "lines": "SELECT '{{\"position\":' || position || ',\"txid\":' || txid::text || ',\"committed_at\":' || to_json(" + CT + ")::text || ',\"table\":' || to_json(table_name)::text || ',\"op\":\"' || op::text || '\",\"key\":' || coalesce(key::text, 'null') || ',\"old\":' || coalesce(old::text, 'null') || ',\"new\":' || coalesce(new::text, 'null') || '}}' FROM vaxvault_backup.changes c WHERE {w} ORDER BY position",
 }
+Q["lines"] = Q["lines"].replace("{w}", "{sw}")
 
 
 def cpu(pid):
