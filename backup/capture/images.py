@@ -4,8 +4,9 @@ The segment's JSON lines carry every change whole (old and new images); restore 
 image after each change, typed. Loading 266,561 JSON lines into jsonb and populating a row from
 each was most of a lost-record restore's reading time at 1M (after-T load ~6 s, populate in
 classify ~2-4 s). So the cut also writes, per table, the rows restore needs in COPY text: it
-turns each json image into the table's row type once, here, and every restore loads it with a
-plain COPY. The change log itself is unchanged (capture and logical decoding write it as before).
+reads each json image into the table's columns once, here, and every restore loads it with a
+plain COPY into the typed columns. The change log itself is unchanged (capture and logical
+decoding write it as before).
 
 An image is an optimisation, never the record: when the server cannot build one (the table is
 gone, or a value no longer fits its type), the segment ships without it and restore reads the
