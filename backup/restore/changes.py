@@ -58,11 +58,12 @@ async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | N
     for segment in segments_in_window(segments, table, after, until):
         image = segment.image(table)
         try:
-            if image is not None:
-                added += await _copy_image(conn, repo, key, image, into, columns, after, until)
-            else:
-                added += await _load_lines(conn, repo, key, segment, table, into, row_type, columns,
+            copied = None if image is None else await _copy_image_or_none(
+                conn, repo, key, image, into, columns, after, until)
+            if copied is None:
+                copied = await _load_lines(conn, repo, key, segment, table, into, row_type, columns,
                                            after, until)
+            added += copied
         except asyncpg.UniqueViolationError as exc:
             raise _shared_position(exc, segment, loaded, table) from exc
         loaded.append(segment)
@@ -102,6 +103,19 @@ def _window(after: datetime | None, until: datetime | None) -> str | None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+async def _copy_image_or_none(conn: asyncpg.Connection, repo: Repository, key: Key | None,
+                              image: SegmentImage, into: str, columns: Sequence[str],
+                              after: datetime | None, until: datetime | None) -> int | None:
+    """_copy_image, or None when a value in the image no longer fits its column (a type narrowed
+    since the cut): COPY types every row before its WHERE drops those outside the window, where
+    the JSON lines type only the rows in it, so the caller reads the lines instead."""
+    try:
+        async with conn.transaction():
+            return await _copy_image(conn, repo, key, image, into, columns, after, until)
+    except asyncpg.DataError:
+        return None
 
 
 async def _copy_image(conn: asyncpg.Connection, repo: Repository, key: Key | None, image: SegmentImage,

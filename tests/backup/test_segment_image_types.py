@@ -84,3 +84,35 @@ async def test_images_load_like_the_json_lines_for_every_kind_of_column(database
                 assert shown["j"] == '"just a string"' and shown["ints"] == [1, None, 3]
     finally:
         await conn.close()
+
+
+async def test_a_value_that_no_longer_fits_outside_the_window_falls_back_to_the_json_lines(
+        database_url: str) -> None:
+    """A column narrowed after the cut: the image's COPY types every row before its WHERE drops
+    those outside the window, so one old value that no longer fits would fail the load; the JSON
+    lines type only the rows in the window, and the load reads them instead."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TABLE narrowed (id bigint PRIMARY KEY, label varchar(40))")
+        await install(conn, ("narrowed",))
+        previous = await conn.fetchval("SELECT pg_current_snapshot()::text")
+        await conn.execute("INSERT INTO narrowed VALUES (1, $1)", "far too long for ten")
+        await conn.execute("DELETE FROM narrowed WHERE id = 1")
+        after = await conn.fetchval("SELECT clock_timestamp()")
+        await conn.execute("INSERT INTO narrowed VALUES (2, 'fits')")
+        with tempfile.TemporaryDirectory() as spool_dir:
+            spool = FileRepository(Path(spool_dir))
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                cut = await conn.fetchrow("SELECT pg_current_snapshot()::text AS position, "
+                                          "clock_timestamp() AS at")
+                segment = await changelog.cut_segment(conn, previous, cut["position"], cut["at"], spool, None)
+            assert segment is not None and segment.image("narrowed") is not None
+            await conn.execute("ALTER TABLE narrowed ALTER COLUMN label TYPE varchar(10)")
+            async with conn.transaction():
+                await create_change_table(conn, "changes", "narrowed", ["id", "label"], ["id"])
+                added = await load_segments(conn, spool, None, [segment], "narrowed", "changes",
+                                            "narrowed", ["id", "label"], after=after)
+                assert added == 1
+                assert await conn.fetchval("SELECT label FROM changes") == "fits"
+    finally:
+        await conn.close()
