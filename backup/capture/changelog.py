@@ -64,13 +64,23 @@ WHERE table_name = $1
   AND ($3::timestamptz IS NULL OR {commit_time_sql("c")} <= $3)
 ORDER BY position
 """
+# The summary groups by transaction first: a commit time is one lookup per transaction, not per
+# change, and no sort of every change's table name (0.46 s -> 0.19 s of server CPU for the
+# 266,561-change segment at 1M). commit_time_sql per group: its fallback, the capture clock, is
+# taken at both ends of the group.
+_COMMITTED = ("CASE WHEN current_setting('track_commit_timestamp')::boolean "
+              "THEN pg_xact_commit_timestamp(c.txid::xid) END")
 _SUMMARY = f"""
-SELECT count(*) AS changes, min(position) AS first, max(position) AS last,
-       array_agg(DISTINCT table_name) AS tables,
-       min({commit_time_sql("c")}) AS earliest, max({commit_time_sql("c")}) AS latest
-{_SHIPPED}
+SELECT coalesce(sum(changes), 0)::bigint AS changes, min(first) AS first, max(last) AS last,
+       array_agg(DISTINCT table_name) AS tables, min(earliest) AS earliest, max(latest) AS latest
+FROM (SELECT c.table_name, count(*) AS changes, min(position) AS first, max(position) AS last,
+             coalesce({_COMMITTED}, min(c.captured_at)) AS earliest,
+             coalesce({_COMMITTED}, max(c.captured_at)) AS latest
+      {_SHIPPED.strip()}
+      {{visible}}GROUP BY c.txid, c.table_name) per_transaction
 """
-_SUMMARY_DRAINED = _SUMMARY + _VISIBLE_AT_CUT
+_SUMMARY_DRAINED = _SUMMARY.format(visible=_VISIBLE_AT_CUT.strip() + "\n      ")
+_SUMMARY = _SUMMARY.format(visible="")
 # The planner settings for the line COPY, set for that statement only. The change log is filled
 # and emptied between autovacuum's visits, so its statistics are always stale and the planner
 # guesses; for 266,561 changes it guessed a bitmap scan, then a sort of every row image (200 MB
@@ -174,18 +184,14 @@ async def cut_segment(conn: asyncpg.Connection, previous: str, position: str, cu
     else:
         counting = asyncio.ensure_future(_summary_and_images(beside, previous, segment_id, spool, key))
     object_key = keys.format_segment_changes_key(segment_id)
-    count = 0
     try:
         async with ObjectWriter(spool, object_key, key) as writer:
-
-            async def sink(data: bytes) -> None:
-                nonlocal count
-                count += data.count(b"\n")
-                await writer.write(data)
-
             async with _planner(conn, _ORDERED_SCAN):
-                await conn.copy_from_query(lines, *arguments, output=sink, format="csv",
-                                           delimiter=_DELIMITER, quote=_QUOTE)
+                # COPY's status counts the lines (counting newlines in Python took 0.1-0.26 s
+                # of the client's CPU at 1M).
+                status = await conn.copy_from_query(lines, *arguments, output=writer.write, format="csv",
+                                                    delimiter=_DELIMITER, quote=_QUOTE)
+            count = int(status.split()[-1])
             if counting is not None:
                 summary, images = await counting
             if not summary["changes"] and not count:

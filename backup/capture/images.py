@@ -4,12 +4,21 @@ The segment's JSON lines carry every change whole (old and new images); restore 
 image after each change, typed. Loading 266,561 JSON lines into jsonb and populating a row from
 each was most of a lost-record restore's reading time at 1M (after-T load ~6 s, populate in
 classify ~2-4 s). So the cut also writes, per table, the rows restore needs in COPY text: it
-turns each json image into the table's row type once, here, and every restore loads it with a
-plain COPY. The change log itself is unchanged (capture and logical decoding write it as before).
+reads each json image into the table's columns once, here, and every restore loads it with a
+plain COPY into the typed columns. The change log itself is unchanged (capture and logical
+decoding write it as before).
 
 An image is an optimisation, never the record: when the server cannot build one (the table is
 gone, or a value no longer fits its type), the segment ships without it and restore reads the
 JSON lines for that table.
+
+Parsing the json costs what it costs; typing each value and printing it again was a quarter of
+the image's server CPU at 1M (1.90 s with json_populate_record, 1.39 s with every column read as
+text; the lines take 0.86 s). A scalar's json text is already what its type reads (to_json wrote
+it with the type's output function, or as an ISO date or a JSON number or boolean that the input
+function takes), so such a column is read as text and the restore's COPY types it, with the same
+input function on the same string the cut would have used. Columns whose json is not that text
+(arrays, composites, json itself, domains, anything else) are still typed here.
 """
 
 from __future__ import annotations
@@ -27,13 +36,24 @@ from backup.storage.file import FileRepository
 from backup.storage.manifest import Column, SegmentImage
 from backup.storage.object_writer import ObjectWriter
 
-# The captured table and its columns as they are now (generated columns are never restored).
+# Type categories whose values to_json writes as their text (a JSON string of the output, or an
+# ISO date/time, number or boolean the input function reads back): boolean, date/time, enum,
+# network, numeric, string, timespan, bit string. Base and enum types only: a domain is typed here
+# (its check runs at the cut, as before), and so is a type with a cast to json (to_json uses it).
+_AS_TEXT = "'B', 'D', 'E', 'I', 'N', 'S', 'T', 'V'"
+# The captured table and its columns as they are now (generated columns are never restored), and
+# whether each column's json is read as text (see _AS_TEXT).
 _TABLE = f"""
 SELECT c.oid, n.nspname AS schema,
        ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
              AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) AS names,
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = c.oid
-             AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) AS types
+             AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) AS types,
+       ARRAY(SELECT y.typtype IN ('b', 'e') AND y.typcategory IN ({_AS_TEXT})
+             AND NOT EXISTS (SELECT FROM pg_cast k WHERE k.castsource = y.oid
+                             AND k.casttarget IN ('json'::regtype, 'jsonb'::regtype))
+             FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid WHERE a.attrelid = c.oid
+             AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) AS as_text
 FROM {SCHEMA}.captured t
 JOIN pg_namespace n ON n.nspname = t.schema_name
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
@@ -44,16 +64,18 @@ WHERE t.table_name = $1
 _VISIBLE = "  AND pg_visible_in_snapshot(c.txid, $3::text::pg_snapshot)"
 
 
-def _rows_sql(qualified: str, columns: Sequence[str], visible_at: bool = False) -> str:
-    """The shipped changes of one table ($1: previous position, $2: table) as typed rows. A D
-    carries only its key (`key`), a T nothing: populating NULL gives a row of NULLs.
-    `visible_at`: only changes of transactions visible in snapshot $3 (a cut that drained the
-    logical capture slot sees later transactions' changes too: they are the next segment's)."""
-    picked = ", ".join(f"r.{quote_ident(c)}" for c in columns)
+def _rows_sql(columns: Sequence[tuple[str, str]], visible_at: bool = False) -> str:
+    """The shipped changes of one table ($1: previous position, $2: table) as rows of `columns`
+    (name, type read as: `text` or the column's type). A D carries only its key (`key`), a T
+    nothing: reading NULL gives a row of NULLs. `visible_at`: only changes of transactions visible
+    in snapshot $3 (a cut that drained the logical capture slot sees later transactions' changes
+    too: they are the next segment's)."""
+    picked = ", ".join(f"r.{quote_ident(name)}" for name, _ in columns)
+    defined = ", ".join(f"{quote_ident(name)} {read_as}" for name, read_as in columns)
     return f"""
 SELECT c.position, {commit_time_sql("c")} AS committed_at, c.op::text AS op, {picked}
 FROM {SCHEMA}.changes c
-LEFT JOIN LATERAL json_populate_record(NULL::{qualified}, coalesce(c.new, c.key)) r ON true
+LEFT JOIN LATERAL json_to_record(coalesce(c.new, c.key)) AS r({defined}) ON true
 WHERE c.txid >= pg_snapshot_xmin($1::text::pg_snapshot)
   AND NOT pg_visible_in_snapshot(c.txid, $1::text::pg_snapshot)
   AND c.table_name = $2
@@ -86,19 +108,14 @@ async def _write_image(conn: asyncpg.Connection, previous: str, segment_id: str,
     found = await conn.fetchrow(_TABLE, table)
     if found is None:
         return None
-    qualified = f"{quote_ident(found['schema'])}.{quote_ident(table)}"
-    rows = 0
+    read_as = [(name, "text" if as_text else type_)
+               for name, type_, as_text in zip(found["names"], found["types"], found["as_text"], strict=True)]
     try:
         async with conn.transaction(), ObjectWriter(spool, object_key, key) as writer:
-
-            async def sink(data: bytes) -> None:
-                nonlocal rows
-                rows += data.count(b"\n")
-                await writer.write(data)
-
-            await conn.copy_from_query(_rows_sql(qualified, found["names"], visible_at is not None),
-                                       previous, table, *([visible_at] if visible_at else []),
-                                       output=sink, format="text")
+            status = await conn.copy_from_query(_rows_sql(read_as, visible_at is not None),
+                                                previous, table, *([visible_at] if visible_at else []),
+                                                output=writer.write, format="text")
+            rows = int(status.split()[-1])
             ref = await writer.finish()
     except asyncpg.PostgresError:
         return None

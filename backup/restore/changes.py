@@ -13,12 +13,14 @@ and extracting afterwards parses again per extraction: 1.3-1.8x as long, measure
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 
 from backup.capture.triggers import commit_time_sql
+from backup.restore.errors import RestorePlanError
 from backup.restore.object_stream import decoded_pieces
 from backup.restore.predicate_sql import quote_identifier
 from backup.restore.source import segments_in_window
@@ -50,15 +52,44 @@ async def load_segments(conn: asyncpg.Connection, repo: Repository, key: Key | N
     """Copy the changes of `table` committed in (after, until] from `segments` into change table
     `into` (made by create_change_table with `columns` of `row_type`, and empty: segments never
     share a position); segments whose commit-time range lies outside are not read. Returns rows
-    added."""
+    added. Raises RestorePlanError when two segments hold the same change position."""
     added = 0
+    loaded: list[SegmentManifest] = []
     for segment in segments_in_window(segments, table, after, until):
         image = segment.image(table)
-        if image is not None:
-            added += await _copy_image(conn, repo, key, image, into, columns, after, until)
-        else:
-            added += await _load_lines(conn, repo, key, segment, table, into, row_type, columns, after, until)
+        try:
+            copied = None if image is None else await _copy_image_or_none(
+                conn, repo, key, image, into, columns, after, until)
+            if copied is None:
+                copied = await _load_lines(conn, repo, key, segment, table, into, row_type, columns,
+                                           after, until)
+            added += copied
+        except asyncpg.UniqueViolationError as exc:
+            raise _shared_position(exc, segment, loaded, table) from exc
+        loaded.append(segment)
     return added
+
+
+def _shared_position(exc: asyncpg.UniqueViolationError, segment: SegmentManifest,
+                     loaded: Sequence[SegmentManifest], table: str) -> RestorePlanError:
+    """The error for a change position that two segments (or one, twice) both hold. One capture
+    history never ships a change twice, so it is refused rather than skipped: the two changes
+    need not be the same, and picking either would restore rows no history held. (Loads are
+    plain COPYs since format 2.1; proving the copies identical would cost a staging copy of
+    every segment.)"""
+    found = re.search(r"\(vv_position\)=\((\d+)\)", exc.detail or "")
+    position = int(found.group(1)) if found else None
+    others = [s for s in (*loaded, segment) if position is None or s.first_position is None
+              or s.last_position is None or s.first_position <= position <= s.last_position]
+    others = [s for s in others if s.id != segment.id] or [segment]
+    what = f"change position {position}" if position is not None else "a change position"
+    earlier = " or ".join(s.id for s in others)
+    return RestorePlanError(
+        f"segments {earlier} and {segment.id} both hold {what} of table {table}; one capture history "
+        "never ships a change twice, so the repository mixes two chains (two databases, or one "
+        "restored and re-initialised, backing up to the same place) or a segment was copied in "
+        "again. Nothing was restored. Run 'vaxvault backup list' and 'vaxvault backup verify', "
+        "move the segment that is not this database's out of the repository, then restore again")
 
 
 def _window(after: datetime | None, until: datetime | None) -> str | None:
@@ -72,6 +103,19 @@ def _window(after: datetime | None, until: datetime | None) -> str | None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+async def _copy_image_or_none(conn: asyncpg.Connection, repo: Repository, key: Key | None,
+                              image: SegmentImage, into: str, columns: Sequence[str],
+                              after: datetime | None, until: datetime | None) -> int | None:
+    """_copy_image, or None when a value in the image no longer fits its column (a type narrowed
+    since the cut): COPY types every row before its WHERE drops those outside the window, where
+    the JSON lines type only the rows in it, so the caller reads the lines instead."""
+    try:
+        async with conn.transaction():
+            return await _copy_image(conn, repo, key, image, into, columns, after, until)
+    except asyncpg.DataError:
+        return None
 
 
 async def _copy_image(conn: asyncpg.Connection, repo: Repository, key: Key | None, image: SegmentImage,
