@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 from bench.cluster import CACHE, admin, clone_database, start_cluster, drop_database
 from bench.server import VAXVAULT
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "stop19-restore2"))  # its cpu.py
 from cpu import measured
 
 rounds = int(sys.argv[1])

@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.cluster import CACHE, admin, clone_database, start_cluster
 from bench.restore import lost_count
 from bench.server import VAXVAULT
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "stop19-restore2"))  # its cpu.py
 from cpu import measured
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
