@@ -27,9 +27,10 @@ VAXVAULT = Path(sys.executable).parent / "vaxvault"
 # shared_buffers: the embedded default (256MB) is 4% of the 10M database (6.8 GB; doses' six
 # indexes alone 2.1 GB), far below the ~25% of RAM a server holding such a registry is given. At
 # 256MB the 266,561-row write-back at 10M evicts the index pages it dirties as it goes (backend
-# waits: 12% reading, 9% writing pages; +2.6 s CPU over 1M), an artefact of the bench box, not of
-# the restore; at 2GB the backend CPU of the same UPDATE is within 10% of 1M's
-# (bench/lab/stop20-scale/upd.py). 2GB is 9% of the bench machine's 23 GB.
+# waits: 12% reading, 9% writing pages; backend CPU 10.6-11.3 s vs 8.6-9.6 s at 1M), an artefact
+# of the bench box, not of the restore; at 2GB no page is written back mid-statement (8.8-10.7 s;
+# bench/lab/stop20-scale/upd.py), and the whole restore costs the same CPU at 10M as at 1M
+# (0.98-1.04x, grow.py). 2GB is 9% of the bench machine's 23 GB.
 # max_wal_size: at 2GB the 10M section (damage ~0.9 GB of WAL, restore ~1.1 GB, most of it full
 # page images of index pages first touched since the last checkpoint) ran checkpoints 22-29 s
 # apart ("checkpoints are occurring too frequently", the server's own hint: raise it), each one
