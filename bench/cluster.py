@@ -23,6 +23,20 @@ from bench.progress import say
 CACHE = Path(__file__).resolve().parent / ".cache"
 VAXVAULT = Path(sys.executable).parent / "vaxvault"
 
+# Server settings of the bench cluster beyond every embedded cluster's (api.embedded_postgres).
+# shared_buffers: the embedded default (256MB) is 4% of the 10M database (6.8 GB; doses' six
+# indexes alone 2.1 GB), far below the ~25% of RAM a server holding such a registry is given. At
+# 256MB the 266,561-row write-back at 10M evicts the index pages it dirties as it goes (backend
+# waits: 12% reading, 9% writing pages; backend CPU 10.6-11.3 s vs 8.6-9.6 s at 1M), an artefact
+# of the bench box, not of the restore; at 2GB no page is written back mid-statement (8.8-10.7 s;
+# bench/lab/stop20-scale/upd.py), and the whole restore costs the same CPU at 10M as at 1M
+# (0.98-1.04x, grow.py). 2GB is 9% of the bench machine's 23 GB.
+# max_wal_size: at 2GB the 10M section (damage ~0.9 GB of WAL, restore ~1.1 GB, most of it full
+# page images of index pages first touched since the last checkpoint) ran checkpoints 22-29 s
+# apart ("checkpoints are occurring too frequently", the server's own hint: raise it), each one
+# making the next touch of every page log a full image again, during the restore being timed.
+SETTINGS = {"shared_buffers": "2GB", "max_wal_size": "4GB"}
+
 
 @dataclass(frozen=True)
 class SeededDatabase:
@@ -37,9 +51,19 @@ def database_name(recipients: int) -> str:
 
 
 def start_cluster() -> EmbeddedPostgres:
-    """The durable (not throwaway) cluster the benchmarks share, started if needed."""
+    """The durable (not throwaway) cluster the benchmarks share, started if needed, with
+    SETTINGS (set with ALTER SYSTEM, then restarted, when any differs)."""
     cluster = EmbeddedPostgres(CACHE / "postgres")
     cluster.start()
+    changed = admin(cluster.url(), "SELECT count(*) FROM pg_settings WHERE " + " OR ".join(
+        f"(name = '{name}' AND setting::bigint * coalesce(pg_size_bytes(CASE WHEN unit ~ '^[0-9]' "
+        f"THEN unit ELSE '1' || unit END), 1) "
+        f"<> pg_size_bytes('{value}'))" for name, value in SETTINGS.items()))
+    if changed:
+        say("restarting the bench cluster with " + ", ".join(f"{k} = {v}" for k, v in SETTINGS.items()))
+        admin(cluster.url(), *(f"ALTER SYSTEM SET {name} = '{value}'" for name, value in SETTINGS.items()))
+        cluster.stop()
+        cluster.start()
     return cluster
 
 

@@ -7,6 +7,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from bench.cluster import SETTINGS
+
 
 def _first(command: list[str]) -> str:
     try:
@@ -53,6 +55,7 @@ def describe(bindir: Path, postgraphile_version: str) -> dict[str, object]:
         "wrk": _first(["wrk", "--version"]),
         "node": _first(["node", "--version"]),
         "postgraphile": postgraphile_version,
+        "cluster_settings": dict(SETTINGS),
     }
 
 

@@ -176,6 +176,12 @@ def _backup_growth(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _settings(machine: dict[str, Any]) -> str:
+    """The bench cluster's own settings (bench.cluster.SETTINGS) when the results recorded them."""
+    settings = machine.get("cluster_settings") or {}
+    return "".join(f", {name} {value}" for name, value in settings.items())
+
+
 def render(results: dict[str, Any], results_path: str, growth_picture: str | None = None) -> str:
     """BENCHMARKS.md; `growth_picture` is the path (relative to the repository) of the cost
     growth PNG drawn from the same results, shown in section 5 when given."""
@@ -196,7 +202,7 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
         "",
         f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory {machine['memory_mib']:,} MiB; "
         f"kernel {machine['kernel']}; shared with other work while measured (numbers are noisy).",
-        f"- {machine['postgresql']} (durable cluster: fsync on), {machine['pg_dump']}, "
+        f"- {machine['postgresql']} (durable cluster: fsync on{_settings(machine)}), {machine['pg_dump']}, "
         f"{machine['zstd']}",
         f"- wrk: {machine['wrk']}; node {machine['node']}; PostGraphile {machine['postgraphile']}; "
         f"Python {machine['python']}",
