@@ -195,6 +195,8 @@ async def _play(registry: Registry, history: History) -> tuple[str, bool, bool]:
         for event in events:
             if event[0] == "items":
                 _, key, value, commit = event
+                if held is not None and history.held == "items" and key == history.held_key:
+                    continue  # would wait for the held transaction's row lock
                 transaction = conn.transaction()
                 await transaction.start()
                 await registry.write(conn, key, value)
