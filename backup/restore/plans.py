@@ -135,13 +135,12 @@ def fingerprint(plan_parts: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(plan_parts).encode()).hexdigest()
 
 
-async def _rows_digest(conn: asyncpg.Connection, rows: str, act: str) -> str:
+async def _rows_digest(conn: asyncpg.Connection, rows: str, act: str, counts: tuple[int, int]) -> str:
     """The saved tables' row counts and the transaction that wrote them (every row's xmin): an
     edit after the dry run (UPDATE, INSERT, DELETE, TRUNCATE) changes one or the other. Reading
     xmin renders no row, so it costs a fraction of hashing the rows' text."""
     writer = await conn.fetchval(f"SELECT xmin::text FROM {rows} LIMIT 1") or \
         await conn.fetchval(f"SELECT xmin::text FROM {act} LIMIT 1") or "-"
-    counts = [await conn.fetchval(f"SELECT count(*) FROM {table}") for table in (rows, act)]
     return f"{counts[0]}:{counts[1]}:{writer}"
 
 
@@ -171,14 +170,16 @@ async def save(conn: asyncpg.Connection, key: Key | None, live: LiveTable, temp:
         async with conn.transaction():
             await conn.execute(_SETUP)
             await drop_expired(conn)
-            await conn.execute(f"CREATE UNLOGGED TABLE {rows} AS SELECT a.* FROM {quote_identifier(temp)} a "
-                               f"JOIN {quote_identifier(temp + '_act')} k USING ({keys})")
-            await conn.execute(f"CREATE UNLOGGED TABLE {act} AS "
-                               f"SELECT * FROM {quote_identifier(temp + '_act')}")
+            saved_rows = await conn.execute(
+                f"CREATE UNLOGGED TABLE {rows} AS SELECT a.* FROM {quote_identifier(temp)} a "
+                f"JOIN {quote_identifier(temp + '_act')} k USING ({keys})")
+            saved_act = await conn.execute(f"CREATE UNLOGGED TABLE {act} AS "
+                                           f"SELECT * FROM {quote_identifier(temp + '_act')}")
             await conn.execute(f"REVOKE ALL ON {rows}, {act} FROM PUBLIC")
             made_in, made_at = await conn.fetchrow("SELECT pg_current_snapshot()::text, now()")
             expires_at = made_at + LIFETIME
-            digest_of_rows = await _rows_digest(conn, rows, act)
+            digest_of_rows = await _rows_digest(conn, rows, act, (int(saved_rows.split()[-1]),
+                                                                 int(saved_act.split()[-1])))
             digest = _digest(key, [plan_id, fingerprint(plan_parts), made_in, made_at.isoformat(),
                                    expires_at.isoformat(), data, digest_of_rows])
             await conn.execute(
