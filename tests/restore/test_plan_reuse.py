@@ -43,6 +43,7 @@ from backup.restore.source import open_history
 from backup.runner import run_backup
 from backup.storage.codec import Key
 from backup.storage.repository import open_repository
+from tests.restore.scenario import database_now
 
 pytestmark = pytest.mark.slow
 
@@ -149,15 +150,6 @@ class Registry:
         return rows, report
 
 
-async def _now(database_url: str) -> datetime:
-    conn = await asyncpg.connect(database_url)
-    try:
-        moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
-        return moment
-    finally:
-        await conn.close()
-
-
 async def _play(registry: Registry, history: History) -> tuple[str, bool, bool]:
     """The history, the dry run, the events; returns (reuse status, must refuse, may refuse)."""
     await registry.setup(history.rows)
@@ -166,7 +158,7 @@ async def _play(registry: Registry, history: History) -> tuple[str, bool, bool]:
     try:
         for key, value in history.before_t:
             await registry.write(conn, key, value)
-        as_of = await _now(registry.database_url)
+        as_of = await database_now(registry.database_url)
         async with conn.transaction():
             for key, value in history.damage:
                 await registry.write(conn, key, value)
@@ -263,7 +255,7 @@ async def test_a_change_committed_later_with_an_earlier_position_is_seen(empty_d
     registry = Registry(empty_database_url)
     try:
         await registry.setup({1: (0, "a"), 2: (0, "a"), 3: (1, "a")})
-        as_of = await _now(empty_database_url)
+        as_of = await database_now(empty_database_url)
         conn = await asyncpg.connect(empty_database_url)
         held = await asyncpg.connect(empty_database_url)
         try:
@@ -296,7 +288,7 @@ async def _dry_run_then(registry: Registry, edit: str, *args: Any) -> RestoreRep
     """An incident, a dry run, `edit` (SQL on the plan's record or rows, {rows} names its row
     table), then the apply."""
     await registry.setup({1: (0, "a"), 2: (0, "b"), 3: (1, "c")})
-    as_of = await _now(registry.database_url)
+    as_of = await database_now(registry.database_url)
     conn = await asyncpg.connect(registry.database_url)
     try:
         await conn.execute("DELETE FROM items WHERE id = 1; UPDATE items SET v = 'x' WHERE id = 2")
@@ -363,19 +355,26 @@ async def test_an_edited_plan_is_refused(empty_database_url: str, edit: str, rea
         registry.close()
 
 
+async def _dry_run_of(registry: Registry, rows: dict[int, tuple[int, str]], damage: str,
+                     where: str | None = None) -> RestoreRequest:
+    """Rows, a full backup, T, the `damage` (SQL), a dry run as of T: its request."""
+    await registry.setup(rows)
+    as_of = await database_now(registry.database_url)
+    conn = await asyncpg.connect(registry.database_url)
+    try:
+        await conn.execute(damage)
+    finally:
+        await conn.close()
+    request = RestoreRequest(table="items", as_of=as_of, where=parse(where) if where else None)
+    await dry_run(registry.database_url, registry.repo, registry.config.key, request)
+    return request
+
+
 async def test_a_plan_sealed_without_the_key_is_refused(empty_database_url: str) -> None:
     key = Key(os.urandom(32))
     registry = Registry(empty_database_url, key)
     try:
-        await registry.setup({1: (0, "a")})
-        as_of = await _now(empty_database_url)
-        conn = await asyncpg.connect(empty_database_url)
-        try:
-            await conn.execute("DELETE FROM items")
-        finally:
-            await conn.close()
-        request = RestoreRequest(table="items", as_of=as_of)
-        await dry_run(empty_database_url, registry.repo, key, request)
+        request = await _dry_run_of(registry, {1: (0, "a")}, "DELETE FROM items")
         await _reseal(empty_database_url, None)  # a forger without the key: plain SHA-256
         report = await restore_records(empty_database_url, registry.repo, key, request)
         assert report.reuse is not None and "digest does not match" in report.reuse.reason
@@ -395,15 +394,7 @@ async def test_a_foreign_or_stale_plan_is_refused(empty_database_url: str, chang
     key = Key(os.urandom(32))
     registry = Registry(empty_database_url, key)
     try:
-        await registry.setup({1: (0, "a"), 2: (1, "b")})
-        as_of = await _now(empty_database_url)
-        conn = await asyncpg.connect(empty_database_url)
-        try:
-            await conn.execute("UPDATE items SET v = 'x'")
-        finally:
-            await conn.close()
-        request = RestoreRequest(table="items", as_of=as_of)
-        await dry_run(empty_database_url, registry.repo, key, request)
+        request = await _dry_run_of(registry, {1: (0, "a"), 2: (1, "b")}, "UPDATE items SET v = 'x'")
         await _reseal(empty_database_url, key, **change)  # sealed with the key: only its content is wrong
         report = await restore_records(empty_database_url, registry.repo, key, request)
         assert report.reuse is not None and report.reuse.status == "not reused"
@@ -417,15 +408,7 @@ async def test_a_foreign_or_stale_plan_is_refused(empty_database_url: str, chang
 async def test_other_options_or_replan_plan_afresh(empty_database_url: str) -> None:
     registry = Registry(empty_database_url)
     try:
-        await registry.setup({1: (0, "a"), 2: (1, "b")})
-        as_of = await _now(empty_database_url)
-        conn = await asyncpg.connect(empty_database_url)
-        try:
-            await conn.execute("DELETE FROM items")
-        finally:
-            await conn.close()
-        request = RestoreRequest(table="items", as_of=as_of, where=parse("grp = 0"))
-        await dry_run(empty_database_url, registry.repo, None, request)
+        request = await _dry_run_of(registry, {1: (0, "a"), 2: (1, "b")}, "DELETE FROM items", "grp = 0")
         other = await restore_records(empty_database_url, registry.repo, None,
                                       replace(request, where=parse("grp = 1")))
         assert other.reuse is not None and "with other options (where)" in other.reuse.reason
