@@ -112,7 +112,8 @@ async def parts(conn: asyncpg.Connection, repo: Repository, key: Key | None, his
     database = await conn.fetchrow("SELECT current_database() AS name, (SELECT oid FROM pg_database "
                                    "WHERE datname = current_database())::text AS oid")
     try:
-        system = await conn.fetchval("SELECT system_identifier::text FROM pg_control_system()")
+        async with conn.transaction():  # a savepoint: a refusal must not abort the restore's transaction
+            system = await conn.fetchval("SELECT system_identifier::text FROM pg_control_system()")
     except asyncpg.InsufficientPrivilegeError:
         system = None
     trimmed = None
