@@ -57,6 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     records.add_argument("--with-parents", action="store_true",
                          help="also restore gone parent rows (e.g. the recipient of a dose)")
     records.add_argument("--sample", type=int, default=10, help="rows in the sample diff")
+    records.add_argument("--replan", action="store_true",
+                         help="plan afresh even when a dry run's saved plan is still valid")
     records.set_defaults(handler=run_records)
 
     loss = actions.add_parser("find-loss", help="when did rows vanish? unusual bursts of changes")
@@ -142,7 +144,8 @@ def run_records(args: argparse.Namespace, settings: Settings) -> int:
         request = RestoreRequest(
             table=args.table, as_of=args.as_of, where=parse(args.where) if args.where else None,
             columns=args.columns, on_conflict=ConflictPolicy(args.on_conflict),
-            with_parents=args.with_parents, actor=_operator(), sample_size=args.sample)
+            with_parents=args.with_parents, actor=_operator(), sample_size=args.sample,
+            reuse_plan=not args.replan)
         url = settings.require_database_url()
         run = dry_run if args.dry_run else restore_records
         report = asyncio.run(run(url, repo, key, request))
@@ -192,10 +195,24 @@ def _records_text(report: RestoreReport) -> str:
                      f"{report.written_back} written back{audit} in {report.seconds} s")
     else:
         lines.append(f"dry run: nothing was written (in {report.seconds} s)")
+    if report.reuse is not None:
+        lines.append(_reuse_text(report))
     if report.timings:
         lines.append("  seconds per step: " + ", ".join(f"{step} {seconds}"
                                                          for step, seconds in report.timings.items()))
     return "\n".join(lines)
+
+
+def _reuse_text(report: RestoreReport) -> str:
+    reuse = report.reuse
+    assert reuse is not None
+    if reuse.status == "saved":
+        until = reuse.expires_at.astimezone(UTC).strftime("%H:%M:%S UTC") if reuse.expires_at else "?"
+        return (f"plan {reuse.plan_id} saved until {until}: the same command without --dry-run applies it "
+                "without rebuilding while the table and the repository's history stay unchanged")
+    if reuse.status == "reused":
+        return f"reused the dry run's plan {reuse.plan_id} (nothing it depends on changed)"
+    return f"{reuse.status} a dry run's plan: {reuse.reason}"
 
 
 def _show(value: Any) -> str:

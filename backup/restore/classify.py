@@ -17,6 +17,7 @@ import asyncpg
 from backup.restore.asof import LiveTable
 from backup.restore.changes import create_change_table, load_live_log, load_segments
 from backup.restore.decision import Action, Comparison
+from backup.restore.parents import foreign_keys, kept_parents_sql
 from backup.restore.predicate import Expr
 from backup.restore.predicate_sql import quote_identifier, to_sql
 from backup.restore.source import LIVE_LOG, History
@@ -78,6 +79,7 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
     restore = f"CASE WHEN {gone} THEN 'reinsert' ELSE 'write_back' END"
     first = "least(h.first_position, t.first_position)"
     kept = _kept_keys(unique, gone)
+    parents = kept_parents_sql(await foreign_keys(conn, live), gone)
     # What is done: the decision, except that a conflict is skipped unless overwriting (and a
     # taken unique key cannot be overwritten: _unique_conflicts skips those rows).
     conflict_action = restore if overwrite else "'skip'"
@@ -100,7 +102,7 @@ async def classify(conn: asyncpg.Connection, live: LiveTable, temp: str, where: 
                {first} AS first_position,
                coalesce(h.changes, 0) + coalesce(t.changes, 0) AS changes,
                greatest(h.last_position, t.last_position) AS last_position,
-               {kept} AS kept_keys
+               {kept} AS kept_keys, {parents} AS kept_parents
         FROM {asof} a
         LEFT JOIN {live.qualified} l ON {join}
         LEFT JOIN h ON {key_match}

@@ -20,14 +20,16 @@ from typing import Any
 
 import asyncpg
 
+from backup.restore import plans
 from backup.restore.apply import apply_actions
-from backup.restore.asof import LiveTable, build_as_of, describe_live
+from backup.restore.asof import AsOfImage, LiveTable, build_as_of, describe_live
 from backup.restore.audit import write_audit
-from backup.restore.classify import classify, count_decisions, load_changes_after, reason
+from backup.restore.classify import Classified, classify, count_decisions, load_changes_after, reason
 from backup.restore.decision import Action, Comparison
 from backup.restore.errors import RestoreError, RestorePlanError
 from backup.restore.ordering import ordering_warnings
 from backup.restore.parents import restore_parents
+from backup.restore.plans import PlanReuse, Taken
 from backup.restore.predicate import Expr, render
 from backup.restore.predicate_sql import quote_identifier, validate
 from backup.restore.source import History, connect, drain_live_log, drains_live_log, open_history
@@ -90,6 +92,9 @@ class RestoreRequest:
     actor_role: str = "admin"
     use_live_log: bool = True
     sample_size: int = 10
+    # An apply takes a dry run's saved plan when it is still valid (backup/restore/plans.py);
+    # False plans afresh.
+    reuse_plan: bool = True
     # Told (from the restore's thread) as each step of the top-level restore starts: a job
     # shows it as progress. Not part of what is restored, so not compared or shown.
     on_step: Callable[[RestoreStep], None] | None = field(default=None, compare=False, repr=False)
@@ -138,6 +143,7 @@ class RestoreReport:
     audit_id: int | None
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase, for benchmarks
+    reuse: PlanReuse | None = None  # the dry run's saved plan: saved, reused, or why not
 
     @property
     def restored(self) -> int:
@@ -182,7 +188,8 @@ async def _run(database_url: str, repo: Repository, key: Key | None, request: Re
         except BaseException:
             await transaction.rollback()
             raise
-        if apply:
+        # A dry run commits only its saved plan (its own writes were rolled back to a savepoint).
+        if apply or (report.reuse is not None and report.reuse.status == "saved"):
             await transaction.commit()
         else:
             await transaction.rollback()
@@ -212,17 +219,34 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     comparison = _comparison(live, request.columns)
     temp = f"vv_asof_{next(_TEMP_NAMES)}"  # parents restore in the same transaction
     clock = _Clock(request.on_step if depth == 0 else None)
-    as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
-    clock.lap("rebuild_as_of")
-    await load_changes_after(conn, repo, key, history, live, request.as_of, temp)
-    clock.lap("changes_after_t")
-    overwrite = request.on_conflict == ConflictPolicy.OVERWRITE
-    classified = await classify(conn, live, temp, request.where, comparison, overwrite)
-    clock.lap("classify")
+    plan_parts = await plans.parts(conn, repo, key, history, live, _request_parts(request)) \
+        if depth == 0 else None
+    reuse: PlanReuse | None = None
+    taken: Taken | None = None
+    if plan_parts is not None and apply:
+        found = await _take_plan(conn, key, live, temp, request, plan_parts)
+        taken, reuse = (found, PlanReuse("reused", found.plan_id)) if isinstance(found, Taken) \
+            else (None, found)
+    if taken is not None:
+        as_of, classified, sample, conflicts = _from_saved(taken.data, temp)
+        clock.lap("rebuild_as_of")
+        clock.lap("changes_after_t")
+        clock.lap("classify")
+    else:
+        as_of = await build_as_of(conn, repo, key, history, live, request.as_of, request.where, temp)
+        clock.lap("rebuild_as_of")
+        await load_changes_after(conn, repo, key, history, live, request.as_of, temp)
+        clock.lap("changes_after_t")
+        overwrite = request.on_conflict == ConflictPolicy.OVERWRITE
+        classified = await classify(conn, live, temp, request.where, comparison, overwrite)
+        clock.lap("classify")
+        sample = await _rows(conn, live, temp, comparison, "decided <> 'conflict'", request.sample_size)
+        conflicts = await _rows(conn, live, temp, comparison, "decided = 'conflict'", MAX_CONFLICTS_LISTED)
     counts = dict(classified.counts)
     counts[Action.UNTOUCHED.value] = classified.matched - sum(classified.counts.values())
-    sample = await _rows(conn, live, temp, comparison, "decided <> 'conflict'", request.sample_size)
-    conflicts = await _rows(conn, live, temp, comparison, "decided = 'conflict'", MAX_CONFLICTS_LISTED)
+    saving = plan_parts is not None and not apply
+    if saving:
+        await conn.execute("SAVEPOINT vv_before_parents")  # a dry run's parents are rolled back
     parents = await restore_parents(conn, live, temp, request, history, repo, key, depth,
                                     restore_in_transaction)
     clock.lap("parents")
@@ -236,7 +260,11 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
         warnings=_warnings(history, request.as_of)
         + tuple(await ordering_warnings(conn, history, live.name, request.as_of)))
     if not apply:
-        return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps)
+        if saving and plan_parts is not None:
+            await conn.execute("ROLLBACK TO SAVEPOINT vv_before_parents")
+            reuse = await plans.save(conn, key, live, temp, plan_parts, _to_saved(as_of, classified, plan))
+            clock.lap("save_plan", tell=False)
+        return RestoreReport(plan, False, 0, 0, 0, None, 0.0, clock.laps, reuse)
     applied = await apply_actions(conn, live, temp, comparison)
     clock.lap("apply")
     overwritten = classified.overwritten
@@ -246,7 +274,50 @@ async def restore_in_transaction(conn: asyncpg.Connection, repo: Repository, key
     audit_id = await write_audit(conn, request, plan, as_of_image=as_of, reinserted=applied.reinserted,
                                  written_back=applied.written_back) if depth == 0 else None
     return RestoreReport(plan, True, applied.reinserted, applied.written_back, overwritten, audit_id, 0.0,
-                         clock.laps)
+                         clock.laps, reuse)
+
+
+def _request_parts(request: RestoreRequest) -> dict[str, Any]:
+    """What of the request a saved plan depends on (not who asks, nor progress reporting)."""
+    return {"table": request.table, "as_of": request.as_of.isoformat(),
+            "where": render(request.where) if request.where is not None else None,
+            "columns": list(request.columns) if request.columns is not None else None,
+            "on_conflict": request.on_conflict.value, "with_parents": request.with_parents,
+            "use_live_log": request.use_live_log, "sample_size": request.sample_size}
+
+
+async def _take_plan(conn: asyncpg.Connection, key: Key | None, live: LiveTable, temp: str,
+                     request: RestoreRequest, plan_parts: dict[str, Any]) -> Taken | PlanReuse:
+    if not request.reuse_plan:
+        return PlanReuse("not reused", reason="asked to plan afresh")
+    if not request.use_live_log:
+        return PlanReuse("not reused", reason="without the live change log nothing tells whether "
+                         f"{live.name} changed since the dry run")
+    return await plans.take(conn, key, live, temp, plan_parts)
+
+
+def _to_saved(as_of: AsOfImage, classified: Classified, plan: RestorePlan) -> dict[str, Any]:
+    """What an apply needs of a dry run besides its rows (parents and warnings are redone)."""
+    def diffs(rows: tuple[RowDiff, ...]) -> list[dict[str, Any]]:
+        return [{"key": r.key, "action": r.action, "reason": r.reason,
+                 "columns": {c: list(v) for c, v in r.columns.items()}} for r in rows]
+    return {"image": {"chunks_read": as_of.chunks_read, "chunks_total": as_of.chunks_total,
+                      "rows_loaded": as_of.rows_loaded, "changes_replayed": as_of.changes_replayed},
+            "matched": classified.matched, "counts": classified.counts, "overwritten": classified.overwritten,
+            "sample": diffs(plan.sample), "conflicts": diffs(plan.conflicts)}
+
+
+def _from_saved(data: dict[str, Any], temp: str) -> tuple[AsOfImage, Classified, tuple[RowDiff, ...],
+                                                         tuple[RowDiff, ...]]:
+    def diffs(rows: list[dict[str, Any]]) -> tuple[RowDiff, ...]:
+        return tuple(RowDiff(r["key"], r["action"], r["reason"],
+                             {c: (v[0], v[1]) for c, v in r["columns"].items()}) for r in rows)
+    image = data["image"]
+    as_of = AsOfImage(temp, int(image["chunks_read"]), int(image["chunks_total"]), int(image["rows_loaded"]),
+                      int(image["changes_replayed"]))
+    classified = Classified(int(data["matched"]), {k: int(v) for k, v in data["counts"].items()},
+                            int(data["overwritten"]))
+    return as_of, classified, diffs(data["sample"]), diffs(data["conflicts"])
 
 
 async def _with_conflicts_found(conn: asyncpg.Connection, live: LiveTable, temp: str, comparison: Comparison,
@@ -321,11 +392,12 @@ class _Clock:
         self.on_step = on_step
         self._tell(0)
 
-    def lap(self, name: str) -> None:
+    def lap(self, name: str, tell: bool = True) -> None:
         now = time.perf_counter()
         self.laps[name] = round(now - self.last, 3)
         self.last = now
-        self._tell(len(self.laps))
+        if tell:
+            self._tell(len(self.laps))
 
     def _tell(self, done: int) -> None:
         if self.on_step is not None and done < len(STEPS):

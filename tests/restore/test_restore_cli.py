@@ -67,15 +67,17 @@ def test_find_loss_dry_run_restore_columns_and_full(env: pytest.MonkeyPatch, con
     plan = dry["plan"]
     assert plan["counts"]["reinsert"] == len(incident.deleted)
     assert plan["counts"]["conflict"] == 1
-    # the dry run's steps are timed as the restore's are (it stops before "apply")
-    assert set(dry["timings"]) == {"rebuild_as_of", "changes_after_t", "classify", "parents"}
+    # the dry run's steps are timed as the restore's are (it stops before "apply"), and it saves its plan
+    assert set(dry["timings"]) == {"rebuild_as_of", "changes_after_t", "classify", "parents", "save_plan"}
+    assert dry["reuse"]["status"] == "saved" and dry["reuse"]["plan_id"]
     assert dry["seconds"] >= sum(dry["timings"].values()) > 0 and dry["applied"] is False
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses",
                         "--where", where, "--dry-run")
     assert code == 0 and "dry run: nothing was written (in " in out
     assert "seconds per step: rebuild_as_of " in out and "parents " in out
+    assert " saved until " in out
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses", "--where", where)
-    assert code == 0
+    assert code == 0 and "reused the dry run's plan " in out, out
     restored = len(incident.damaged) - 1
     assert f"restored {restored} row(s)" in out and "conflicts (1," in out
     assert f"id={incident.lot_fixed}: changed after the damage" in out
@@ -84,6 +86,7 @@ def test_find_loss_dry_run_restore_columns_and_full(env: pytest.MonkeyPatch, con
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses", "--where", where,
                         "--columns", "administered_on,next_due_on", "--json")
     assert code == 0 and json.loads(out)["restored"] == 1
+    assert json.loads(out)["reuse"]["status"] == "not reused"
     fixed = asyncio.run(doses_now(config.database_url, {incident.lot_fixed}))[incident.lot_fixed]
     assert fixed["lot_number"] == "FIXED-LOT"
     assert fixed["administered_on"] == incident.before[incident.lot_fixed]["administered_on"]
