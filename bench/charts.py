@@ -21,6 +21,7 @@ SERIES = {
     "restore": [("backup run --incremental (ships the damage)", "incremental run (the damage)", False),
                 ("vaxvault restore records --dry-run", "restore records --dry-run", False),
                 ("vaxvault restore records", "restore records", False),
+                ("vaxvault restore records, after its dry run", "restore records after its dry run", False),
                 ("vaxvault backup verify --deep", "backup verify --deep", False),
                 ("pg_restore (full dump, scratch DB)", "pg_restore of a full dump", True)],
 }

@@ -252,9 +252,11 @@ def render(results: dict[str, Any], results_path: str, growth_picture: str | Non
             "sets administered_on to NULL for the lost set of dose-1 rows (266,561 rows at 1M "
             "recipients and above, scaled with the table below that: 26,656 at 100k), an incremental "
             "run ships the damage, and `vaxvault restore records --as-of T --table doses --where "
-            "\"dose_number = 1 AND id <= K\"` puts the rows back; the note checks that none is still "
-            "NULL. The peer is `pg_restore` of the whole `pg_dump -Fc` file into an empty scratch "
-            "database, which is what an operator without record-level restore would do first (and "
+            "\"dose_number = 1 AND id <= K\"` puts the rows back (with `--replan`: it plans again "
+            "rather than reuse the dry run's saved plan); the note checks that none is still NULL. "
+            "Then the same incident again, restored after its dry run, reusing its plan. The peer "
+            "is `pg_restore` of the whole `pg_dump -Fc` file into an empty scratch database, which "
+            "is what an operator without record-level restore would do first (and "
             "would then still have to copy the rows across by hand).", ""]
     for size in results["sizes"]:
         out += [f"### {size['recipients']:,} recipients", "", *_measured(size, "restore", _restores), ""]

@@ -194,7 +194,7 @@ def _records_text(report: RestoreReport) -> str:
         lines.append(f"restored {report.restored} row(s): {report.reinserted} re-inserted, "
                      f"{report.written_back} written back{audit} in {report.seconds} s")
     else:
-        lines.append(f"dry run: nothing was written (in {report.seconds} s)")
+        lines.append(f"dry run: nothing was restored (in {report.seconds} s)")
     if report.reuse is not None:
         lines.append(_reuse_text(report))
     if report.timings:

@@ -73,7 +73,7 @@ def test_find_loss_dry_run_restore_columns_and_full(env: pytest.MonkeyPatch, con
     assert dry["seconds"] >= sum(dry["timings"].values()) > 0 and dry["applied"] is False
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses",
                         "--where", where, "--dry-run")
-    assert code == 0 and "dry run: nothing was written (in " in out
+    assert code == 0 and "dry run: nothing was restored (in " in out
     assert "seconds per step: rebuild_as_of " in out and "parents " in out
     assert " saved until " in out
     code, out, _ = _run(capsys, "restore", "records", "--as-of", as_of, "--table", "doses", "--where", where)
