@@ -10,11 +10,10 @@ from pathlib import Path
 
 import asyncpg
 
-from backup.capture import changelog
 from backup.capture.triggers import install
 from backup.restore.changes import create_change_table, load_segments
 from backup.storage.file import FileRepository
-from tests.backup.test_segment_stream import TRICKY
+from tests.backup.test_segment_stream import TRICKY, _cut_after
 
 _DDL = """
 CREATE TYPE mood AS ENUM ('calm', 'tab\tbed', 'quo''te');
@@ -56,10 +55,7 @@ async def test_images_load_like_the_json_lines_for_every_kind_of_column(database
         await conn.execute("TRUNCATE odd_types")
         with tempfile.TemporaryDirectory() as spool_dir:
             spool = FileRepository(Path(spool_dir))
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                cut = await conn.fetchrow("SELECT pg_current_snapshot()::text AS position, "
-                                          "clock_timestamp() AS at")
-                segment = await changelog.cut_segment(conn, previous, cut["position"], cut["at"], spool, None)
+            segment, _ = await _cut_after(conn, previous, spool, None)
             assert segment is not None and segment.changes == 7
             image = segment.image("odd_types")
             assert image is not None and image.rows == 7
@@ -102,10 +98,7 @@ async def test_a_value_that_no_longer_fits_outside_the_window_falls_back_to_the_
         await conn.execute("INSERT INTO narrowed VALUES (2, 'fits')")
         with tempfile.TemporaryDirectory() as spool_dir:
             spool = FileRepository(Path(spool_dir))
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                cut = await conn.fetchrow("SELECT pg_current_snapshot()::text AS position, "
-                                          "clock_timestamp() AS at")
-                segment = await changelog.cut_segment(conn, previous, cut["position"], cut["at"], spool, None)
+            segment, _ = await _cut_after(conn, previous, spool, None)
             assert segment is not None and segment.image("narrowed") is not None
             await conn.execute("ALTER TABLE narrowed ALTER COLUMN label TYPE varchar(10)")
             async with conn.transaction():
