@@ -8,7 +8,6 @@ backup/storage/transfer.py).
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from backup.storage.index import SnapshotEntry, entry_of
 from backup.storage.manifest import ObjectRef, SegmentManifest, SnapshotManifest, decode_manifest
 from backup.storage.position import includes
 from backup.storage.repository import Repository, open_repository
-from backup.storage.transfer import stored_sha256
+from backup.storage.transfer import stored_sha256, streamed_sha256
 
 Manifest = SnapshotManifest | SegmentManifest
 # Objects of a unit are uploaded (and read back) in parallel: on a remote store the round trips,
@@ -114,19 +113,12 @@ def _verified_copy(source: FileRepository, target: Repository, key: str, sha256:
         target.delete(key)
     # A target hard-linked to the spool holds the spool's own bytes: before blaming the target,
     # see whether the spool file itself changed since its manifest was written.
-    if _sha256_of(source, key) != sha256:
+    if streamed_sha256(source, key) != sha256:
         raise ChecksumMismatch(f"{source.url}/{key} (the spool's copy) no longer matches its "
                                "manifest's SHA-256: it was damaged on the spool's disk after "
                                "it was written, and nothing was stored from it; check that disk")
     raise ChecksumMismatch(f"{target.url}/{key} does not match its SHA-256 after upload twice; "
                            "check the storage endpoint")
-
-
-def _sha256_of(repo: Repository, key: str) -> str:
-    digest = hashlib.sha256()
-    for piece in repo.stream(key):
-        digest.update(piece)
-    return digest.hexdigest()
 
 
 class EarlyUploads:

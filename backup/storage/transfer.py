@@ -33,7 +33,12 @@ def stored_sha256(target: Repository, key: str, source: Path) -> str:
         else:
             target.put_file(key, source)
     # Linked by this call, not written by it (a resumed push), or written to a remote store: read it.
+    return streamed_sha256(target, key)
+
+
+def streamed_sha256(repo: Repository, key: str) -> str:
+    """The SHA-256 of what `repo` holds at `key`, read piece by piece. Raises StorageError."""
     digest = hashlib.sha256()
-    for piece in target.stream(key):
+    for piece in repo.stream(key):
         digest.update(piece)
     return digest.hexdigest()
