@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from api.embedded_postgres import EmbeddedPostgres
 from bench.cluster import admin, drop_database
-from bench.process import CommandFailed, run_pipeline
+from bench.process import CommandFailed, Measured, run_pipeline
 from bench.progress import say
 from bench.server import VAXVAULT
 from bench.snapshot import WORK, Scratch, SnapshotResult, vaxvault
@@ -51,37 +52,45 @@ def lost_rows(cluster: EmbeddedPostgres, scratch: Scratch | None,
         return [SnapshotResult("vaxvault restore records", "", False, note=str(exc)[:300])]
     finally:
         drop_database(cluster, scratch.name)
-    damaged, shipped, dry, real, outcome, left, again = cold
-    plan = outcome["plan"]
-    note = (f"{damaged:,} rows lost, {outcome['restored']:,} restored "
+    plan = cold.outcome["plan"]
+    note = (f"{cold.damaged:,} rows lost, {cold.outcome['restored']:,} restored "
             f"(counts {plan['counts']}; read {plan['chunks_read']} of {plan['chunks_total']} "
-            f"chunks), {left} still NULL after; a second dry run plans {again}; "
-            f"seconds per step {outcome.get('timings', {})}")
-    say(f"restore: {real.seconds} s (dry run {dry.seconds} s); {note}")
-    reused = warm[4]
-    warm_note = (f"the same incident again, after its dry run ({warm[2].seconds} s): "
-                 f"{reused['restored']:,} restored, {warm[5]} still NULL after; "
-                 f"plan {(reused.get('reuse') or {}).get('status', '?')}; "
-                 f"seconds per step {reused.get('timings', {})}")
-    say(f"restore after its dry run: {warm[3].seconds} s; {warm_note}")
+            f"chunks), {cold.still_null} still NULL after; a second dry run plans {cold.again}; "
+            f"seconds per step {cold.outcome.get('timings', {})}")
+    say(f"restore: {cold.restore.seconds} s (dry run {cold.dry.seconds} s); {note}")
+    warm_note = (f"the same incident again, after its dry run ({warm.dry.seconds} s): "
+                 f"{warm.outcome['restored']:,} restored, {warm.still_null} still NULL after; "
+                 f"plan {(warm.outcome.get('reuse') or {}).get('status', '?')}; "
+                 f"seconds per step {warm.outcome.get('timings', {})}")
+    say(f"restore after its dry run: {warm.restore.seconds} s; {warm_note}")
     return [
         SnapshotResult("backup run --incremental (ships the damage)", "vaxvault backup run", True,
-                       shipped.seconds, None, shipped.peak_rss_mib),
+                       cold.shipped.seconds, None, cold.shipped.peak_rss_mib),
         SnapshotResult("vaxvault restore records --dry-run", f"--where \"{where}\"", True,
-                       dry.seconds, None, dry.peak_rss_mib),
+                       cold.dry.seconds, None, cold.dry.peak_rss_mib),
         SnapshotResult("vaxvault restore records", f"--as-of T --table doses --where \"{where}\"",
-                       True, real.seconds, None, real.peak_rss_mib,
+                       True, cold.restore.seconds, None, cold.restore.peak_rss_mib,
                        note=note),
         SnapshotResult("vaxvault restore records, after its dry run",
-                       "the same incident, dry run then restore", True, warm[3].seconds, None,
-                       warm[3].peak_rss_mib, note=warm_note),
+                       "the same incident, dry run then restore", True, warm.restore.seconds, None,
+                       warm.restore.peak_rss_mib, note=warm_note),
     ]
 
 
-def _incident(scratch: Scratch, url: str, where: str, replan: bool) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class Incident:
+    damaged: int  # rows with administered_on NULL after the damage
+    shipped: Measured  # the incremental run that ships it
+    dry: Measured
+    restore: Measured
+    outcome: dict[str, Any]  # the restore's --json report
+    still_null: int  # lost rows still NULL after the restore
+    again: dict[str, int]  # a second dry run's counts
+
+
+def _incident(scratch: Scratch, url: str, where: str, replan: bool) -> Incident:
     """Take T, lose the rows of `where` (administered_on NULL), ship the damage, dry-run and
-    restore as of T (`replan`: the restore plans again instead of reusing the dry run's plan).
-    Returns (damaged, shipped, dry, real, outcome, still NULL, a second dry run's counts)."""
+    restore as of T (`replan`: the restore plans again instead of reusing the dry run's plan)."""
     time.sleep(1.0)
     as_of = datetime.now(UTC).isoformat(timespec="seconds")
     time.sleep(1.5)
@@ -92,9 +101,9 @@ def _incident(scratch: Scratch, url: str, where: str, replan: bool) -> tuple[Any
     base = ["restore", "records", "--as-of", as_of, "--table", "doses", "--where", where]
     dry = run_pipeline([[str(VAXVAULT), *base, "--dry-run", "--json"]], env=scratch.env)
     report = WORK / "restore.json"
-    real = run_pipeline([[str(VAXVAULT), *base, *(["--replan"] if replan else []), "--json"]],
-                        report, env=scratch.env)
+    restore = run_pipeline([[str(VAXVAULT), *base, *(["--replan"] if replan else []), "--json"]],
+                           report, env=scratch.env)
     outcome = json.loads(report.read_text())
     left = int(str(admin(url, f"SELECT count(*) FROM doses WHERE {where} AND administered_on IS NULL")))
     again = json.loads(vaxvault(scratch, *base, "--dry-run", "--json"))["plan"]["counts"]
-    return damaged, shipped, dry, real, outcome, left, again
+    return Incident(damaged, shipped, dry, restore, outcome, left, again)
