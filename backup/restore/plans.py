@@ -57,11 +57,17 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {PLANS} (
 REVOKE ALL ON {PLANS} FROM PUBLIC;
 """
 
-# Every index of the table and its columns with their types: a unique index added since the dry
-# run, or a column retyped, changes what classify decides, and no change log records it.
+# The table's identity (dropped and recreated: same name, new oid), every index and every
+# constraint (NOT VALID shown): a unique index added since the dry run changes what classify
+# decides, and the plan's kept_parents is indexed by the table's foreign keys; no change log
+# records either. Columns and their types come from the LiveTable.
 _SHAPE = """
-SELECT coalesce((SELECT string_agg(pg_get_indexdef(indexrelid), '; ' ORDER BY indexrelid::regclass::text)
-                 FROM pg_index WHERE indrelid = to_regclass($1)), '')
+SELECT to_regclass($1)::oid::text
+    || '; ' || coalesce((SELECT string_agg(pg_get_indexdef(indexrelid), '; '
+                                           ORDER BY indexrelid::regclass::text)
+                         FROM pg_index WHERE indrelid = to_regclass($1)), '')
+    || '; ' || coalesce((SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), '; ' ORDER BY conname)
+                         FROM pg_constraint WHERE conrelid = to_regclass($1)), '')
 """
 
 
@@ -171,6 +177,9 @@ async def save(conn: asyncpg.Connection, key: Key | None, live: LiveTable, temp:
         async with conn.transaction():
             await conn.execute(_SETUP)
             await drop_expired(conn)
+            for earlier in await conn.fetch(f"DELETE FROM {PLANS} WHERE table_name = $1 AND fingerprint = $2 "
+                                            "RETURNING id", live.qualified, fingerprint(plan_parts)):
+                await _drop(conn, earlier["id"])  # replaced: an apply takes the latest dry run's
             saved_rows = await conn.execute(
                 f"CREATE UNLOGGED TABLE {rows} AS SELECT a.* FROM {quote_identifier(temp)} a "
                 f"JOIN {quote_identifier(temp + '_act')} k USING ({keys})")
@@ -236,11 +245,12 @@ async def take(conn: asyncpg.Connection, key: Key | None, live: LiveTable, temp:
         return PlanReuse("not reused", reason="no dry run saved a plan")
     await drop_expired(conn)
     wanted = fingerprint(plan_parts)
-    row = await conn.fetchrow(f"SELECT * FROM {PLANS} WHERE table_name = $1 ORDER BY "
-                              "fingerprint = $2 DESC, made_at DESC LIMIT 1", live.qualified, wanted)
+    # Claimed (row-locked) before anything of it is read: a second apply racing for the same plan
+    # skips it and plans afresh, rather than deadlocking on the plan's tables with this one.
+    row = await conn.fetchrow(f"SELECT * FROM {PLANS} WHERE table_name = $1 AND fingerprint = $2 "
+                              "ORDER BY made_at DESC LIMIT 1 FOR UPDATE SKIP LOCKED", live.qualified, wanted)
     if row is None:
-        return PlanReuse("not reused", reason=f"no dry run of {live.name} saved a plan in the last "
-                         f"{int(LIFETIME.total_seconds() // 60)} minutes")
+        return await _none_taken(conn, key, live, wanted, plan_parts)
     plan_id = row["id"]
     refused = await _refusal(conn, key, row, wanted, plan_parts)
     if refused is None:
@@ -255,6 +265,21 @@ async def take(conn: asyncpg.Connection, key: Key | None, live: LiveTable, temp:
         return PlanReuse("not reused", plan_id, reason=refused)
     await _forget(conn, plan_id)
     return Taken(plan_id, row["made_at"], json.loads(row["plan"]))
+
+
+async def _none_taken(conn: asyncpg.Connection, key: Key | None, live: LiveTable, wanted: str,
+                      plan_parts: dict[str, Any]) -> PlanReuse:
+    """Why no plan was taken. A plan made for other parts (options, history, shape) is left for
+    the apply it was made for: it expires, or a later dry run of its parts replaces it."""
+    other = await conn.fetchrow(f"SELECT * FROM {PLANS} WHERE table_name = $1 ORDER BY made_at DESC LIMIT 1",
+                                live.qualified)
+    if other is None:
+        return PlanReuse("not reused", reason=f"no dry run of {live.name} saved a plan in the last "
+                         f"{int(LIFETIME.total_seconds() // 60)} minutes")
+    if other["fingerprint"] == wanted:
+        return PlanReuse("not reused", other["id"], reason="another restore is applying the dry run's plan")
+    reason = await _refusal(conn, key, other, wanted, plan_parts)
+    return PlanReuse("not reused", other["id"], reason=reason or "the dry run was made for other parts")
 
 
 async def _refusal(conn: asyncpg.Connection, key: Key | None, row: asyncpg.Record, wanted: str,

@@ -152,14 +152,15 @@ class RestoreReport:
 
 async def plan_restore(database_url: str, repo: Repository, key: Key | None,
                        request: RestoreRequest) -> RestorePlan:
-    """Dry run: what restore_records would do now. Writes nothing (its transaction rolls back)."""
+    """Dry run: what restore_records would do now. Restores nothing; it saves its plan (rows at T
+    and decisions, in the backup schema: backup/restore/plans.py) for the apply that follows."""
     return (await dry_run(database_url, repo, key, request)).plan
 
 
 async def dry_run(database_url: str, repo: Repository, key: Key | None,
                   request: RestoreRequest) -> RestoreReport:
     """plan_restore with its report: the plan, the seconds and the seconds per step (applied
-    False, nothing written)."""
+    False, nothing restored; the saved plan in `reuse`)."""
     return await _run(database_url, repo, key, request, apply=False)
 
 

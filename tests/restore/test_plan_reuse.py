@@ -422,3 +422,44 @@ async def test_other_options_or_replan_plan_afresh(empty_database_url: str) -> N
     finally:
         registry.close()
 
+
+
+async def test_a_plan_made_for_other_options_is_left_for_its_own_apply(empty_database_url: str) -> None:
+    """An apply with other options plans afresh and leaves the dry run's plan alone: the apply
+    the dry run was made for still reuses it."""
+    registry = Registry(empty_database_url)
+    try:
+        request = await _dry_run_of(registry, {1: (0, "a"), 2: (1, "b")}, "DELETE FROM items", "grp = 0")
+        other = await restore_records(empty_database_url, registry.repo, None,
+                                      replace(request, where=parse("grp = 2")))
+        assert other.reuse is not None and "with other options (where)" in other.reuse.reason
+        assert other.restored == 0
+        own = await restore_records(empty_database_url, registry.repo, None, request)
+        assert own.reuse is not None and own.reuse.status == "reused", own.reuse
+        assert await registry.items() == [(1, 0, "a")]
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize("ddl", [
+    "ALTER TABLE items ADD CONSTRAINT v_given CHECK (v <> '') NOT VALID",
+    "CREATE UNIQUE INDEX items_v ON items (v)",
+])
+async def test_a_table_whose_shape_changed_since_the_dry_run_plans_afresh(
+        empty_database_url: str, ddl: str) -> None:
+    """A constraint or index added after the dry run (no change log records it) changes what the
+    plan decided, or the foreign keys its kept_parents counts by: the apply plans again."""
+    registry = Registry(empty_database_url)
+    try:
+        request = await _dry_run_of(registry, {1: (0, "a"), 2: (1, "b")}, "DELETE FROM items", "grp = 0")
+        conn = await asyncpg.connect(empty_database_url)
+        try:
+            await conn.execute(ddl)
+        finally:
+            await conn.close()
+        report = await restore_records(empty_database_url, registry.repo, None, request)
+        assert report.reuse is not None and report.reuse.status == "not reused", report.reuse
+        assert "another shape" in report.reuse.reason
+        assert await registry.items() == [(1, 0, "a")]
+    finally:
+        registry.close()
