@@ -213,6 +213,14 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
     switching_back = installed == "logical" and mode == "trigger"
     if switching_back and database_url is None:
         raise CaptureError("switching from logical to trigger capture drains the slot: pass the database URL")
+    if switching_back:
+        # The switch drops the slot: a captured table left out would be captured by neither.
+        captured = {r["table_name"] for r in await conn.fetch(f"SELECT table_name FROM {SCHEMA}.captured")}
+        left_out = sorted(captured - {t.name for t in chosen})
+        if left_out:
+            raise CaptureError(f"switching back to trigger capture must take every logically captured table; "
+                               f"{', '.join(left_out)} would lose capture: run 'vaxvault backup init' "
+                               "without --tables (or name them too)")
     warnings: list[str] = []
     slot = None
     if mode == "logical":

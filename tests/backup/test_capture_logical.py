@@ -603,3 +603,23 @@ async def test_init_switches_logical_capture_back_to_triggers_losing_and_doublin
     shipped = [(c.op, c.key, c.new and c.new["label"]) for c in _shipped(config)]
     assert shipped == [("I", {"id": 1}, "in the slot"), ("I", {"id": 2}, "in flight"),
                        ("U", {"id": 1}, "by trigger")]
+
+
+async def test_switching_back_to_triggers_refuses_to_leave_a_captured_table_out(logical_server: str) -> None:
+    """The switch drops the slot, so a logically captured table not given triggers would be
+    captured by neither: init refuses, and capture stays logical for both."""
+    url = await _database(logical_server, "switched_part", "logical",
+                          "CREATE TABLE first (id int PRIMARY KEY, v text); "
+                          "CREATE TABLE second (id int PRIMARY KEY, v text)")
+    conn = await asyncpg.connect(url)
+    try:
+        with pytest.raises(CaptureError, match=r"second would lose capture"):
+            await install(conn, ("first",), mode="trigger", database_url=url)
+        assert await logical.mode(conn) == "logical"
+        assert await conn.fetchval(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()") == 1
+        await conn.execute("INSERT INTO second VALUES (1, 'still captured')")
+        [(_, _, image)] = await _drain(url)
+        assert "still captured" in image
+    finally:
+        await conn.close()
