@@ -16,8 +16,9 @@ row 2. For such tables a run of UPDATEs of one table is paired key by key instea
   or an identical row left (a shift of rows equal but for their key): the two are the same
   decoded changes, and dropping both is right in either case (the key is as before the run).
 A key the run found already changed by a plain UPDATE (or a U) gets later changes appended, in
-order. A table with a non-deferrable key never shares one, even for a moment: its changes keep
-the row-by-row order trigger capture logs.
+order. Runs are kept per table: another table's changes in between (a row trigger's INSERT, a
+writable CTE) do not end one. A table with a non-deferrable key never shares one, even for a
+moment: its changes keep the row-by-row order trigger capture logs.
 """
 
 from __future__ import annotations
@@ -35,23 +36,26 @@ def log_rows(changes: Sequence[RowChange], key_of: Callable[[Relation], list[int
     """The log rows of one transaction's `changes` (in commit order). `key_of` gives the positions
     of a relation's primary key columns; `deferrable`: tables whose primary key is DEFERRABLE."""
     out: list[LogRow | None] = []
-    run: _Run | None = None
+    # Per table: a row trigger or a writable CTE interleaves other tables' changes with one
+    # statement's rows, and must not end that statement's pairing.
+    runs: dict[str, _Run] = {}
     for change in changes:
+        name = change.relation.name
         old = list(change.old) if change.old is not None else None
         new = list(change.new) if change.new is not None else None
         if change.op != "U" or old is None or new is None:
-            run = None
+            runs.pop(name, None)
             out.append((change, change.op, old, new))
             continue
         at = key_of(change.relation)
         before, after = tuple(old[i] for i in at), tuple(new[i] for i in at)
-        if change.relation.name not in deferrable:
-            run = None
+        if name not in deferrable:
             out.extend([(change, "D", old, None), (change, "I", None, new)] if before != after
                        else [(change, "U", old, new)])
             continue
+        run = runs.get(name)
         if run is None or run.relation is not change.relation:
-            run = _Run(change.relation, out)
+            run = runs[name] = _Run(change.relation, out)
         if before == after:
             run.keys[before] = len(out)
             out.append((change, "U", old, new))

@@ -96,3 +96,18 @@ def test_a_swap_is_two_updates_and_a_table_without_a_deferrable_key_keeps_row_or
     chain = [RowChange(7, EPOCH, 100, RELATION, "U", ("1", "x"), ("2", "x")),
              RowChange(7, EPOCH, 100, RELATION, "U", ("2", "x"), ("3", "x"))]
     assert [op for _, op, _, _ in log_rows(chain, _key, frozenset())] == ["D", "I", "D", "I"]
+
+
+def test_another_tables_changes_between_a_swaps_rows_do_not_end_its_pairing() -> None:
+    """A row trigger on the swapped table writing another captured table decodes between the
+    statement's rows: the swap is still paired (row by row, restore would lose row 2)."""
+    other = Relation(2, "public", "swap_log", "f", ("id", "label"), (23, 25), (True, True))
+    swap = [RowChange(7, EPOCH, 100, RELATION, "U", ("1", "x"), ("2", "x")),
+            RowChange(7, EPOCH, 100, other, "I", None, ("10", "moved 1")),
+            RowChange(7, EPOCH, 100, RELATION, "U", ("2", "y"), ("1", "y")),
+            RowChange(7, EPOCH, 100, other, "I", None, ("11", "moved 2"))]
+    log = log_rows(swap, _key, frozenset({"pairs"}))
+    pairs = [(op, old, new) for change, op, old, new in log if change.relation is RELATION]
+    assert _replay({"1": "x", "2": "y"}, pairs) == {"1": "y", "2": "x"}
+    assert [(op, new) for change, op, _, new in log if change.relation is other] == [
+        ("I", ["10", "moved 1"]), ("I", ["11", "moved 2"])]
