@@ -276,12 +276,14 @@ async def drain(conn: asyncpg.Connection, database_url: str) -> int:
         if records:
             await conn.copy_records_to_table("vaxvault_drained", records=records, columns=_STAGING_COLUMNS)
     if count:
+        # Undecodable only for what a decoded value or type can cause (a value that no longer fits,
+        # a type gone or no longer castable); not the rest of class 42 (a syntax error here is a
+        # bug of this module: calling it undecodable would have a full run recreate the slot,
+        # losing its changes), nor a missing privilege (this role's problem, not the slot's).
         try:
             await conn.execute(await _insert_sql(conn, shapes))
-        except asyncpg.InsufficientPrivilegeError:
-            raise  # this role's problem, not the slot's: recreating the slot would not help
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
-                asyncpg.SyntaxOrAccessError) as exc:
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.UndefinedObjectError,
+                asyncpg.CannotCoerceError, asyncpg.DatatypeMismatchError) as exc:
             raise Undecodable(
                 f"the capture slot holds changes that cannot be rebuilt into the change log ({exc}): "
                 f"{_fix()}") from exc
