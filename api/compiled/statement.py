@@ -63,7 +63,8 @@ _UNFROZEN = f"{PRINCIPAL}.until IS NULL"
 # it before the response goes out), or NULL when it revealed nothing personal. `set_role` and
 # `set_sub` are what _BEGIN_SQL set ($1, $2): the principal the row is checked against. The ids
 # and fields go as gathered (repeats, any order): the batch INSERT sorts them and drops the
-# repeats, so those two sorts start once per batch, not once per read (backend CPU per request,
+# repeats, so the executor start-up of those two sorts is paid once per batch, not once per read
+# (the sorting itself is still per row; backend CPU per request,
 # INSERT share included: `me` -7%, staff 0 to -9%, admin, center even; stop20-portal/audit_move.py).
 _AUDIT_ROW = """CASE WHEN cardinality(q.ids) > 0 THEN json_build_object(
     'set_role', $1::text, 'set_sub', $2::text, 'sub', {sub}::text, 'role', {role}::text,

@@ -178,3 +178,19 @@ async def test_one_commit_carries_rows_of_two_principals_each_in_its_own_name(
                     "INSERT INTO audit_log (actor_sub, actor_role, action, operation, "
                     "request_id, recipient_ids, fields, detail) VALUES ('admin-1', 'admin', "
                     "'read', 'T', 'x', '{12}', '{}', '{}')")
+
+
+async def test_a_rows_ids_and_fields_are_stored_sorted_and_once(
+        counted_pool: tuple[asyncpg.Pool, list[str]], owner: asyncpg.Connection,
+        seeded_database_url: str) -> None:
+    """The read statement sends ids and fields as it gathered them (repeats, any order); the
+    batch INSERT stores them as strawberry's audit rows are: sorted, each once."""
+    pool, _ = counted_pool
+    commits = AuditCommits(pool)
+    row = json.loads(_row(role="admin", sub="admin-1", request="repeats", ids=(13, 11, 13)))
+    row["fields"] = ["Recipient.phone", "Recipient.fullName", "Recipient.phone"]
+    async with asyncio.timeout(WAIT_S):
+        await commits.commit(json.dumps(row))
+    stored = await owner.fetchrow("SELECT recipient_ids, fields FROM audit_log WHERE request_id = 'repeats'")
+    assert stored["recipient_ids"] == [11, 13]
+    assert stored["fields"] == ["Recipient.fullName", "Recipient.phone"]
