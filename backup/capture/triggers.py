@@ -249,7 +249,8 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
                 # After the triggers: every writer of these tables has committed (CREATE TRIGGER
                 # waited for it, and it is in the WAL the drain reads) or will run them.
                 slot = await logical.uninstall(conn, chosen, database_url or "")
-            await conn.execute(f"UPDATE {SCHEMA}.state SET capture_version = {CAPTURE_VERSION}")
+            if await _covers_every_captured_table(conn, chosen):
+                await conn.execute(_STAMP)
             watermark = await conn.fetchval(f"SELECT watermark FROM {SCHEMA}.state")
             tracked = await conn.fetchval("SELECT current_setting('track_commit_timestamp')::boolean")
         if slot is not None:
@@ -257,6 +258,18 @@ async def install(conn: asyncpg.Connection, tables: tuple[str, ...] | None = Non
     except asyncpg.PostgresError as exc:
         raise CaptureError(f"cannot install change capture: {exc}") from exc
     return CaptureInstall(tuple(t.name for t in chosen), watermark, bool(tracked), mode, tuple(warnings))
+
+
+# The install is this version's only when every captured table was (re)installed by it.
+_STAMP = f"UPDATE {SCHEMA}.state SET capture_version = {CAPTURE_VERSION}"
+
+
+async def _covers_every_captured_table(conn: asyncpg.Connection, chosen: list[TableDef]) -> bool:
+    """Whether `chosen` holds every captured table that still exists: an install of some tables
+    (`backup init --tables`) after an upgrade must not mark the others' older functions current."""
+    captured = await conn.fetch(f"SELECT schema_name, table_name FROM {SCHEMA}.captured "
+                                "WHERE to_regclass(format('%I.%I', schema_name, table_name)) IS NOT NULL")
+    return {(r["schema_name"], r["table_name"]) for r in captured} <= {(t.schema, t.name) for t in chosen}
 
 
 async def _record(conn: asyncpg.Connection, table: TableDef) -> None:
@@ -302,6 +315,7 @@ async def refresh_if_stale(conn: asyncpg.Connection) -> str | None:
             present = tuple(n for n in names if n in existing)  # a table dropped since stays dropped
             if present:
                 refreshed += (await install(conn, present, schema=schema)).tables
+        await conn.execute(_STAMP)  # every schema's tables now, which no one install saw whole
     except CaptureError as exc:
         raise CaptureError(
             f"change capture was installed by an older vaxvault (capture version {before}; this one "

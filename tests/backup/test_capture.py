@@ -212,3 +212,27 @@ async def test_a_run_refreshes_capture_an_older_version_installed_or_says_to_run
         await conn.execute(f"DO $$ BEGIN DROP OWNED BY {role}; DROP ROLE {role}; "
                            "EXCEPTION WHEN undefined_object THEN NULL; END $$")
         await conn.close()
+
+
+async def test_an_init_of_some_tables_leaves_the_others_older_capture_to_be_refreshed(
+        database_url: str, tmp_path: Path) -> None:
+    """After an upgrade, `backup init --tables plots` refreshes plots only: the install must not
+    be marked current while lots keeps the older function, so the next run refreshes lots."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TABLE lots (id int PRIMARY KEY, n int, o text); "
+                           "CREATE TABLE plots (id int PRIMARY KEY, v text)")
+        await install(conn, ("lots", "plots"))
+        await conn.execute("INSERT INTO lots VALUES (1, 10, 'a')")
+        await _as_version_one(conn)
+        await install(conn, ("plots",))
+        with pytest.raises(asyncpg.AmbiguousColumnError):
+            await conn.execute("UPDATE lots SET n = 11")
+        config = BackupConfig(database_url=database_url, spool_dir=tmp_path / "spool",
+                              primary_url=(tmp_path / "primary").as_uri())
+        summary = await run_backup(config, full=True)
+        assert summary.refreshed is not None and "on 2 table(s)" in summary.refreshed
+        await conn.execute("UPDATE lots SET n = 11")
+        assert await conn.fetchval(f"SELECT capture_version FROM {SCHEMA}.state") == CAPTURE_VERSION
+    finally:
+        await conn.close()
