@@ -21,7 +21,7 @@ from backup.capture.triggers import CaptureInstall, install
 from backup.config import DEFAULT_CHUNK_ROWS, DEFAULT_WORKERS, BackupConfig
 from backup.errors import BackupError
 from backup.prune import prune
-from backup.runner import connect, run_backup
+from backup.runner import LOCK_KEY, connect, run_backup
 from backup.schedule import DEFAULT_FULL, DEFAULT_INCREMENTAL, Schedule, run_schedule, summary_line
 from backup.stages import Stage, build_stages
 from backup.storage.file import FileRepository
@@ -110,6 +110,10 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
         url = settings.require_database_url()
         conn = await connect(url)
         try:
+            # A run between its drain and its cut, or a second init, must not see capture change
+            # under it (a switch back empties the drain's progress row): wait for the backup lock,
+            # held until this session closes.
+            await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
             return await install(conn, args.tables, mode=settings.backup_capture, database_url=url)
         finally:
             await conn.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +15,7 @@ from backup.capture.catalog import describe_tables
 from backup.capture.triggers import CAPTURE_VERSION, SCHEMA, capture_function_sql, install
 from backup.config import BackupConfig
 from backup.errors import CaptureError
-from backup.runner import run_backup
+from backup.runner import LOCK_KEY, run_backup
 from backup.schedule import summary_line
 from tests import harness
 
@@ -236,3 +239,29 @@ async def test_an_init_of_some_tables_leaves_the_others_older_capture_to_be_refr
         assert await conn.fetchval(f"SELECT capture_version FROM {SCHEMA}.state") == CAPTURE_VERSION
     finally:
         await conn.close()
+
+
+async def test_backup_init_waits_for_a_backup_run_holding_the_lock(database_url: str) -> None:
+    """`vaxvault backup init` changes capture under a run (a switch back empties the drain's
+    progress): it waits for the backup lock a run holds, then installs."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("CREATE TABLE waits (id int PRIMARY KEY)")
+        assert await holder.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+        env = {name: value for name, value in os.environ.items() if not name.startswith("VAXVAULT_")}
+        env["VAXVAULT_DATABASE_URL"] = database_url
+        init = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "vaxvault"), "backup", "init", "--tables", "waits",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        done = asyncio.ensure_future(init.communicate())
+        await asyncio.sleep(3)
+        assert not done.done()
+        assert await holder.fetchval("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'waits'::regclass") == 0
+        await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        async with asyncio.timeout(60):
+            out, err = await done
+        assert init.returncode == 0, err.decode()
+        assert b"installed on 1 table(s): waits" in out
+        assert await holder.fetchval("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'waits'::regclass") > 0
+    finally:
+        await holder.close()
